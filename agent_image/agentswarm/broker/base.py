@@ -1,0 +1,303 @@
+"""The queue backend contract shared by the Redis Streams and NATS JetStream brokers.
+
+Everything above this module (agents, the coordinator, the local supervisor) talks to a
+:class:`Broker` and never to redis-py or nats-py directly, so both backends pass one conformance suite.
+
+Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py``):
+
+* **At least once.** A task is delivered again until it is acknowledged or dead-lettered, so a handler
+  may run more than once; :meth:`Broker.record_result` therefore keeps the *first* result only.
+* **Claim order.** :meth:`Broker.claim` hands a consumer (1) its *own* unacknowledged deliveries first
+  (a restarted agent with the same identity gets back what it was working on and resumes from its
+  checkpoint), then (2) deliveries abandoned by other consumers whose keep-alive is older than
+  ``claim_idle_ms``, then (3) new tasks in enqueue order (FIFO across the whole queue; with several
+  consumers "in order" means *handed out* in order, not *finished* in order).
+* **Long tasks.** While a delivery is in flight its owner calls :meth:`Broker.keep_alive` more often
+  than ``claim_idle_ms``; nobody else can take it in the meantime, however long it runs.
+* **Dead letters.** A delivery whose attempt number exceeds ``max_deliveries`` is not handed to a handler:
+  the broker moves it to the dead-letter log with its last recorded error, emits a terminal
+  ``{"type": "dead_lettered"}`` event and removes it from the queue. :meth:`Broker.fail` records an error
+  and either makes the task available again or, on the last allowed attempt, dead-letters it.
+* **Events.** Every task has an append-only event log. Ids are opaque, strictly increasing per task strings;
+  :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
+  id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
+  ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
+
+Task ids are caller-chosen or generated (uuid4 hex); they must match :data:`TASK_ID_PATTERN` because
+NATS uses them as subject tokens and Redis as key suffixes.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: Allowed task ids: letters, digits, ``_`` and ``-``, 1 to 128 characters.
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+#: Event types the runtime itself emits (handlers may emit any other ``type``).
+TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
+
+JSON = Any
+"""A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
+
+
+class BrokerError(RuntimeError):
+    """A broker operation failed for a reason the caller can act on (bad input, server refused, ...)."""
+
+
+class InvalidTaskId(BrokerError, ValueError):
+    """A task id does not match :data:`TASK_ID_PATTERN`."""
+
+
+def validate_task_id(task_id: str) -> str:
+    """Return ``task_id`` unchanged or raise :class:`InvalidTaskId` with a message naming the bad value."""
+    if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
+        raise InvalidTaskId(
+            f"invalid task id {task_id!r}: use 1-128 characters from A-Z, a-z, 0-9, '_' and '-'"
+        )
+    return task_id
+
+
+def new_task_id() -> str:
+    """A fresh random task id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task to enqueue. ``id=None`` lets the broker generate one."""
+
+    payload: JSON
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as stored in the queue."""
+
+    id: str
+    payload: JSON
+    enqueued_at: float = 0.0
+
+
+@dataclass
+class Delivery:
+    """One hand-out of a task to one consumer; pass it back to keep_alive/ack/fail/dead_letter.
+
+    ``attempt`` is 1 for the first delivery and grows with every redelivery (including a restarted
+    consumer re-taking its own pending delivery). ``source`` says which claim stage produced it.
+    ``handle`` is backend-private (a stream entry id, a JetStream message); do not interpret it.
+    """
+
+    task: Task
+    consumer: str
+    attempt: int
+    source: Literal["own", "reclaimed", "new"]
+    handle: Any = field(default=None, repr=False, compare=False)
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """The recorded outcome of a task. ``value`` is the handler's JSON return value."""
+
+    task_id: str
+    value: JSON
+    agent_id: str
+    attempt: int
+    recorded_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "task_id": self.task_id,
+            "value": self.value,
+            "agent_id": self.agent_id,
+            "attempt": self.attempt,
+            "recorded_at": self.recorded_at,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, JSON]) -> TaskResult:
+        return cls(
+            task_id=str(data["task_id"]),
+            value=data.get("value"),
+            agent_id=str(data.get("agent_id", "")),
+            attempt=int(data.get("attempt", 0)),
+            recorded_at=float(data.get("recorded_at", 0.0)),
+            started_at=None if data.get("started_at") is None else float(data["started_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A task that exhausted its deliveries, with the last error recorded for it."""
+
+    task: Task
+    error: str
+    deliveries: int
+    consumer: str
+    dead_lettered_at: float
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One entry of a task's event log. ``id`` is opaque and increasing; resume with ``after=id``."""
+
+    id: str
+    task_id: str
+    data: dict[str, JSON]
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    """Counters for /metrics and for tests.
+
+    ``queued``: enqueued, never handed out yet. ``pending``: handed out, not yet acknowledged (running or
+    abandoned). ``done``: tasks with a recorded result. ``dead_lettered``: entries in the dead-letter log.
+    ``saturated`` is True when the backend's in-flight limit (JetStream ``MaxAckPending``) is reached, i.e.
+    delivery is stalled until something is acknowledged; it is always False for Redis.
+    """
+
+    queued: int
+    pending: int
+    done: int
+    dead_lettered: int
+    enqueued_total: int = 0
+    saturated: bool = False
+
+
+class Broker(abc.ABC):
+    """Queue + result store + event log. One instance per process; methods are coroutine-safe.
+
+    Construct via :func:`agentswarm.broker.open_broker`. ``max_deliveries`` and ``claim_idle_ms`` come from
+    :class:`agentswarm.settings.Settings`.
+    """
+
+    name: str = "abstract"
+
+    def __init__(self, *, max_deliveries: int, claim_idle_ms: int) -> None:
+        self.max_deliveries = max_deliveries
+        self.claim_idle_ms = claim_idle_ms
+
+    async def __aenter__(self) -> Broker:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Connect and create the streams/groups/buckets if missing (idempotent, safe to race)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close connections. In-flight deliveries stay unacknowledged (they are redelivered)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """True when the server answers right now (used by /readyz). Never raises."""
+
+    # -- producing ----------------------------------------------------------------------------------------
+    async def enqueue(self, payload: JSON, task_id: str | None = None) -> str:
+        """Enqueue one task; returns its id. Idempotent per id: a second enqueue of the same id is a no-op."""
+        ids = await self.enqueue_many([TaskSpec(payload=payload, id=task_id)])
+        return ids[0]
+
+    @abc.abstractmethod
+    async def enqueue_many(self, tasks: Sequence[TaskSpec]) -> list[str]:
+        """Enqueue several tasks in order; returns their ids in the same order.
+
+        Idempotent per task id: ids already known to the broker (queued, running, done or dead) are not
+        enqueued again. Raises :class:`InvalidTaskId` before enqueuing anything if an id is malformed.
+        """
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: str) -> Task | None:
+        """The stored task, or None if this id was never enqueued."""
+
+    # -- consuming ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
+        """Hand up to ``count`` deliveries to ``consumer`` (own pending, then abandoned, then new).
+
+        Blocks up to ``block_ms`` for new tasks when there is nothing to hand out; returns ``[]`` on timeout.
+        Deliveries over ``max_deliveries`` are dead-lettered here instead of being returned.
+        """
+
+    @abc.abstractmethod
+    async def keep_alive(self, deliveries: Sequence[Delivery]) -> None:
+        """Tell the broker these in-flight deliveries are still being worked on (resets their idle time)."""
+
+    @abc.abstractmethod
+    async def ack(self, delivery: Delivery) -> None:
+        """Finish a delivery: remove the task from the queue for good. Call after record_result."""
+
+    @abc.abstractmethod
+    async def fail(self, delivery: Delivery, error: str) -> bool:
+        """Record ``error`` as the task's last error and give the delivery back.
+
+        Returns True if this was the last allowed attempt and the task was dead-lettered, False if it will be
+        delivered again.
+        """
+
+    @abc.abstractmethod
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it."""
+
+    @abc.abstractmethod
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead-lettered tasks."""
+
+    # -- results ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def record_result(self, result: TaskResult) -> bool:
+        """Store ``result`` unless the task already has one. True if this call recorded it.
+
+        The first recorded result also appends a terminal ``result`` event to the task's event log.
+        """
+
+    @abc.abstractmethod
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        """The recorded result of a task, or None."""
+
+    # -- events -------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:
+        """Append ``data`` to the task's event log; returns the new event id."""
+
+    @abc.abstractmethod
+    async def read_events(
+        self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
+    ) -> list[TaskEvent]:
+        """Events of ``task_id`` with id after ``after`` (None or "0" = from the start), oldest first.
+
+        When there are none and ``block_ms > 0``, waits up to ``block_ms`` for the next one.
+        """
+
+    # -- checkpoints (used by the "broker" checkpoint backend) -------------------------------------------
+    @abc.abstractmethod
+    async def put_checkpoint(self, task_id: str, blob: bytes) -> None:
+        """Store an opaque checkpoint blob for a task; the previous blob is kept as a fallback."""
+
+    @abc.abstractmethod
+    async def get_checkpoints(self, task_id: str) -> list[bytes]:
+        """Stored checkpoint blobs for a task, newest first (at most two). Empty if none."""
+
+    @abc.abstractmethod
+    async def delete_checkpoints(self, task_id: str) -> None:
+        """Forget a task's checkpoints (after its result is recorded)."""
+
+    # -- metrics ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def stats(self) -> BrokerStats:
+        """Current counters (see :class:`BrokerStats`)."""

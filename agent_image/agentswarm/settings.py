@@ -1,0 +1,159 @@
+"""Runtime configuration from ``AGENTSWARM_*`` environment variables (see docs/runtime-contract.md).
+
+One :class:`Settings` object serves the coordinator, the agents and the local supervisor. Bad values fail
+at start-up with one line per bad variable naming it, the value and what is allowed
+(:func:`load_settings` raises :class:`SettingsError`), instead of surfacing later as a connection error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AGENTSWARM_"
+_HANDLER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SettingsError(ValueError):
+    """Configuration is invalid; ``str()`` names every bad variable, its value and what is allowed."""
+
+
+class Settings(BaseSettings):
+    """All runtime settings. Environment variable = ``AGENTSWARM_`` + field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    # -- broker (both roles) ------------------------------------------------------------------------------
+    broker: Literal["redis", "nats"] = Field("redis", description="queue backend")
+    redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss://, no password")
+    redis_password: SecretStr | None = Field(None, description="from a Kubernetes Secret")
+    redis_ca_file: Path | None = Field(None, description="CA bundle for rediss:// (Memorystore)")
+    nats_url: str = Field("nats://localhost:4222", description="nats://HOST:PORT")
+    namespace: str = Field(
+        "agentswarm",
+        description="prefix of every stream/key/bucket, so several swarms (or tests) can share one server",
+    )
+
+    # -- queue tunables -----------------------------------------------------------------------------------
+    claim_idle_ms: int = Field(
+        60_000,
+        ge=100,
+        description="a delivery whose keep-alive is older than this is taken over by another agent "
+        "(Redis XAUTOCLAIM min-idle-time; JetStream AckWait)",
+    )
+    keepalive_interval_ms: int = Field(
+        0,
+        ge=0,
+        description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
+    )
+    max_deliveries: int = Field(5, ge=1, le=1000, description="attempts before a task is dead-lettered")
+    max_ack_pending: int = Field(
+        10_000,
+        ge=1,
+        description="JetStream MaxAckPending of the shared consumer (>= number of agents x concurrency)",
+    )
+    claim_block_ms: int = Field(1000, ge=10, description="how long one claim waits for new tasks")
+
+    # -- agent --------------------------------------------------------------------------------------------
+    agent_id: str = Field("agent-0", description="stable identity = StatefulSet pod name")
+    checkpoint_dir: Path = Field(Path("/var/lib/agentswarm"), description="per-agent volume")
+    checkpoint_backend: Literal["file", "broker"] = Field(
+        "file",
+        description="'file': the agent volume (a task resumes on the agent that owned it); "
+        "'broker': Redis hash / NATS KV, so any agent that takes the task over resumes it",
+    )
+    checkpoint_keep: int = Field(2, ge=2, le=100, description="checkpoint versions kept per task")
+    handler: str = Field("agentswarm.handlers.steps:handle", description="module:function of the handler")
+    heartbeat_interval_seconds: float = Field(2.0, gt=0, description="how often .heartbeat is touched")
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="on SIGTERM the agent waits this long for the handler's next checkpoint, then exits "
+        "(keep it below terminationGracePeriodSeconds)",
+    )
+
+    # -- coordinator --------------------------------------------------------------------------------------
+    port: int = Field(8080, ge=1, le=65535, description="HTTP + websocket port")
+    host: str = Field("0.0.0.0", description="bind address of the coordinator")
+    api_token: SecretStr | None = Field(None, description="bearer token for websocket clients")
+    shutdown_drain_seconds: float = Field(
+        5.0, ge=0, description="keep serving after SIGTERM, then close websockets with 1012"
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        if re.match(r"^rediss?://[^/@]*:[^/@]+@", v):
+            raise ValueError("must not contain a password; set AGENTSWARM_REDIS_PASSWORD instead")
+        return v
+
+    @field_validator("nats_url")
+    @classmethod
+    def _check_nats_url(cls, v: str) -> str:
+        for url in v.split(","):
+            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError("must be nats://HOST:PORT (comma-separated for a cluster)")
+        return v
+
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, v: str) -> str:
+        if not _HANDLER_RE.match(v):
+            raise ValueError("must be 'package.module:function'")
+        return v
+
+    @field_validator("agent_id", "namespace")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Settings:
+        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError("AGENTSWARM_REDIS_CA_FILE is set but AGENTSWARM_REDIS_URL is not rediss://")
+        if self.keepalive_interval_ms and self.keepalive_interval_ms >= self.claim_idle_ms:
+            raise ValueError(
+                f"AGENTSWARM_KEEPALIVE_INTERVAL_MS={self.keepalive_interval_ms} must be below "
+                f"AGENTSWARM_CLAIM_IDLE_MS={self.claim_idle_ms}, or long tasks get taken over while running"
+            )
+        return self
+
+    @property
+    def keepalive_seconds(self) -> float:
+        """Effective keep-alive period in seconds."""
+        ms = self.keepalive_interval_ms or self.claim_idle_ms // 4
+        return max(ms, 50) / 1000.0
+
+    @property
+    def heartbeat_file(self) -> Path:
+        """The exec probe's heartbeat file: ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat``."""
+        return self.checkpoint_dir / ".heartbeat"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ()) if p != "__root__"]
+    value = error.get("input")
+    msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:
+        return msg
+    var = ENV_PREFIX + loc[0].upper()
+    shown = "<secret>" if "password" in loc[0] or "token" in loc[0] else repr(value)
+    return f"{var}={shown}: {msg}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (``overrides`` win); raise :class:`SettingsError` when invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(dict(e)) for e in exc.errors()]
+        raise SettingsError("invalid agentswarm configuration:\n  " + "\n  ".join(lines)) from None
