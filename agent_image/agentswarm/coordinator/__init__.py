@@ -1,0 +1,44 @@
+"""The coordinator: websocket API + plain-HTTP health/metrics on one port (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agentswarm.coordinator.server import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_SERVICE_RESTART,
+    Coordinator,
+    CoordinatorConfig,
+)
+
+if TYPE_CHECKING:
+    from agentswarm.settings import Settings
+
+__all__ = [
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_SERVICE_RESTART",
+    "Coordinator",
+    "CoordinatorConfig",
+    "config_from_settings",
+    "run",
+]
+
+
+def config_from_settings(settings: Settings) -> CoordinatorConfig:
+    """The coordinator's knobs from ``AGENTSWARM_*`` settings (the token must be set)."""
+    token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
+    return CoordinatorConfig(
+        api_token=token,
+        host=settings.host,
+        port=settings.port,
+        shutdown_drain_seconds=settings.shutdown_drain_seconds,
+    )
+
+
+async def run(settings: Settings) -> None:
+    """Entry point of ``agentswarm coordinator``: serve until SIGTERM, drain, close with 1012."""
+    from agentswarm.broker import make_broker
+
+    config = config_from_settings(settings)
+    coordinator = Coordinator(make_broker(settings), config)
+    await coordinator.run_until_signalled(connect=True)

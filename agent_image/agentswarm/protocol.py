@@ -1,0 +1,223 @@
+"""Frames of the coordinator's websocket API (see docs/protocol.md).
+
+Every frame is one JSON object in one text message with a ``type`` field. Client frames are parsed
+with :func:`parse_client_frame`, which never raises for bad input: it returns an :class:`ErrorFrame`
+that the server sends back while the connection stays usable. Keeping parsing here (and out of the
+server) lets the client, the server and the tests share one definition of the wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+#: Application limit on one client frame, in bytes. Larger frames get a ``too_large`` error frame.
+DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+#: Hard cap handed to websockets' ``max_size``; frames above it are closed with 1009 by the library
+#: (the frame is not even buffered), so it sits well above the application limit.
+DEFAULT_HARD_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Most tasks one ``submit`` frame may carry.
+MAX_TASKS_PER_SUBMIT = 1000
+
+#: Same rule as :data:`agentswarm.broker.base.TASK_ID_PATTERN` (ids are NATS subject tokens / Redis keys).
+TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+
+ErrorCode = Literal[
+    "bad_json",  # the message is not valid JSON, or not a JSON object
+    "binary_not_supported",  # a binary message was sent; the API is JSON text only
+    "too_large",  # the message exceeds the application frame limit
+    "unknown_type",  # ``type`` is missing or not one of the client frame types
+    "invalid_frame",  # the frame has the right type but wrong fields
+    "unauthenticated",  # no/invalid token (the connection is then closed with 1008)
+    "auth_timeout",  # no auth frame in time (closed with 1008)
+    "already_authenticated",  # a second auth frame
+    "not_found",  # unsubscribe of a task that is not subscribed
+    "broker_error",  # the queue backend failed the operation; retry later
+    "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
+]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def dump(self) -> str:
+        """Serialise for the wire (compact JSON, ``None`` fields kept so the shape is stable)."""
+        return self.model_dump_json()
+
+
+# --- client -> server -------------------------------------------------------------------------
+
+
+class TaskSpec(BaseModel):
+    """One task to enqueue. ``task_id`` is optional: the coordinator generates one when absent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)] | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"]
+    token: str
+
+
+class SubmitFrame(_Frame):
+    type: Literal["submit"]
+    ref: str | None = Field(default=None, max_length=200, description="echoed in the reply")
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS_PER_SUBMIT)
+
+
+class SubscribeFrame(_Frame):
+    type: Literal["subscribe"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    after: str | None = Field(
+        default=None, max_length=100, description="last event id already seen; null = from the start"
+    )
+
+
+class UnsubscribeFrame(_Frame):
+    type: Literal["unsubscribe"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+
+
+class StatsRequestFrame(_Frame):
+    type: Literal["stats"]
+    ref: str | None = Field(default=None, max_length=200)
+
+
+ClientFrame = Annotated[
+    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats")
+_client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+# --- server -> client -------------------------------------------------------------------------
+
+
+class WelcomeFrame(_Frame):
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    connection_id: str
+    max_frame_bytes: int
+
+
+class SubmittedFrame(_Frame):
+    type: Literal["submitted"] = "submitted"
+    ref: str | None = None
+    task_ids: list[str]
+
+
+class SubscribedFrame(_Frame):
+    type: Literal["subscribed"] = "subscribed"
+    ref: str | None = None
+    task_id: str
+    after: str | None = None
+
+
+class UnsubscribedFrame(_Frame):
+    type: Literal["unsubscribed"] = "unsubscribed"
+    ref: str | None = None
+    task_id: str
+
+
+class EventFrame(_Frame):
+    type: Literal["event"] = "event"
+    task_id: str
+    event_id: str
+    data: dict[str, Any]
+
+
+class ResultFrame(_Frame):
+    type: Literal["result"] = "result"
+    task_id: str
+    status: Literal["done", "dead"]
+    result: Any = None
+    error: str | None = None
+    agent_id: str | None = None
+    attempt: int | None = None
+
+
+class StatsFrame(_Frame):
+    type: Literal["stats"] = "stats"
+    ref: str | None = None
+    stats: dict[str, Any]
+
+
+class ErrorFrame(_Frame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    ref: str | None = None
+
+
+ServerFrame = Annotated[
+    WelcomeFrame
+    | SubmittedFrame
+    | SubscribedFrame
+    | UnsubscribedFrame
+    | EventFrame
+    | ResultFrame
+    | StatsFrame
+    | ErrorFrame,
+    Field(discriminator="type"),
+]
+_server_adapter: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def _short_validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "frame"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_client_frame(message: str | bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
+    """Parse one client message into a frame model, or an :class:`ErrorFrame` saying what is wrong.
+
+    Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame`` or
+    ``ErrorFrame``. Never raises on bad input: the server answers the error frame and carries on.
+    """
+    if isinstance(message, bytes):
+        return ErrorFrame(code="binary_not_supported", message="send JSON frames as text messages")
+    size = len(message.encode("utf-8", errors="surrogatepass"))
+    if size > max_bytes:
+        return ErrorFrame(code="too_large", message=f"frame is {size} bytes; the limit is {max_bytes} bytes")
+    try:
+        raw = json.loads(message)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return ErrorFrame(code="bad_json", message=f"frame is not valid JSON: {exc}")
+    if not isinstance(raw, dict):
+        return ErrorFrame(code="bad_json", message="frame must be a JSON object")
+    ref = raw.get("ref") if isinstance(raw.get("ref"), str) else None
+    ftype = raw.get("type")
+    if ftype not in CLIENT_FRAME_TYPES:
+        return ErrorFrame(
+            code="unknown_type",
+            message=f"unknown frame type {ftype!r}; expected one of {', '.join(CLIENT_FRAME_TYPES)}",
+            ref=ref,
+        )
+    try:
+        return _client_adapter.validate_python(raw)
+    except ValidationError as exc:
+        return ErrorFrame(
+            code="invalid_frame", message=f"bad {ftype} frame: {_short_validation_message(exc)}", ref=ref
+        )
+
+
+def parse_server_frame(message: str | bytes) -> Any:
+    """Parse a server frame (client side). Raises ``ValueError`` on anything the server never sends."""
+    try:
+        return _server_adapter.validate_json(message)
+    except ValidationError as exc:
+        raise ValueError(f"unexpected frame from the server: {_short_validation_message(exc)}") from exc
