@@ -1,0 +1,309 @@
+"""The ``agentswarm`` console script: one entry point for every role (see docs/runtime-contract.md).
+
+* ``agentswarm coordinator`` / ``agentswarm agent``: the two pod roles, configured by ``AGENTSWARM_*``.
+* ``agentswarm probe --max-age-seconds N``: the agents' exec liveness probe.
+* ``agentswarm submit`` / ``agentswarm watch``: websocket client with reconnect, resume and progress.
+* ``agentswarm local``: the whole swarm as local processes (see docs/local.md).
+
+Exit codes: 0 success, 1 a task failed (dead-lettered) or a probe failed, 2 usage/configuration error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = os.environ.get("AGENTSWARM_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _load_settings() -> Any:
+    from agentswarm.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"agentswarm: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _run_maybe_async(value: Any) -> Any:
+    if inspect.isawaitable(value):
+
+        async def _await() -> Any:
+            return await value
+
+        return asyncio.run(_await())
+    return value
+
+
+# --- roles -------------------------------------------------------------------------------------------
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from agentswarm import coordinator
+
+    settings = _load_settings()
+    try:
+        asyncio.run(coordinator.run(settings))
+    except ValueError as exc:  # e.g. no API token
+        print(f"agentswarm coordinator: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agentswarm import agent  # type: ignore[attr-defined,unused-ignore]
+
+    settings = _load_settings()
+    result = _run_maybe_async(agent.run(settings))
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from agentswarm import agent  # type: ignore[attr-defined,unused-ignore]
+
+    result = _run_maybe_async(agent.probe(args.max_age_seconds))
+    if isinstance(result, bool):
+        return EXIT_OK if result else EXIT_FAILED
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+# --- client ------------------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from agentswarm.client import Backoff, SwarmClient
+
+    return SwarmClient(
+        args.url,
+        args.token,
+        backoff=Backoff(initial=args.backoff_initial, maximum=args.backoff_max),
+        max_retries=args.max_retries,
+    )
+
+
+def _read_tasks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = []
+    for raw in args.payload or []:
+        tasks.append({"payload": _json_object(raw, "--payload")})
+    if args.file:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                obj = _json_object(line, f"{args.file}:{n}")
+                # A line is either a task {"task_id":..., "payload": {...}} or just a payload.
+                tasks.append(obj if "payload" in obj else {"payload": obj})
+    if args.count > 1:
+        tasks = [t for t in tasks for _ in range(args.count)]
+    if args.task_id:
+        if len(tasks) != 1:
+            raise SystemExit("agentswarm submit: --id needs exactly one task")
+        tasks[0] = {**tasks[0], "task_id": args.task_id}
+    if not tasks:
+        raise SystemExit("agentswarm submit: nothing to submit; give --payload JSON or --file FILE")
+    return tasks
+
+
+def _json_object(raw: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"agentswarm submit: {where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"agentswarm submit: {where} must be a JSON object")
+    return value
+
+
+async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Namespace) -> int:
+    from agentswarm.client import ProgressBar, summary_table
+
+    bar = None if args.quiet else ProgressBar(task_ids)
+    if bar is not None:
+        client.on_reconnect = bar.on_reconnect
+        bar.render(force=True)
+
+    def on_result(frame: Any) -> None:
+        if bar is not None:
+            bar.on_result(frame)
+        if args.json:
+            print(frame.dump(), flush=True)
+
+    try:
+        watches = await client.watch(
+            task_ids,
+            after={tid: args.after for tid in task_ids} if getattr(args, "after", None) else None,
+            on_event=bar.on_event if bar is not None else None,
+            on_result=on_result,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.json:
+        print(summary_table(watches))
+    dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
+    return EXIT_FAILED if dead else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from agentswarm.client import ClientError
+
+    tasks = _read_tasks(args)
+    client = _client(args)
+
+    async def main() -> int:
+        ids: list[str] = await client.submit(tasks)
+        if not args.watch:
+            for tid in ids:
+                print(tid)
+            return EXIT_OK
+        print(f"submitted {len(ids)} task(s)", file=sys.stderr)
+        return await _watch_and_report(client, ids, args)
+
+    try:
+        return asyncio.run(main())
+    except ClientError as exc:
+        print(f"agentswarm submit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from agentswarm.client import ClientError
+
+    client = _client(args)
+    try:
+        return asyncio.run(_watch_and_report(client, list(args.task_ids), args))
+    except ClientError as exc:
+        print(f"agentswarm watch: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from agentswarm.local import LocalOptions, run_local
+
+    opts = LocalOptions(
+        agents=args.agents,
+        broker=args.broker,
+        redis_url=args.redis_url,
+        handler=args.handler,
+        state_dir=Path(args.state_dir),
+        port=args.port,
+        host=args.host,
+        token=args.token,
+        demo=args.demo,
+        demo_tasks=args.demo_tasks,
+        demo_steps=args.demo_steps,
+    )
+    return run_local(opts)
+
+
+# --- parser ------------------------------------------------------------------------------------------
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url",
+        default=os.environ.get("AGENTSWARM_URL", "ws://127.0.0.1:8080/ws"),
+        help="coordinator websocket URL (env AGENTSWARM_URL; default %(default)s)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("AGENTSWARM_API_TOKEN", ""),
+        help="API token (env AGENTSWARM_API_TOKEN)",
+    )
+    p.add_argument(
+        "--max-retries", type=int, default=None, help="consecutive failed connects before giving up"
+    )
+    p.add_argument("--backoff-initial", type=float, default=0.2, help="first reconnect delay, seconds")
+    p.add_argument("--backoff-max", type=float, default=10.0, help="largest reconnect delay, seconds")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print each result frame as one JSON line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentswarm", description="Run and use an agentswarm.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("coordinator", help="run the coordinator (websocket API, /healthz, /readyz, /metrics)")
+    sub.add_parser("agent", help="run one agent worker (identity AGENTSWARM_AGENT_ID)")
+
+    probe = sub.add_parser("probe", help="agent exec liveness probe: exit 0 while the heartbeat is fresh")
+    probe.add_argument("--max-age-seconds", type=float, default=30.0)
+
+    submit = sub.add_parser("submit", help="submit tasks over the websocket API")
+    _add_client_options(submit)
+    submit.add_argument("--payload", action="append", help="task payload as a JSON object (repeatable)")
+    submit.add_argument("--file", help="JSON lines file of tasks or payloads ('-' = stdin)")
+    submit.add_argument("--count", type=int, default=1, help="submit each task this many times")
+    submit.add_argument(
+        "--id", dest="task_id", help="task id for a single task (makes the submit idempotent)"
+    )
+    submit.add_argument(
+        "--watch", action=argparse.BooleanOptionalAction, default=True, help="follow the tasks to the end"
+    )
+
+    watch = sub.add_parser("watch", help="follow tasks' events and results, resuming across reconnects")
+    _add_client_options(watch)
+    watch.add_argument("task_ids", nargs="+", metavar="TASK_ID")
+    watch.add_argument("--after", help="event id already seen (resume; only with one task)")
+
+    local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
+    local.add_argument("--agents", type=int, default=3, help="agent processes (default %(default)s)")
+    local.add_argument("--broker", choices=("nats", "redis"), default="nats", help="queue backend")
+    local.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
+    local.add_argument("--handler", help="module:function of the task handler")
+    local.add_argument("--state-dir", default=".agentswarm", help="broker data, checkpoints, logs")
+    local.add_argument("--host", default="127.0.0.1", help="coordinator bind address")
+    local.add_argument(
+        "--port", type=int, default=8080, help="coordinator port (0 or busy = pick a free one)"
+    )
+    local.add_argument("--token", help="API token (default: generated once, kept in the state dir)")
+    local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
+    local.add_argument("--demo-tasks", type=int, default=12, help="tasks in the demo batch")
+    local.add_argument("--demo-steps", type=int, default=8, help="steps per demo task")
+    return parser
+
+
+COMMANDS = {
+    "coordinator": cmd_coordinator,
+    "agent": cmd_agent,
+    "probe": cmd_probe,
+    "submit": cmd_submit,
+    "watch": cmd_watch,
+    "local": cmd_local,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command in ("watch",) and args.after and len(args.task_ids) != 1:
+        print("agentswarm watch: --after needs exactly one task id", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""Websocket client for the coordinator: submit tasks, watch them, survive every disconnect.
+
+Every connection to a coordinator ends eventually: GKE's load balancer cuts websockets at its backend
+timeout whatever the traffic, nginx cuts idle ones, coordinators restart (close code 1012). The client
+therefore treats a closed connection as routine: it reconnects with exponential backoff (with jitter,
+reset after each successful handshake) and re-subscribes every unfinished task *after the last event id
+it saw*, so the caller sees each event exactly once and in order.
+
+Submits are safe to retry: the client picks task ids itself before the first attempt, and the broker
+ignores an id it already knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from agentswarm import protocol as p
+
+log = logging.getLogger("agentswarm.client")
+
+DEFAULT_URL = "ws://127.0.0.1:8080/ws"
+
+
+class ClientError(RuntimeError):
+    """A failure that retrying will not fix (bad token, invalid request, retries exhausted)."""
+
+
+class AuthError(ClientError):
+    """The coordinator refused the token."""
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter; ``reset()`` after a connection that worked."""
+
+    initial: float = 0.2
+    maximum: float = 10.0
+    factor: float = 2.0
+    _current: float = field(default=0.0, init=False)
+
+    def next_delay(self) -> float:
+        self._current = self.initial if self._current == 0 else min(self.maximum, self._current * self.factor)
+        return random.uniform(self._current / 2, self._current)
+
+    def reset(self) -> None:
+        self._current = 0.0
+
+
+@dataclass
+class TaskWatch:
+    """What the client knows about one watched task."""
+
+    task_id: str
+    last_event_id: str | None = None
+    events: int = 0
+    result: p.ResultFrame | None = None
+    last_data: dict[str, Any] = field(default_factory=dict)
+
+
+EventCallback = Callable[[p.EventFrame], None]
+ResultCallback = Callable[[p.ResultFrame], None]
+
+
+class SwarmClient:
+    """Talks to one coordinator URL (usually a load balancer in front of several).
+
+    ``max_retries`` bounds *consecutive* failed connection attempts (None = retry forever); a
+    connection that completes its handshake resets the count.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str = "",
+        *,
+        backoff: Backoff | None = None,
+        max_retries: int | None = None,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        on_reconnect: Callable[[int, BaseException], None] | None = None,
+    ) -> None:
+        if not token:
+            raise ClientError("no API token: pass --token or set AGENTSWARM_API_TOKEN")
+        self.url = url
+        self.token = token
+        self.backoff = backoff or Backoff()
+        self.max_retries = max_retries
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.on_reconnect = on_reconnect
+        #: Connections opened so far and how many of them ended unexpectedly.
+        self.connections = 0
+        self.reconnects = 0
+
+    # --- connection management ------------------------------------------------------------------
+
+    async def _open(self) -> ClientConnection:
+        """Connect and authenticate (bearer header); returns after the welcome frame."""
+        ws = await connect(
+            self.url,
+            additional_headers={"Authorization": f"Bearer {self.token}"},
+            open_timeout=self.open_timeout,
+            ping_interval=self.ping_interval,
+            max_size=p.DEFAULT_HARD_MAX_FRAME_BYTES,
+        )
+        try:
+            frame = p.parse_server_frame(await asyncio.wait_for(ws.recv(), self.open_timeout))
+        except BaseException:
+            await ws.close()
+            raise
+        if isinstance(frame, p.ErrorFrame):
+            await ws.close()
+            raise ClientError(f"coordinator refused the connection: {frame.code}: {frame.message}")
+        if not isinstance(frame, p.WelcomeFrame):
+            await ws.close()
+            raise ClientError(f"expected a welcome frame, got {frame.type}")
+        self.connections += 1
+        return ws
+
+    async def _with_retries(self, attempt: Callable[[], Any]) -> Any:
+        """Run ``attempt()`` (which opens its own connection) until it returns, reconnecting on drops."""
+        failures = 0
+        while True:
+            try:
+                return await attempt()
+            except InvalidStatus as exc:
+                if exc.response.status_code == 401:
+                    raise AuthError(f"coordinator at {self.url} rejected the API token (HTTP 401)") from None
+                error: BaseException = exc
+            except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError, _Dropped) as exc:
+                error = exc
+            if isinstance(error, _Dropped) and error.progressed:
+                failures = 0
+                self.backoff.reset()
+            failures += 1
+            self.reconnects += 1
+            if self.max_retries is not None and failures > self.max_retries:
+                raise ClientError(f"gave up after {failures} failed attempts: {_describe(error)}") from error
+            delay = self.backoff.next_delay()
+            log.info("connection lost (%s); reconnecting in %.2fs", _describe(error), delay)
+            if self.on_reconnect is not None:
+                self.on_reconnect(self.reconnects, error)
+            await asyncio.sleep(delay)
+
+    # --- operations --------------------------------------------------------------------------------
+
+    async def submit(self, tasks: Sequence[p.TaskSpec | dict[str, Any]], *, batch: int = 500) -> list[str]:
+        """Enqueue tasks; returns their ids in order. Retries across reconnects without duplicates."""
+        specs = [t if isinstance(t, p.TaskSpec) else p.TaskSpec.model_validate(t) for t in tasks]
+        # Ids are fixed before the first attempt so that a retry after a lost reply is a no-op.
+        specs = [s if s.task_id else s.model_copy(update={"task_id": uuid.uuid4().hex}) for s in specs]
+        ids: list[str] = []
+        chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)]
+        done = 0
+
+        async def attempt() -> None:
+            nonlocal done
+            ws = await self._open()
+            progressed = False
+            try:
+                while done < len(chunks):
+                    ref = uuid.uuid4().hex[:8]
+                    await ws.send(p.SubmitFrame(type="submit", ref=ref, tasks=chunks[done]).dump())
+                    while True:
+                        frame = p.parse_server_frame(await ws.recv())
+                        if isinstance(frame, p.SubmittedFrame) and frame.ref == ref:
+                            ids.extend(frame.task_ids)
+                            done += 1
+                            progressed = True
+                            break
+                        if isinstance(frame, p.ErrorFrame) and frame.ref == ref:
+                            if frame.code in ("broker_error", "shutting_down"):
+                                raise _Dropped(f"{frame.code}: {frame.message}", progressed)
+                            raise ClientError(f"submit refused: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), progressed) from exc
+            finally:
+                await ws.close()
+
+        await self._with_retries(attempt)
+        return ids
+
+    async def watch(
+        self,
+        task_ids: Iterable[str],
+        *,
+        after: dict[str, str | None] | None = None,
+        on_event: EventCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> dict[str, TaskWatch]:
+        """Follow tasks until each has a result frame; returns their :class:`TaskWatch` records.
+
+        ``after`` gives per-task event ids already seen (resume a watch from an earlier process).
+        """
+        watches = {tid: TaskWatch(task_id=tid, last_event_id=(after or {}).get(tid)) for tid in task_ids}
+
+        async def attempt() -> None:
+            if all(w.result is not None for w in watches.values()):
+                return
+            ws = await self._open()
+            progressed = False
+            try:
+                for pending in watches.values():
+                    if pending.result is None:
+                        sub = p.SubscribeFrame(
+                            type="subscribe", task_id=pending.task_id, after=pending.last_event_id
+                        )
+                        await ws.send(sub.dump())
+                while any(w.result is None for w in watches.values()):
+                    frame = p.parse_server_frame(await ws.recv())
+                    if isinstance(frame, p.EventFrame):
+                        ew = watches.get(frame.task_id)
+                        if ew is None or ew.result is not None:
+                            continue
+                        ew.last_event_id = frame.event_id
+                        ew.events += 1
+                        ew.last_data = frame.data
+                        progressed = True
+                        if on_event is not None:
+                            on_event(frame)
+                    elif isinstance(frame, p.ResultFrame):
+                        rw = watches.get(frame.task_id)
+                        if rw is None or rw.result is not None:
+                            continue
+                        rw.result = frame
+                        progressed = True
+                        if on_result is not None:
+                            on_result(frame)
+                    elif isinstance(frame, p.ErrorFrame):
+                        if frame.code == "broker_error":
+                            log.warning("coordinator: %s", frame.message)
+                            continue
+                        raise ClientError(f"watch failed: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), progressed) from exc
+            finally:
+                await ws.close()
+
+        await self._with_retries(attempt)
+        return watches
+
+    async def stats(self) -> dict[str, Any]:
+        """The broker's counters (queued, pending, done, dead_lettered, ...)."""
+
+        async def attempt() -> dict[str, Any]:
+            ws = await self._open()
+            try:
+                await ws.send(p.StatsRequestFrame(type="stats", ref="stats").dump())
+                while True:
+                    frame = p.parse_server_frame(await ws.recv())
+                    if isinstance(frame, p.StatsFrame):
+                        return frame.stats
+                    if isinstance(frame, p.ErrorFrame):
+                        raise _Dropped(f"{frame.code}: {frame.message}", False)
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), False) from exc
+            finally:
+                await ws.close()
+
+        result: dict[str, Any] = await self._with_retries(attempt)
+        return result
+
+
+class _Dropped(Exception):
+    """The connection ended mid-operation; ``progressed`` says whether it got anything done first."""
+
+    def __init__(self, reason: str, progressed: bool) -> None:
+        super().__init__(reason)
+        self.progressed = progressed
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        rcvd = exc.rcvd
+        if rcvd is not None:
+            return f"closed by server with {rcvd.code} {rcvd.reason!r}".strip()
+        return "connection dropped without a close frame"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# --- live progress ----------------------------------------------------------------------------------
+
+
+def event_fraction(data: dict[str, Any]) -> float | None:
+    """Progress (0..1) an event reports, if any: ``progress``, or ``step`` of ``steps``/``total``."""
+    progress = data.get("progress")
+    if isinstance(progress, int | float) and not isinstance(progress, bool):
+        return max(0.0, min(1.0, float(progress)))
+    step, total = data.get("step"), data.get("steps", data.get("total"))
+    if isinstance(step, int) and isinstance(total, int) and total > 0:
+        return max(0.0, min(1.0, step / total))
+    return None
+
+
+class ProgressBar:
+    """A one-line live progress bar on a terminal (plain text lines when not a TTY).
+
+    Overall progress = finished tasks + the fraction each running task last reported, over all tasks.
+    """
+
+    def __init__(self, task_ids: Iterable[str], stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = width
+        self.fraction: dict[str, float] = dict.fromkeys(task_ids, 0.0)
+        self.done = 0
+        self.dead = 0
+        self.events = 0
+        self.reconnects = 0
+        self.started = time.monotonic()
+        self._last_plain = 0.0
+        self._dirty = False
+
+    def on_event(self, frame: p.EventFrame) -> None:
+        self.events += 1
+        frac = event_fraction(frame.data)
+        if frac is not None and frame.task_id in self.fraction:
+            self.fraction[frame.task_id] = max(self.fraction[frame.task_id], min(frac, 0.99))
+        self.render()
+
+    def on_result(self, frame: p.ResultFrame) -> None:
+        if frame.status == "done":
+            self.done += 1
+        else:
+            self.dead += 1
+        self.fraction[frame.task_id] = 1.0
+        self.render(force=not self.tty)
+
+    def on_reconnect(self, count: int, _error: BaseException) -> None:
+        self.reconnects = count
+        self.render()
+
+    def line(self) -> str:
+        total = len(self.fraction) or 1
+        overall = sum(self.fraction.values()) / total
+        filled = round(overall * self.width)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.monotonic() - self.started
+        parts = [
+            f"[{bar}] {overall * 100:5.1f}%",
+            f"{self.done}/{len(self.fraction)} done",
+        ]
+        if self.dead:
+            parts.append(f"{self.dead} dead")
+        parts.append(f"{self.events} events")
+        if self.reconnects:
+            parts.append(f"{self.reconnects} reconnects")
+        parts.append(f"{elapsed:.0f}s")
+        return "  ".join(parts)
+
+    def render(self, force: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.line())
+            self.stream.flush()
+            self._dirty = True
+            return
+        now = time.monotonic()
+        if force or now - self._last_plain >= 2.0:
+            self._last_plain = now
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._dirty:
+            self.stream.write("\r\x1b[2K" + self.line() + "\n")
+        elif not self.tty:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+
+def summary_table(watches: dict[str, TaskWatch]) -> str:
+    """A plain-text table of finished tasks: id, status, agent, attempt, events, result/error."""
+    rows = [("task", "status", "agent", "attempt", "events", "result")]
+    for w in watches.values():
+        r = w.result
+        if r is None:
+            rows.append((w.task_id, "unfinished", "-", "-", str(w.events), "-"))
+            continue
+        shown = r.error if r.status == "dead" else _short(r.result)
+        rows.append(
+            (
+                w.task_id,
+                r.status,
+                r.agent_id or "-",
+                str(r.attempt) if r.attempt is not None else "-",
+                str(w.events),
+                shown or "",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1])
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    import json
+
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
