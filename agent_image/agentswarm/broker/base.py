@@ -194,6 +194,13 @@ class Broker(abc.ABC):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """True if ``exc`` means "server unreachable or restarting, retry later", not a bad request.
+
+        Agents retry such errors with backoff instead of failing the task; backends extend the list.
+        """
+        return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+
     # -- lifecycle ----------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def connect(self) -> None:

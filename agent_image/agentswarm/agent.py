@@ -1,0 +1,379 @@
+"""The agent worker: claim a task, restore its checkpoint, run the handler, record the result, ack.
+
+Entry points (used by ``agentswarm.cli`` for ``agentswarm agent`` and ``agentswarm probe``)::
+
+    async def run(settings: Settings) -> int
+        Run the worker loop until SIGTERM/SIGINT; returns the process exit code (0 after a clean stop,
+        2 when the handler cannot be loaded). Installs its own SIGTERM/SIGINT handlers on the running loop.
+
+    def probe(max_age_seconds: float, settings: Settings | None = None) -> int
+        Exec-probe check: 0 while ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat`` is younger than
+        ``max_age_seconds``, else 1 (with the reason on stderr).
+
+    python -m agentswarm.agent                           # same as ``agentswarm agent``
+    python -m agentswarm.agent probe --max-age-seconds N # same as ``agentswarm probe``
+
+Life of a delivery (one at a time per agent process):
+
+1. ``broker.claim(agent_id)``: own unacknowledged deliveries first (a restart under the same identity resumes
+   what it was doing), then abandoned ones, then new ones.
+2. If the task already has a result (it ran to completion before, but the ack was lost), ack and move on.
+3. Restore the newest intact checkpoint and call the handler; a background task keeps the delivery alive
+   every ``keepalive_interval_ms`` so long tasks are never taken over while running.
+4. Success: ``record_result`` (first result wins), then ``ack``, then forget the checkpoints.
+   Exception: ``fail`` records the error; the task is retried, or dead-lettered after ``max_deliveries``.
+5. SIGTERM: no new claims. The running handler continues until its next ``ctx.checkpoint`` (which stores the
+   state and then raises :class:`ShutdownRequested`), or at most ``shutdown_grace_seconds``; the delivery is
+   left unacknowledged, so the agent (or another one) resumes it from that checkpoint.
+
+Broker outages (Redis restarted, NATS unreachable) are retried with backoff everywhere: they never count
+as a task failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
+from agentswarm.broker.base import JSON
+from agentswarm.checkpoint import CheckpointStore, make_store
+from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
+from agentswarm.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("agentswarm.agent")
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_UNHEALTHY = 1
+EXIT_CONFIG = 2
+
+
+class _Context:
+    """The :class:`agentswarm.handlers.TaskContext` given to handlers."""
+
+    def __init__(self, agent: Agent, delivery: Delivery, restored_version: int | None) -> None:
+        self._agent = agent
+        self.task_id = delivery.task.id
+        self.agent_id = agent.agent_id
+        self.attempt = delivery.attempt
+        self.restored_version = restored_version
+        self.last_version = restored_version
+
+    @property
+    def stopping(self) -> bool:
+        return self._agent.stopping.is_set()
+
+    async def checkpoint(self, state: JSON) -> int:
+        version = await self._agent.retrying(
+            lambda: self._agent.store.save(self.task_id, state), "checkpoint"
+        )
+        self.last_version = version
+        if self.stopping:
+            raise ShutdownRequested(f"checkpoint {version} stored; agent is shutting down")
+        return version
+
+    async def emit(self, event: dict[str, Any]) -> str:
+        data = {"type": "progress", **event}
+        return await self._agent.retrying(
+            lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
+        )
+
+
+class Agent:
+    """One worker process: a broker connection, a checkpoint store and a handler."""
+
+    def __init__(self, settings: Settings, broker: Broker, store: CheckpointStore, handler: Handler) -> None:
+        self.settings = settings
+        self.agent_id = settings.agent_id
+        self.broker = broker
+        self.store = store
+        self.handler = handler
+        self.stopping = asyncio.Event()
+        self.tasks_done = 0
+
+    def request_stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info(
+                "agent %s: stop requested; no new tasks, finishing at the next checkpoint", self.agent_id
+            )
+        self.stopping.set()
+
+    async def retrying(self, make: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run ``make()`` until it succeeds, retrying transient broker errors with capped backoff."""
+        delay = 0.05
+        while True:
+            try:
+                return await make()
+            except Exception as exc:
+                if not self.broker.is_transient(exc):
+                    raise
+                log.warning(
+                    "%s: broker unavailable (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    # -- heartbeat ----------------------------------------------------------------------------------------
+    def write_heartbeat(self) -> None:
+        path = self.settings.heartbeat_file
+        tmp = path.with_name(f".heartbeat.{os.getpid()}.tmp")
+        tmp.write_text(f"{time.time():.3f} {self.agent_id} {os.getpid()}\n")
+        os.replace(tmp, path)
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.write_heartbeat)
+            except OSError as exc:
+                log.error("cannot write heartbeat %s: %s", self.settings.heartbeat_file, exc)
+            await asyncio.sleep(self.settings.heartbeat_interval_seconds)
+
+    # -- main loop ----------------------------------------------------------------------------------------
+    async def serve(self) -> None:
+        """Claim and process deliveries until :meth:`request_stop`."""
+        self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
+        delay = 0.05
+        try:
+            while not self.stopping.is_set():
+                try:
+                    deliveries = await self.broker.claim(
+                        self.agent_id, count=1, block_ms=self.settings.claim_block_ms
+                    )
+                    delay = 0.05
+                except Exception as exc:
+                    if not self.broker.is_transient(exc):
+                        raise
+                    log.warning(
+                        "claim: broker unavailable (%s: %s); retrying in %.2fs",
+                        type(exc).__name__,
+                        exc,
+                        delay,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                for delivery in deliveries:
+                    if self.stopping.is_set():
+                        break  # claimed but not started: stays pending, our restart takes it first
+                    await self.process(delivery)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _keep_alive_loop(self, delivery: Delivery) -> None:
+        while True:
+            await asyncio.sleep(self.settings.keepalive_seconds)
+            try:
+                await self.broker.keep_alive([delivery])
+            except Exception as exc:
+                log.warning("keep-alive of task %s failed: %s", delivery.task.id, exc)
+
+    async def process(self, delivery: Delivery) -> None:
+        task = delivery.task
+        existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
+        if existing is not None:
+            log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
+            await self.retrying(lambda: self.broker.ack(delivery), "ack")
+            await self.store.clear(task.id)
+            return
+        restored = await self.store.load(task.id)
+        ctx = _Context(self, delivery, restored.version if restored else None)
+        await ctx.emit(
+            {
+                "type": "started",
+                "agent": self.agent_id,
+                "attempt": delivery.attempt,
+                "resumed_from_version": ctx.restored_version,
+            }
+        )
+        log.info(
+            "task %s attempt %d (%s) from checkpoint %s",
+            task.id,
+            delivery.attempt,
+            delivery.source,
+            ctx.restored_version,
+        )
+        started = time.time()
+        keeper = asyncio.create_task(self._keep_alive_loop(delivery), name=f"keepalive-{task.id}")
+        run = asyncio.create_task(
+            self.handler(task, restored.state if restored else None, ctx), name=f"task-{task.id}"
+        )
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({run, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                # SIGTERM: give the handler until its next checkpoint, bounded by the grace period.
+                await asyncio.wait({run}, timeout=self.settings.shutdown_grace_seconds)
+                if not run.done():
+                    log.warning(
+                        "task %s did not reach a checkpoint within the grace period; stopping it", task.id
+                    )
+                    run.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ShutdownRequested, Exception):
+                        await run
+                    return
+            try:
+                value = run.result()
+            except ShutdownRequested:
+                log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
+                return
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:
+                await self._failed(delivery, exc)
+                return
+            result = TaskResult(
+                task_id=task.id,
+                value=value,
+                agent_id=self.agent_id,
+                attempt=delivery.attempt,
+                started_at=started,
+            )
+            recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
+            await self.retrying(lambda: self.broker.ack(delivery), "ack")
+            self.tasks_done += 1
+            log.info("task %s done (%s)", task.id, "recorded" if recorded else "result already recorded")
+            try:
+                await self.store.clear(task.id)
+            except Exception as exc:  # leftovers are harmless: a finished task is never resumed
+                log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
+        finally:
+            keeper.cancel()
+            stop_wait.cancel()
+            for t in (keeper, stop_wait):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        task = delivery.task
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("task %s attempt %d failed: %s", task.id, delivery.attempt, error)
+        log.debug("%s", "".join(traceback.format_exception(exc)))
+        await self.retrying(
+            lambda: self.broker.publish_event(
+                task.id, {"type": "error", "error": error, "attempt": delivery.attempt}
+            ),
+            "emit",
+        )
+        dead = await self.retrying(lambda: self.broker.fail(delivery, error), "fail")
+        if dead:
+            with contextlib.suppress(Exception):
+                await self.store.clear(task.id)
+
+
+async def run(settings: Settings) -> int:
+    """Run one agent until SIGTERM/SIGINT. Returns the exit code (see module docstring)."""
+    try:
+        handler = load_handler(settings.handler)
+    except HandlerLoadError as exc:
+        print(f"agentswarm agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    agent: Agent | None = None
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        stop_requested.set()
+        if agent is not None:
+            agent.request_stop()
+        if signals >= 3:  # impatient operator: leave now, the delivery stays pending anyway
+            os._exit(EXIT_OK)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    broker: Broker | None = None
+    try:
+        delay = 0.1
+        while broker is None:
+            try:
+                broker = await open_broker(settings)
+            except Exception as exc:
+                log.warning(
+                    "cannot connect to the %s broker yet (%s); retrying in %.1fs", settings.broker, exc, delay
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_requested.wait(), timeout=delay)
+                if stop_requested.is_set():
+                    return EXIT_OK
+                delay = min(delay * 2, 5.0)
+        agent = Agent(settings, broker, make_store(settings, broker), handler)
+        if stop_requested.is_set():
+            agent.request_stop()
+        log.info(
+            "agent %s serving (%s broker, handler %s)", settings.agent_id, settings.broker, settings.handler
+        )
+        await agent.serve()
+        return EXIT_OK
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broker.close(), timeout=5)
+
+
+def probe(max_age_seconds: float, settings: Settings | None = None) -> int:
+    """Exit code for the exec liveness probe (see module docstring)."""
+    if settings is None:
+        checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", "/var/lib/agentswarm"))
+        path = checkpoint_dir / ".heartbeat"
+    else:
+        path = settings.heartbeat_file
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError as exc:
+        print(f"unhealthy: no heartbeat file {path} ({exc.strerror})", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    if age > max_age_seconds:
+        print(f"unhealthy: heartbeat {path} is {age:.1f}s old (limit {max_age_seconds}s)", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    return EXIT_OK
+
+
+def configure_logging() -> None:
+    level = os.environ.get("AGENTSWARM_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agentswarm.agent [probe --max-age-seconds N]``."""
+    parser = argparse.ArgumentParser(prog="python -m agentswarm.agent")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("probe", help="exit 0 while the heartbeat file is fresh")
+    p.add_argument("--max-age-seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    if args.command == "probe":
+        return probe(args.max_age_seconds)
+    configure_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"agentswarm agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The handler API: what user code gets, and how ``AGENTSWARM_HANDLER=module:function`` is loaded.
+
+A handler is ``async def handle(task: Task, state: JSON | None, ctx: TaskContext) -> JSON``:
+
+* ``task``: :class:`agentswarm.broker.base.Task` (``task.id``, ``task.payload``).
+* ``state``: what the handler last passed to ``ctx.checkpoint`` for this task (on this agent's volume, or in
+  the broker with ``AGENTSWARM_CHECKPOINT_BACKEND=broker``), or ``None`` on a fresh start.
+* ``ctx.checkpoint(state)``: durably store ``state`` (returns the version). Call it after every step that
+  should not be repeated. On SIGTERM the agent lets the handler run until its next checkpoint, then stops it
+  there (the call raises :class:`ShutdownRequested` after the state is stored; do not catch it).
+* ``ctx.emit(event)``: append a progress event (a JSON object; ``type`` defaults to ``"progress"``) to the
+  task's event log, which watchers read and resume by id.
+
+The return value (JSON) is recorded as the task's result, once. Raising an exception records the error and
+retries the task, up to ``AGENTSWARM_MAX_DELIVERIES`` attempts, then dead-letters it. A handler may run more
+than once for the same task (at-least-once delivery); side effects outside checkpoints must be idempotent.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from agentswarm.broker.base import JSON, Task
+
+
+class ShutdownRequested(BaseException):
+    """Raised by ``ctx.checkpoint`` once the state is stored when the agent is shutting down (SIGTERM).
+
+    A BaseException so that handlers' ``except Exception`` blocks do not swallow it.
+    """
+
+
+class TaskContext(Protocol):
+    """What a handler can do besides computing: checkpoint and emit progress."""
+
+    task_id: str
+    agent_id: str
+    attempt: int
+    restored_version: int | None
+
+    @property
+    def stopping(self) -> bool:
+        """True once the agent received SIGTERM (handlers may checkpoint early and return)."""
+        ...
+
+    async def checkpoint(self, state: JSON) -> int: ...
+
+    async def emit(self, event: dict[str, Any]) -> str: ...
+
+
+Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]
+
+
+class HandlerLoadError(ImportError):
+    """``AGENTSWARM_HANDLER`` does not name an importable async function."""
+
+
+def load_handler(spec: str) -> Handler:
+    """Import ``module:function`` and check it is a coroutine function."""
+    import inspect
+
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: expected 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: cannot import {module_name!r}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: module {module_name!r} has no {func_name!r}")
+    if not inspect.iscoroutinefunction(func):
+        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: {func_name!r} must be an 'async def' function")
+    handler: Handler = func
+    return handler
