@@ -28,8 +28,10 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _setup_logging(verbose: bool) -> None:
-    level = os.environ.get("AGENTSWARM_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+def _setup_logging(verbose: bool, interactive: bool) -> None:
+    # Client commands keep quiet below WARNING: the progress bar already shows reconnects.
+    default = "DEBUG" if verbose else ("WARNING" if interactive else "INFO")
+    level = os.environ.get("AGENTSWARM_LOG_LEVEL", default).upper()
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -211,6 +213,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         demo=args.demo,
         demo_tasks=args.demo_tasks,
         demo_steps=args.demo_steps,
+        demo_delay=args.demo_delay,
     )
     return run_local(opts)
 
@@ -280,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
     local.add_argument("--demo-tasks", type=int, default=12, help="tasks in the demo batch")
     local.add_argument("--demo-steps", type=int, default=8, help="steps per demo task")
+    local.add_argument("--demo-delay", type=float, default=0.5, help="seconds per demo step")
     return parser
 
 
@@ -295,7 +299,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, interactive=args.command in ("submit", "watch", "local"))
     if args.command in ("watch",) and args.after and len(args.task_ids) != 1:
         print("agentswarm watch: --after needs exactly one task id", file=sys.stderr)
         return EXIT_USAGE

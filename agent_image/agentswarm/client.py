@@ -293,11 +293,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def event_fraction(data: dict[str, Any]) -> float | None:
-    """Progress (0..1) an event reports, if any: ``progress``, or ``step`` of ``steps``/``total``."""
+    """Progress (0..1) an event reports, if any: ``progress``, or ``step`` of ``of``/``steps``/``total``."""
     progress = data.get("progress")
     if isinstance(progress, int | float) and not isinstance(progress, bool):
         return max(0.0, min(1.0, float(progress)))
-    step, total = data.get("step"), data.get("steps", data.get("total"))
+    step = data.get("step")
+    total = next((data[k] for k in ("of", "steps", "total") if k in data), None)
     if isinstance(step, int) and isinstance(total, int) and total > 0:
         return max(0.0, min(1.0, step / total))
     return None

@@ -73,6 +73,7 @@ class LocalOptions:
     demo: bool = False
     demo_tasks: int = 12
     demo_steps: int = 8
+    demo_delay: float = 0.5
     #: Seconds the supervisor waits for a child to exit after SIGTERM before SIGKILLing its group.
     stop_timeout: float = 15.0
     out: TextIO = field(default_factory=lambda: sys.stdout)
@@ -456,7 +457,7 @@ class LocalSwarm:
                 ids = previous
         if not ids:
             specs = [
-                {"payload": {"steps": self.opts.demo_steps, "label": f"demo-{i}"}}
+                {"payload": {"steps": self.opts.demo_steps, "delay": self.opts.demo_delay}}
                 for i in range(self.opts.demo_tasks)
             ]
             ids = await client.submit(specs)

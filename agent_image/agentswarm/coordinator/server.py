@@ -181,11 +181,14 @@ class Coordinator:
             return connection.respond(status, f"{detail}\n")
         if path == "/metrics":
             await self._refresh_metrics()
-            response = connection.respond(HTTPStatus.OK, "")
             body = self.metrics.render()
-            response.body = body
+            response = connection.respond(HTTPStatus.OK, "")
+            # Headers is a multidict: replace, do not append, the text/plain defaults of respond().
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
             response.headers["Content-Type"] = self.metrics.content_type
             response.headers["Content-Length"] = str(len(body))
+            response.body = body
             return response
         if path != "/ws":
             return connection.respond(HTTPStatus.NOT_FOUND, "not found; the websocket API is at /ws\n")
@@ -194,6 +197,7 @@ class Coordinator:
             if not token_matches(self.config.api_token, bearer_token(authorization)):
                 self.metrics.frame_errors.labels(code="unauthenticated").inc()
                 response = connection.respond(HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
+                # The client is told why; the token itself is never logged.
                 response.headers["WWW-Authenticate"] = 'Bearer realm="agentswarm"'
                 return response
             self._preauthed.add(id(connection))
