@@ -1,0 +1,145 @@
+"""Submit + watch end to end with real agent processes, directly and through connection-cutting proxies.
+
+The proxies are the point: every websocket through a load balancer ends (nginx after
+``proxy_read_timeout`` of silence; GKE at its backend timeout however busy the connection is). The
+watcher must reconnect, resume after the last event id it saw, and end up with every event exactly
+once, which we check against the broker's own event log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from agentswarm.broker import open_broker
+from agentswarm.client import Backoff, SwarmClient
+from agentswarm.handlers.steps import expected_result
+from agentswarm.settings import load_settings
+
+from .helpers import TOKEN, Nginx, Swarm
+
+
+async def broker_events(swarm: Swarm, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The task's whole event log, read from the broker directly (ground truth)."""
+    env = swarm.base_env
+    settings = load_settings(
+        broker=env["AGENTSWARM_BROKER"],
+        redis_url=env["AGENTSWARM_REDIS_URL"],
+        namespace=env["AGENTSWARM_NAMESPACE"],
+    )
+    broker = await open_broker(settings)
+    try:
+        events = await broker.read_events(task_id, None, limit=10_000)
+        return [(e.id, e.data) for e in events]
+    finally:
+        await broker.close()
+
+
+def client(url: str) -> SwarmClient:
+    return SwarmClient(url, TOKEN, backoff=Backoff(initial=0.05, maximum=0.5), max_retries=50)
+
+
+async def watch_all(
+    swarm: Swarm, url: str, tasks: list[dict[str, Any]]
+) -> tuple[SwarmClient, dict[str, Any]]:
+    c = client(url)
+    ids = await c.submit(tasks)
+    seen: dict[str, list[str]] = {tid: [] for tid in ids}
+    watches = await c.watch(ids, on_event=lambda f: seen[f.task_id].append(f.event_id))
+    for tid in ids:
+        truth = await broker_events(swarm, tid)
+        # Every event exactly once and in order: the watcher's ids equal the broker's log.
+        assert seen[tid] == [eid for eid, _ in truth], tid
+        result = watches[tid].result
+        assert result is not None and result.status == "done"
+    return c, watches
+
+
+async def test_submit_and_watch_with_real_agents(redis_swarm: Swarm) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    redis_swarm.start_agent(1)
+    tasks = [{"task_id": f"direct-{i}", "payload": {"steps": 3}} for i in range(4)]
+    tasks.append({"task_id": "dead-one", "payload": {"poison": True}})
+    c = client(redis_swarm.url)
+    ids = await c.submit(tasks)
+    assert ids == [t["task_id"] for t in tasks]
+    # Submitting the same ids again is a no-op (that is what makes client retries safe).
+    assert await c.submit(tasks[:1]) == ["direct-0"]
+    watches = await c.watch(ids)
+    for i in range(4):
+        r = watches[f"direct-{i}"].result
+        assert r is not None and r.status == "done"
+        assert r.result == expected_result(f"direct-{i}", 3)
+        assert r.agent_id in ("agent-0", "agent-1")
+        steps = [
+            json.loads(json.dumps(d))["step"]
+            for _, d in await broker_events(redis_swarm, f"direct-{i}")
+            if d.get("type") == "progress"
+        ]
+        assert steps == [1, 2, 3]
+    dead = watches["dead-one"].result
+    assert dead is not None and dead.status == "dead" and dead.error
+    # A later watcher that resumes after the first event gets exactly the rest.
+    log = await broker_events(redis_swarm, "direct-0")
+    later = await c.watch(["direct-0"], after={"direct-0": log[0][0]})
+    assert later["direct-0"].events == len(log) - 1
+    stats = await c.stats()
+    assert stats["done"] == 4 and stats["dead_lettered"] == 1
+
+
+def test_cli_submit_and_watch(redis_swarm: Swarm, tmp_path: Path) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+    out = subprocess.run(
+        [*cli, "submit", "--payload", '{"steps": 2}', "--id", "cli-1", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    frame = json.loads(out.stdout.strip().splitlines()[-1])
+    assert frame["type"] == "result" and frame["status"] == "done"
+    assert frame["result"] == expected_result("cli-1", 2)
+    assert "2 events" in out.stderr or "done" in out.stderr  # the progress line went to stderr
+    out = subprocess.run([*cli, "watch", "cli-1"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "cli-1" in out.stdout and "done" in out.stdout  # the summary table
+    bad = subprocess.run(
+        [*cli, "watch", "cli-1", "--token", "wrong"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 1
+    assert "rejected the API token" in bad.stderr
+
+
+async def test_watch_through_nginx_with_short_read_timeout(redis_swarm: Swarm, tmp_path: Path) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    redis_swarm.start_agent(1)
+    nginx = Nginx(tmp_path / "nginx", redis_swarm.port, read_timeout_s=1).start()
+    try:
+        # Steps 1.4 s apart with a 1 s read timeout: nginx cuts the idle websocket between events.
+        tasks = [{"payload": {"steps": 4, "delay": 1.4}} for _ in range(2)]
+        c, _ = await watch_all(redis_swarm, f"ws://127.0.0.1:{nginx.port}/ws", tasks)
+        assert c.reconnects >= 1
+        assert c.connections >= 2
+    finally:
+        nginx.stop()
+
+
+async def test_watch_through_fixed_lifetime_cuts(redis_swarm: Swarm, lifetime_proxy_factory: Any) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    redis_swarm.start_agent(1)
+    # Events every 0.3 s keep the connection busy; it is cut every 1.2 s anyway (GKE's backend timeout).
+    proxy = await lifetime_proxy_factory(redis_swarm.port, 1.2)
+    tasks = [{"payload": {"steps": 12, "delay": 0.3}} for _ in range(3)]
+    c, _ = await watch_all(redis_swarm, f"ws://127.0.0.1:{proxy.port}/ws", tasks)
+    assert proxy.cut >= 1
+    assert c.reconnects >= 1
