@@ -237,7 +237,8 @@ class Broker(abc.ABC):
     async def claim(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
         """Hand up to ``count`` deliveries to ``consumer`` (own pending, then abandoned, then new).
 
-        Blocks up to ``block_ms`` for new tasks when there is nothing to hand out; returns ``[]`` on timeout.
+        Blocks up to ``block_ms`` for new tasks when there is nothing to hand out; returns ``[]`` on timeout
+        (and may return ``[]`` early, e.g. when what it took was dead-lettered: just call again).
         Deliveries over ``max_deliveries`` are dead-lettered here instead of being returned.
         """
 
