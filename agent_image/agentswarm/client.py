@@ -382,12 +382,13 @@ class ProgressBar:
 
 def summary_table(watches: dict[str, TaskWatch]) -> str:
     """A plain-text table of finished tasks: id, status, agent, attempt, events, result/error."""
-    rows = [("task", "status", "agent", "attempt", "events", "result")]
+    rows = [("task", "status", "agent", "attempt", "events", "seconds", "result")]
     for w in watches.values():
         r = w.result
         if r is None:
-            rows.append((w.task_id, "unfinished", "-", "-", str(w.events), "-"))
+            rows.append((w.task_id, "unfinished", "-", "-", str(w.events), "-", "-"))
             continue
+        seconds = f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-"
         shown = r.error if r.status == "dead" else _short(r.result)
         rows.append(
             (
@@ -396,6 +397,7 @@ def summary_table(watches: dict[str, TaskWatch]) -> str:
                 r.agent_id or "-",
                 str(r.attempt) if r.attempt is not None else "-",
                 str(w.events),
+                seconds,
                 shown or "",
             )
         )

@@ -456,8 +456,12 @@ class LocalSwarm:
                 self.say(f"resuming {len(unfinished)} unfinished demo task(s) of the previous run")
                 ids = previous
         if not ids:
+            batch = secrets.token_hex(3)
             specs = [
-                {"payload": {"steps": self.opts.demo_steps, "delay": self.opts.demo_delay}}
+                {
+                    "task_id": f"demo-{batch}-{i:03d}",
+                    "payload": {"steps": self.opts.demo_steps, "delay": self.opts.demo_delay},
+                }
                 for i in range(self.opts.demo_tasks)
             ]
             ids = await client.submit(specs)

@@ -144,6 +144,7 @@ class ResultFrame(_Frame):
     error: str | None = None
     agent_id: str | None = None
     attempt: int | None = None
+    duration_seconds: float | None = None
 
 
 class StatsFrame(_Frame):

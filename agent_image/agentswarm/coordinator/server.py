@@ -450,8 +450,10 @@ class Coordinator:
         result = await self.broker.get_result(task_id)
         if result is None:  # the terminal event is written after the result: cannot happen, say so
             raise BrokerError(f"task {task_id} has a result event but no stored result")
+        duration = None
         if result.started_at is not None:
-            self.metrics.observe_duration(task_id, result.recorded_at - result.started_at)
+            duration = max(0.0, result.recorded_at - result.started_at)
+            self.metrics.observe_duration(task_id, duration)
         await self._send(
             session,
             p.ResultFrame(
@@ -460,6 +462,7 @@ class Coordinator:
                 result=result.value,
                 agent_id=result.agent_id,
                 attempt=result.attempt,
+                duration_seconds=duration,
             ),
         )
 
