@@ -131,6 +131,7 @@ async def test_bad_frames_get_errors_and_the_connection_stays_usable(redis_swarm
             ),
             (json.dumps({"type": "auth", "token": TOKEN}), "already_authenticated"),
             (json.dumps({"type": "unsubscribe", "task_id": "never"}), "not_found"),
+            (json.dumps({"type": "subscribe", "task_id": "never-submitted"}), "not_found"),
         ]
         for message, code in cases:
             await ws.send(message)

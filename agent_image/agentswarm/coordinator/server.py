@@ -324,7 +324,7 @@ class Coordinator:
         elif isinstance(frame, p.SubmitFrame):
             await self._submit(session, frame)
         elif isinstance(frame, p.SubscribeFrame):
-            await self._subscribe(session, frame)
+            await self._guarded(session, frame.ref, self._subscribe(session, frame))
         elif isinstance(frame, p.UnsubscribeFrame):
             await self._unsubscribe(session, frame)
         elif isinstance(frame, p.StatsRequestFrame):
@@ -367,6 +367,14 @@ class Coordinator:
         await self._guarded(session, frame.ref, work())
 
     async def _subscribe(self, session: _Session, frame: p.SubscribeFrame) -> None:
+        # A typo'd id would otherwise be watched forever. Submitted tasks are in the broker before the
+        # ``submitted`` reply, so a client that subscribes after that reply always finds its task.
+        if await self.broker.get_task(frame.task_id) is None:
+            await self._send(
+                session,
+                p.ErrorFrame(code="not_found", message=f"unknown task {frame.task_id}", ref=frame.ref),
+            )
+            return
         old = session.subscriptions.pop(frame.task_id, None)
         if old is not None:  # re-subscribing moves the cursor: the newest request wins
             old.cancel()
@@ -402,6 +410,9 @@ class Coordinator:
         """
         cursor = after
         delay = self.config.poll_interval_seconds
+        # Idle subscriptions poll less often (up to 5x the interval) so that thousands of watched
+        # long tasks do not hammer the broker; any new event resets the pace.
+        idle = self.config.poll_interval_seconds
         while True:
             try:
                 events = await self.broker.read_events(
@@ -432,8 +443,11 @@ class Coordinator:
             if result is not None:
                 await self._send_outcome(session, task_id, {"type": "result"})
                 return
-            if not events and self.config.block_ms <= 0:
-                await asyncio.sleep(self.config.poll_interval_seconds)
+            if events:
+                idle = self.config.poll_interval_seconds
+            elif self.config.block_ms <= 0:
+                await asyncio.sleep(idle)
+                idle = min(idle * 1.5, self.config.poll_interval_seconds * 5)
 
     async def _send_outcome(self, session: _Session, task_id: str, terminal: dict[str, Any]) -> None:
         if terminal.get("type") == "dead_lettered":
