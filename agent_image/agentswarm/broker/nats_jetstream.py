@@ -118,7 +118,7 @@ class NatsJetStreamBroker(Broker):
         self.subj_tasks, self.subj_dead = f"{namespace}.tasks", f"{namespace}.dead"
         self.durable = f"{namespace}-agents"
         self.max_ack_pending = max_ack_pending
-        self.ledger_dir = ledger_dir
+        self.ledger_dir = Path(ledger_dir) if ledger_dir is not None else None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
@@ -578,14 +578,20 @@ class NatsJetStreamBroker(Broker):
         if block_ms <= 0:
             return await self._read_after(subject, seq, limit, task_id)
         # Subscribe before reading so that an event published in between wakes us up.
-        sub = await self.nc.subscribe(subject, max_msgs=1)
+        # The core message can arrive before the stream has stored it, so re-read until the deadline.
+        deadline = time.monotonic() + block_ms / 1000.0
+        sub = await self.nc.subscribe(subject)
         try:
-            events = await self._read_after(subject, seq, limit, task_id)
-            if events:
-                return events
-            with contextlib.suppress(nats.errors.TimeoutError, asyncio.TimeoutError):
-                await sub.next_msg(timeout=block_ms / 1000.0)
-            return await self._read_after(subject, seq, limit, task_id)
+            while True:
+                events = await self._read_after(subject, seq, limit, task_id)
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    return events
+                try:
+                    await sub.next_msg(timeout=remaining)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                await asyncio.sleep(0.005)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
