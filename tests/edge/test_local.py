@@ -180,3 +180,24 @@ def test_local_demo_resumes_unfinished_tasks_on_second_run(tmp_path: Path) -> No
         assert [pid for pid in second.seen_pids if pid_alive(pid)] == []
     finally:
         second.kill()
+
+
+async def test_local_with_its_own_redis_server_and_a_killed_supervisor(tmp_path: Path) -> None:
+    run = LocalRun(tmp_path, tmp_path / "state", "--agents", "1", "--broker", "redis")
+    try:
+        run.wait_output(r"running; press Ctrl-C")
+        manifest = run.manifest()
+        assert manifest["broker_env"]["AGENTSWARM_BROKER"] == "redis"
+        assert sorted(manifest["pids"]) == ["agent-0", "coordinator", "redis-server"]
+        client = SwarmClient(manifest["url"], manifest["token"], backoff=Backoff(0.05, 0.5), max_retries=50)
+        [tid] = await client.submit([{"payload": {"steps": 2}}])
+        watches = await client.watch([tid])
+        result = watches[tid].result
+        assert result is not None and result.result == expected_result(tid, 2)
+        assert (tmp_path / "state" / "redis" / "appendonlydir").is_dir()  # AOF under the state dir
+        # Even a SIGKILLed supervisor leaves nothing behind (PR_SET_PDEATHSIG on every child).
+        run.proc.kill()
+        run.proc.wait(timeout=10)
+        wait_until(lambda: not any(pid_alive(pid) for pid in run.seen_pids), 30, "children gone")
+    finally:
+        run.kill()
