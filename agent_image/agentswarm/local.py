@@ -567,8 +567,20 @@ async def _main(opts: LocalOptions) -> int:
 
 def run_local(opts: LocalOptions) -> int:
     """Entry point of ``agentswarm local``; returns the process exit code."""
+    from agentswarm.handlers import HandlerLoadError, load_handler
+    from agentswarm.settings import SettingsError, load_settings
+
     try:
+        # The children read the same AGENTSWARM_* variables: fail here, once and clearly, rather than
+        # in a crash-looping agent.
+        settings = load_settings(**({"handler": opts.handler} if opts.handler else {}))
+        # Children run ``python -m``, which puts the working directory first on sys.path; do the same.
+        sys.path.insert(0, os.getcwd())
+        try:
+            load_handler(settings.handler)
+        finally:
+            sys.path.remove(os.getcwd())
         return asyncio.run(_main(opts))
-    except LocalError as exc:
+    except (LocalError, SettingsError, HandlerLoadError) as exc:
         print(f"agentswarm local: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import logging
 import signal
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -95,7 +96,9 @@ class Coordinator:
         self.draining = False
         self._server: Server | None = None
         self._sessions: dict[ServerConnection, _Session] = {}
-        self._preauthed: set[int] = set()
+        # Connections whose upgrade request carried a valid bearer token. Weak, so a handshake that
+        # fails after process_request (e.g. a plain GET) leaves nothing behind to be mistaken later.
+        self._preauthed: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
         self._stopped = asyncio.Event()
         #: False until the broker connection is up; /readyz answers 503 meanwhile.
         self.broker_connected = True
@@ -200,7 +203,7 @@ class Coordinator:
                 # The client is told why; the token itself is never logged.
                 response.headers["WWW-Authenticate"] = 'Bearer realm="agentswarm"'
                 return response
-            self._preauthed.add(id(connection))
+            self._preauthed.add(connection)
         return None  # continue with the websocket handshake (or the library's 426 for plain GETs)
 
     async def connect_broker(self, max_delay: float = 10.0) -> None:
@@ -250,8 +253,8 @@ class Coordinator:
 
     async def _handle(self, connection: ServerConnection) -> None:
         session = _Session(connection=connection, connection_id=uuid.uuid4().hex[:12])
-        session.authenticated = id(connection) in self._preauthed
-        self._preauthed.discard(id(connection))
+        session.authenticated = connection in self._preauthed
+        self._preauthed.discard(connection)
         self._sessions[connection] = session
         self.metrics.websocket_connections.inc()
         self.metrics.websocket_connections_total.inc()
