@@ -321,6 +321,7 @@ class ProgressBar:
         self.reconnects = 0
         self.started = time.monotonic()
         self._last_plain = 0.0
+        self._last_line = ""
         self._dirty = False
 
     def on_event(self, frame: p.EventFrame) -> None:
@@ -369,15 +370,20 @@ class ProgressBar:
         now = time.monotonic()
         if force or now - self._last_plain >= 2.0:
             self._last_plain = now
-            self.stream.write(self.line() + "\n")
+            self._write_plain(self.line())
+
+    def _write_plain(self, line: str) -> None:
+        if line != self._last_line:
+            self._last_line = line
+            self.stream.write(line + "\n")
             self.stream.flush()
 
     def close(self) -> None:
         if self.tty and self._dirty:
             self.stream.write("\r\x1b[2K" + self.line() + "\n")
+            self.stream.flush()
         elif not self.tty:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+            self._write_plain(self.line())
 
 
 def summary_table(watches: dict[str, TaskWatch]) -> str:

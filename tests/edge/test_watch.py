@@ -8,7 +8,9 @@ once, which we check against the broker's own event log.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +145,32 @@ async def test_watch_through_fixed_lifetime_cuts(redis_swarm: Swarm, lifetime_pr
     c, _ = await watch_all(redis_swarm, f"ws://127.0.0.1:{proxy.port}/ws", tasks)
     assert proxy.cut >= 1
     assert c.reconnects >= 1
+
+
+async def test_watch_survives_a_coordinator_restart(redis_swarm: Swarm) -> None:
+    coord = redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    c = client(redis_swarm.url)
+    [tid] = await c.submit([{"payload": {"steps": 10, "delay": 0.3}}])
+    seen: list[str] = []
+    closes: list[str] = []
+
+    three = asyncio.Event()
+
+    def on_event(frame: Any) -> None:
+        seen.append(frame.event_id)
+        if len(seen) >= 3:
+            three.set()
+
+    c.on_reconnect = lambda _n, exc: closes.append(str(exc))
+    watching = asyncio.create_task(c.watch([tid], on_event=on_event))
+    await asyncio.wait_for(three.wait(), 60)  # mid-task: a rolling update replaces the coordinator
+    coord.signal(signal.SIGTERM)
+    assert coord.proc is not None
+    await asyncio.to_thread(coord.proc.wait, 30)
+    await asyncio.to_thread(redis_swarm.start_coordinator)
+    watches = await asyncio.wait_for(watching, 120)
+    assert any("1012" in reason for reason in closes), closes
+    assert seen == [eid for eid, _ in await broker_events(redis_swarm, tid)]
+    result = watches[tid].result
+    assert result is not None and result.result == expected_result(tid, 10)
