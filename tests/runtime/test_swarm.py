@@ -1,0 +1,278 @@
+"""Real agent processes against real servers: random SIGKILLs, a broker restart, poison, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentswarm.agent import probe
+from agentswarm.broker import Broker, TaskSpec
+from agentswarm.checkpoint import FileCheckpointStore
+from agentswarm.handlers.steps import expected_result
+from agentswarm.settings import Settings
+from rt_support import AgentProcess, StepLog, make_test_broker, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def agent_env(backend: str, url: str, namespace: str, **extra: Any) -> dict[str, str]:
+    env = {
+        "AGENTSWARM_BROKER": backend,
+        "AGENTSWARM_REDIS_URL" if backend == "redis" else "AGENTSWARM_NATS_URL": url,
+        "AGENTSWARM_NAMESPACE": namespace,
+        "AGENTSWARM_HANDLER": "agentswarm.handlers.steps:handle",
+        # Killed agents come back under the same identity well within this, so tasks resume on their
+        # owner's volume; the conformance suite covers take-over by another consumer.
+        "AGENTSWARM_CLAIM_IDLE_MS": "30000",
+        "AGENTSWARM_MAX_DELIVERIES": "50",
+        "AGENTSWARM_CLAIM_BLOCK_MS": "300",
+        "AGENTSWARM_LOG_LEVEL": "INFO",
+    }
+    env.update({f"AGENTSWARM_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+async def assert_all_done_once(broker: Broker, ids: list[str], steps: int) -> None:
+    stats = await broker.stats()
+    assert (stats.done, stats.dead_lettered, stats.queued, stats.pending) == (len(ids), 0, 0, 0), stats
+    for task_id in ids:
+        result = await broker.get_result(task_id)
+        assert result is not None, f"task {task_id} lost"
+        assert result.value == expected_result(task_id, steps)
+        events = await broker.read_events(task_id, None, limit=10_000)
+        assert [e.data["type"] for e in events].count("result") == 1, f"task {task_id}: result events"
+
+
+def stop_all(agents: list[AgentProcess]) -> None:
+    for a in agents:
+        a.stop()
+
+
+@pytest.fixture
+def agents_cleanup() -> Any:
+    started: list[AgentProcess] = []
+    yield started
+    for a in started:
+        a.kill()
+
+
+async def test_200_tasks_4_agents_random_sigkills(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    n, steps = 200, 5
+    log_path = tmp_path / "steps.log"
+    env = agent_env(backend, server_url, unique_namespace)
+    agents = [AgentProcess(f"agent-{i}", env, tmp_path) for i in range(4)]
+    agents_cleanup += agents
+    broker = make_test_broker(backend, server_url, unique_namespace)
+    await broker.connect()
+    try:
+        ids = [f"task-{i:03d}" for i in range(n)]
+        await broker.enqueue_many(
+            [TaskSpec({"steps": steps, "delay": 0.03, "log": str(log_path)}, task_id) for task_id in ids]
+        )
+        for a in agents:
+            a.start()
+        rng = random.Random(20261128)
+        kills = 0
+
+        async def finished() -> bool:
+            nonlocal kills
+            done = (await broker.stats()).done
+            if done < n * 0.85 and kills < 16:
+                await asyncio.sleep(rng.uniform(0.3, 0.9))
+                victim = rng.choice(agents)
+                victim.kill()
+                kills += 1
+                victim.start()  # same identity, same volume
+            return done == n
+
+        await wait_until(finished, within=180, interval=0.05, what=f"{n} results")
+        stop_all(agents)
+        await assert_all_done_once(broker, ids, steps)
+        log = StepLog.read(log_path)
+        assert log.violations() == []
+        for task_id in ids:
+            assert log.executed_steps(task_id) == set(range(steps)), task_id
+        assert kills >= 8
+        # The kills really interrupted tasks mid-way, and those resumed from their checkpoints.
+        assert log.interrupted(), "no task was interrupted: the test proved nothing"
+        assert log.resumed(), "no interrupted task resumed past step 0"
+    finally:
+        await broker.close()
+
+
+async def test_redis_killed_and_restarted_mid_run_loses_nothing(
+    redis_factory: Callable[[], Any],
+    unique_namespace: str,
+    tmp_path: Path,
+    agents_cleanup: list[AgentProcess],
+) -> None:
+    redis = redis_factory()
+    n, steps = 60, 4
+    log_path = tmp_path / "steps.log"
+    env = agent_env("redis", redis.url, unique_namespace)
+    agents = [AgentProcess(f"agent-{i}", env, tmp_path) for i in range(3)]
+    agents_cleanup += agents
+    ids = [f"r{i:02d}" for i in range(n)]
+    broker = make_test_broker("redis", redis.url, unique_namespace)
+    await broker.connect()
+    await broker.enqueue_many(
+        [TaskSpec({"steps": steps, "delay": 0.04, "log": str(log_path)}, i) for i in ids]
+    )
+    await broker.close()
+    for a in agents:
+        a.start()
+    for threshold in (10, 30):
+        probe_broker = make_test_broker("redis", redis.url, unique_namespace)
+        await probe_broker.connect()
+
+        async def reached(b: Broker = probe_broker, t: int = threshold) -> bool:
+            return (await b.stats()).done >= t
+
+        await wait_until(reached, within=90, what=f"{threshold} results before the Redis kill")
+        await probe_broker.close()
+        redis.kill()  # SIGKILL: only what AOF (appendfsync always) persisted survives
+        await asyncio.sleep(1.0)
+        redis.start()
+    broker = make_test_broker("redis", redis.url, unique_namespace)
+    await broker.connect()
+    try:
+
+        async def all_done() -> bool:
+            return (await broker.stats()).done == n
+
+        await wait_until(all_done, within=120, what="all results after the Redis restarts")
+        stop_all(agents)
+        assert all(a.starts == 1 for a in agents)  # the agents rode out the outage without restarting
+        await assert_all_done_once(broker, ids, steps)
+        assert StepLog.read(log_path).violations() == []
+        # Enqueue stays idempotent across the restart (the task index came back from the AOF).
+        await broker.enqueue_many([TaskSpec({}, i) for i in ids])
+        assert (await broker.stats()).enqueued_total == n
+        assert "broker unavailable" in "".join(a.log_text() for a in agents)  # the outage was real
+    finally:
+        await broker.close()
+
+
+async def test_poison_task_dead_lettered_while_others_finish(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    env = agent_env(backend, server_url, unique_namespace, max_deliveries=3)
+    agents = [AgentProcess(f"agent-{i}", env, tmp_path) for i in range(2)]
+    agents_cleanup += agents
+    broker = make_test_broker(backend, server_url, unique_namespace, max_deliveries=3)
+    await broker.connect()
+    try:
+        ids = [f"ok{i:02d}" for i in range(20)]
+        specs = [TaskSpec({"steps": 2, "delay": 0.01}, i) for i in ids[:10]]
+        specs += [TaskSpec({"poison": True}, "poison"), TaskSpec({"steps": 2, "fail_times": 1}, "flaky")]
+        specs += [TaskSpec({"steps": 2, "delay": 0.01}, i) for i in ids[10:]]
+        await broker.enqueue_many(specs)
+        for a in agents:
+            a.start()
+
+        async def settled() -> bool:
+            s = await broker.stats()
+            return s.done == 21 and s.dead_lettered == 1
+
+        await wait_until(settled, within=90, what="20 results + flaky + 1 dead letter")
+        stop_all(agents)
+        (dead,) = await broker.dead_letters()
+        assert dead.task.id == "poison" and dead.deliveries == 3
+        assert dead.error == "PoisonTask: task poison is poison (payload says so)"
+        types = [e.data["type"] for e in await broker.read_events("poison", None, limit=1000)]
+        assert types.count("error") == 3 and types[-1] == "dead_lettered" and "result" not in types
+        assert await broker.get_result("poison") is None
+        flaky = await broker.get_result("flaky")
+        assert flaky is not None and flaky.attempt == 2 and flaky.value == expected_result("flaky", 2)
+        for i in ids:
+            r = await broker.get_result(i)
+            assert r is not None and r.value == expected_result(i, 2)
+    finally:
+        await broker.close()
+
+
+async def test_sigterm_pauses_at_checkpoint_and_resumes(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    steps = 30
+    log_path = tmp_path / "steps.log"
+    env = agent_env(backend, server_url, unique_namespace, shutdown_grace_seconds=20)
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker(backend, server_url, unique_namespace)
+    await broker.connect()
+    try:
+        await broker.enqueue({"steps": steps, "delay": 0.1, "log": str(log_path)}, "long")
+        agent.start()
+
+        async def some_steps() -> bool:
+            return len(StepLog.read(log_path).executed_steps("long")) >= 3
+
+        await wait_until(some_steps, within=60, what="first steps")
+        settings = Settings(checkpoint_dir=agent.checkpoint_dir)
+        assert probe(60, settings) == 0
+        rc = await asyncio.to_thread(agent.terminate, 30)
+        assert rc == 0, agent.log_text()[-3000:]
+        executed = StepLog.read(log_path).executed_steps("long")
+        assert len(executed) < steps, "task finished before SIGTERM: the test proved nothing"
+        # Stopped exactly at a checkpoint: the stored state covers every executed step.
+        ckpt = await FileCheckpointStore(agent.checkpoint_dir).load("long")
+        assert ckpt is not None and ckpt.state["next_step"] == max(executed) + 1
+        assert await broker.get_result("long") is None
+        stats = await broker.stats()
+        assert (stats.pending, stats.queued) == (1, 0)  # left unacknowledged, not lost
+        assert probe(0.0, settings) == 1  # no heartbeat since the exit
+        agent.start()
+
+        async def done() -> bool:
+            return await broker.get_result("long") is not None
+
+        await wait_until(done, within=60, what="resumed task to finish")
+        agent.stop()
+        result = await broker.get_result("long")
+        assert result is not None and result.value == expected_result("long", steps)
+        rows = StepLog.read(log_path).by_task()["long"]
+        exec_steps = [step for kind, step, _a, _t in rows if kind == "exec"]
+        assert sorted(exec_steps) == list(range(steps))  # every step ran exactly once
+        started = [
+            e.data for e in await broker.read_events("long", None, limit=1000) if e.data["type"] == "started"
+        ]
+        assert started[0]["resumed_from_version"] is None
+        assert started[-1]["resumed_from_version"] == max(executed) + 1
+    finally:
+        await broker.close()
+
+
+async def test_sigterm_exits_within_grace_when_handler_never_checkpoints(
+    redis_server: Any, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    env = agent_env("redis", redis_server.url, unique_namespace, shutdown_grace_seconds=1)
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker("redis", redis_server.url, unique_namespace)
+    await broker.connect()
+    try:
+        await broker.enqueue({"steps": 1, "delay": 3600}, "stuck")
+        agent.start()
+
+        async def started() -> bool:
+            return any(e.data["type"] == "started" for e in await broker.read_events("stuck"))
+
+        await wait_until(started, within=60, what="task start")
+        rc = await asyncio.to_thread(agent.terminate, 30)
+        assert rc == 0
+        assert "checkpoint within the grace period" in agent.log_text()
+        assert (await broker.stats()).pending == 1
+    finally:
+        await broker.close()
+
+
+def test_probe_without_heartbeat_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert probe(30, Settings(checkpoint_dir=tmp_path / "nothing-here")) == 1
+    assert "no heartbeat file" in capsys.readouterr().err
