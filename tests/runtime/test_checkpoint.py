@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -77,4 +77,4 @@ async def test_invalid_task_id_cannot_escape_directory(tmp_path: Path) -> None:
     store = FileCheckpointStore(tmp_path / "vol")
     with pytest.raises(ValueError, match="invalid task id"):
         await store.save("../../etc", {})
-    assert not os.path.exists(tmp_path / "etc")
+    assert await asyncio.to_thread(os.listdir, tmp_path) == []  # nothing created anywhere
