@@ -142,6 +142,7 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
     if bar is not None:
         client.on_reconnect = bar.on_reconnect
         bar.render(force=True)
+        bar.start_ticker()
 
     def on_result(frame: Any) -> None:
         if bar is not None:

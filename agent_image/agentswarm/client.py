@@ -323,6 +323,7 @@ class ProgressBar:
         self._last_plain = 0.0
         self._last_line = ""
         self._dirty = False
+        self._ticker: asyncio.Task[None] | None = None
 
     def on_event(self, frame: p.EventFrame) -> None:
         self.events += 1
@@ -372,6 +373,17 @@ class ProgressBar:
             self._last_plain = now
             self._write_plain(self.line())
 
+    def start_ticker(self, every: float = 1.0) -> None:
+        """Redraw every ``every`` seconds so elapsed time moves while tasks run without events."""
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(every)
+                self.render()
+
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(tick())
+
     def _write_plain(self, line: str) -> None:
         if line != self._last_line:
             self._last_line = line
@@ -379,6 +391,9 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self.tty and self._dirty:
             self.stream.write("\r\x1b[2K" + self.line() + "\n")
             self.stream.flush()

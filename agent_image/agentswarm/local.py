@@ -472,6 +472,7 @@ class LocalSwarm:
         bar = ProgressBar(ids, stream=self.opts.out)
         client.on_reconnect = bar.on_reconnect
         bar.render(force=True)
+        bar.start_ticker()
         try:
             watches = await client.watch(ids, on_event=bar.on_event, on_result=bar.on_result)
         finally:
