@@ -1,0 +1,30 @@
+"""Pulumi components that provision and run swarms of AI agents on Kubernetes (GKE or kind).
+
+Import :class:`AgentSwarm` into any Pulumi program; the other classes are its building blocks.
+"""
+
+from components.agents import AgentPool, AgentPoolArgs
+from components.config import ConfigError, SwarmConfig, load_stack_config, parse_config
+from components.coordinator import Coordinator, CoordinatorArgs
+from components.namespace import SwarmNamespace, SwarmNamespaceArgs
+from components.redis import Redis, RedisArgs, RedisConnection
+from components.swarm import AgentSwarm, AgentSwarmArgs, ManagedRedis
+
+__all__ = [
+    "AgentPool",
+    "AgentPoolArgs",
+    "AgentSwarm",
+    "AgentSwarmArgs",
+    "ConfigError",
+    "Coordinator",
+    "CoordinatorArgs",
+    "ManagedRedis",
+    "Redis",
+    "RedisArgs",
+    "RedisConnection",
+    "SwarmConfig",
+    "SwarmNamespace",
+    "SwarmNamespaceArgs",
+    "load_stack_config",
+    "parse_config",
+]

@@ -1,0 +1,116 @@
+"""Small builders shared by the Kubernetes components: labels, metadata, security contexts.
+
+One place for the conventions every object follows (recommended ``app.kubernetes.io/*`` labels, the restricted
+Pod Security profile), so no component copies a manifest fragment from another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+PART_OF = "agentswarm"
+RUNTIME_UID = 10001
+"""UID/GID the agentswarm image runs as (docs/runtime-contract.md)."""
+
+AGENT_POOL_LABEL = "agentswarm.io/pool"
+AGENT_POOL_VALUE = "agents"
+AGENT_TAINT_KEY = "agentswarm.io/agents"
+"""Nodes dedicated to agents carry this label and a ``NoSchedule`` taint with this key (value ``true``)."""
+
+TMP_VOLUME = "tmp"
+
+
+def selector_labels(instance: str, component: str) -> dict[str, str]:
+    """Labels that identify one component's pods; stable, used by selectors and NetworkPolicies."""
+    return {
+        "app.kubernetes.io/name": PART_OF,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def labels(instance: str, component: str) -> dict[str, str]:
+    """Recommended labels for every object of a component."""
+    return {
+        **selector_labels(instance, component),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def metadata(
+    name: str,
+    namespace: pulumi.Input[str] | None,
+    instance: str,
+    component: str,
+    annotations: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels(instance, component)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod-level settings of the Pod Security Standard ``restricted``."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+        "fsGroup": RUNTIME_UID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(uid: int = RUNTIME_UID) -> dict[str, Any]:
+    """Container-level settings of ``restricted`` plus a read-only root filesystem."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def tmp_volume() -> dict[str, Any]:
+    """The only scratch space of a read-only container: an emptyDir at /tmp."""
+    return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "256Mi"}}
+
+
+def tmp_mount() -> dict[str, Any]:
+    return {"name": TMP_VOLUME, "mountPath": "/tmp"}
+
+
+def secret_env(name: str, secret: pulumi.Input[str], key: str) -> dict[str, Any]:
+    """An env var read from a Secret key: secrets never appear as literal values."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def dns_egress_rule() -> dict[str, Any]:
+    """Egress to the cluster DNS (kube-dns pods in kube-system, same label on GKE and kind)."""
+    return {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+
+
+def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+def spec(value: dict[str, Any]) -> Any:
+    """Hand a camelCase spec dict to the typed SDK; Pulumi passes unknown-cased keys through unchanged."""
+    return value

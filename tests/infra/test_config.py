@@ -1,0 +1,221 @@
+"""Typed stack config: defaults, one-line errors before any registration, schema and docs in sync."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+from conftest import ROOT, run_program, stack_config
+
+from components.config import (
+    ConfigError,
+    SwarmConfig,
+    config_json_schema,
+    config_keys,
+    config_markdown,
+    load_stack_config,
+    parse_config,
+)
+
+
+def test_defaults_are_sane() -> None:
+    cfg = parse_config({"platform": "gke", "cluster": {"create": False}})
+    assert cfg.exposure == "ingress"
+    assert cfg.namespace == "agentswarm"
+    assert cfg.coordinator.port == 8080
+    assert cfg.coordinator.websocket_backend_timeout_seconds == 3600
+    assert cfg.agents.replicas == 50
+    assert cfg.agents.checkpoint_path == "/var/lib/agentswarm"
+    assert cfg.redis.mode == "in-cluster"
+    assert cfg.redis.aof is True
+    assert cfg.image.reference == "ghcr.io/agentswarm/agentswarm:0.1.0"
+    assert parse_config({"platform": "kind", "cluster": {"create": False}}).exposure == "nodeport"
+
+
+def test_digest_wins_over_tag() -> None:
+    digest = "sha256:" + "b" * 64
+    cfg = parse_config({"platform": "kind", "image": {"repository": "r/x", "digest": digest}})
+    assert cfg.image.reference == f"r/x@{digest}"
+
+
+def test_load_stack_config_decodes_structured_values() -> None:
+    cfg = load_stack_config({"agentswarm:platform": "kind", "agentswarm:agents": json.dumps({"replicas": 7})})
+    assert cfg.agents.replicas == 7
+    # other namespaces are not ours
+    assert load_stack_config({"agentswarm:platform": "kind", "gcp:project": "x"}).platform == "kind"
+
+
+BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
+    # (agentswarm config, key in message, bad value in message, allowed text in message)
+    ({}, "platform", "None", "required key is missing"),
+    ({"platform": "aws"}, "platform", "'aws'", "'kind' or 'gke'"),
+    (
+        {"platform": "kind", "exposure": "ingress"},
+        "exposure",
+        "'ingress'",
+        "platform kind allows only 'nodeport'",
+    ),
+    (
+        {"platform": "gke", "exposure": "nodeport"},
+        "exposure",
+        "'nodeport'",
+        "platform gke allows 'ingress' or 'gateway'",
+    ),
+    (
+        {"platform": "kind", "redis": {"mode": "memorystore"}},
+        "redis.mode",
+        "'memorystore'",
+        "platform kind allows only 'in-cluster'",
+    ),
+    (
+        {"platform": "kind", "coordinator": {"port": 80}},
+        "coordinator.port",
+        "80",
+        "greater than or equal to 1024",
+    ),
+    ({"platform": "kind", "coordinatr": {"port": 8080}}, "coordinatr", "{'port': 8080}", "unknown key"),
+    (
+        {"platform": "kind", "coordinator": {"connection_draining_seconds": 120}},
+        "coordinator.termination_grace_seconds",
+        "90",
+        "greater than coordinator.prestop_delay_seconds + coordinator.connection_draining_seconds = 125",
+    ),
+    (
+        {
+            "platform": "gke",
+            "cluster": {"create": False},
+            "coordinator": {"websocket_backend_timeout_seconds": 0},
+        },
+        "coordinator.websocket_backend_timeout_seconds",
+        "0",
+        "greater than or equal to 1",
+    ),
+    (
+        {"platform": "kind", "agents": {"egress_allow": [{"cidr": "10.0.0.0/33"}]}},
+        "agents.egress_allow[0].cidr",
+        "'10.0.0.0/33'",
+        "not a CIDR block",
+    ),
+    ({"platform": "kind", "agents": {"replicas": "many"}}, "agents.replicas", "'many'", "valid integer"),
+    ({"platform": "kind", "agents": {"handler": "no-colon"}}, "agents.handler", "'no-colon'", "must match"),
+    ({"platform": "kind", "agents": {"storage_size": "lots"}}, "agents.storage_size", "'lots'", "must match"),
+    ({"platform": "kind", "namespace": "Agent_Swarm"}, "namespace", "'Agent_Swarm'", "must match"),
+    ({"platform": "gke"}, "cluster.create", "True", "needs the gcp section"),
+    (
+        {"platform": "gke", "cluster": {"create": True}, "kubernetes": {"render_yaml_to_directory": "out"}},
+        "cluster.create",
+        "True",
+        "must be false when kubernetes.render_yaml_to_directory is set",
+    ),
+    (
+        {"platform": "kind", "image": {"pull_policy": "Sometimes"}},
+        "image.pull_policy",
+        "'Sometimes'",
+        "'Always'",
+    ),
+    (
+        {"platform": "kind", "image": {"tag": None}},
+        "image.tag",
+        "None",
+        "set image.tag or image.digest",
+    ),
+    (
+        {
+            "platform": "gke",
+            "gcp": {"project": "my-project"},
+            "cluster": {"gke": {"agent_pool": {"min_nodes": 11}}},
+        },
+        "cluster.gke.agent_pool.max_nodes",
+        "10",
+        "must be >= min_nodes (11)",
+    ),
+    (
+        {"platform": "kind", "gcp": {"project": "my-project"}},
+        "gcp",
+        "'my-project'",
+        "creates no GCP resource",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "key", "value", "allowed"), BAD_CONFIGS, ids=[b[1] for b in BAD_CONFIGS])
+def test_bad_config_one_clear_message_and_no_resource(
+    config: dict[str, Any], key: str, value: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    message = str(info.value)
+    assert message == f"invalid stack config {key}: got {value}; {info.value.allowed}"
+    assert allowed in message
+    assert "\n" not in message
+
+    # The real program: the same message as a pulumi.RunError (printed without traceback), nothing registered.
+    recorded: list[Any] = []
+    with pytest.raises(pulumi.RunError) as run_info:
+        recorded.append(run_program({f"agentswarm:{k}": v for k, v in config.items()}))
+    assert str(run_info.value) == message
+    assert recorded == []
+
+
+def test_bad_program_run_registers_nothing() -> None:
+    """The failing program leaves the mocks empty (not merely 'raised'): check the recording itself."""
+    from conftest import Recording, run_mocked
+
+    seen: list[Recording] = []
+
+    def body() -> None:
+        import runpy
+
+        from conftest import PROGRAM
+
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
+    import conftest
+
+    original = conftest.RecordingMocks.__init__
+
+    def capture(self: conftest.RecordingMocks, recording: Recording) -> None:
+        seen.append(recording)
+        original(self, recording)
+
+    conftest.RecordingMocks.__init__ = capture  # type: ignore[method-assign]
+    try:
+        with pytest.raises(pulumi.RunError):
+            run_mocked(body, {"agentswarm:platform": "kind", "agentswarm:agents": {"replicas": -1}})
+    finally:
+        conftest.RecordingMocks.__init__ = original  # type: ignore[method-assign]
+    assert len(seen) == 1
+    assert seen[0].resources == []
+
+
+def test_committed_json_schema_is_generated_one() -> None:
+    committed = json.loads((ROOT / "docs" / "config.schema.json").read_text())
+    assert committed == json.loads(json.dumps(config_json_schema()))
+
+
+def test_json_schema_accepts_every_stack() -> None:
+    import jsonschema
+
+    schema = config_json_schema()
+    for path in sorted((ROOT / "stacks").glob("Pulumi.*.yaml")):
+        stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        data = {k.split(":", 1)[1]: v for k, v in stack_config(stack).items() if k.startswith("agentswarm:")}
+        jsonschema.validate(data, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"platform": "kind", "agents": {"replicaz": 3}}, schema)
+
+
+def test_config_doc_is_generated_and_covers_every_key() -> None:
+    doc = (ROOT / "docs" / "config.md").read_text()
+    assert doc == config_markdown()
+    keys = config_keys()
+    assert len(keys) > 80
+    for key in keys:
+        assert f"| `{key}` |" in doc, key
+    # every leaf field of the models is reachable as a documented key
+    assert "coordinator.websocket_backend_timeout_seconds" in keys
+    assert "agents.egress_allow[].cidr" in keys
+    assert "kubernetes.render_yaml_to_directory" in keys
+    assert set(SwarmConfig.model_fields) <= {k.split(".")[0] for k in keys}

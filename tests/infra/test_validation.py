@@ -1,0 +1,173 @@
+"""Every Kubernetes object of every stack passes strict schema validation for Kubernetes 1.33.
+
+Built-in kinds go through kubernetes-validate (strict: unknown fields fail). BackendConfig, GCPBackendPolicy,
+HealthCheckPolicy, Gateway and HTTPRoute are not in it: they go through the JSON Schemas shipped in
+components/schemas, written from the upstream Go types.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+from conftest import STACK_NAMES, Recording
+
+K8S_VERSION = "1.33.0"
+CRD_SCHEMAS = {
+    ("cloud.google.com/v1", "BackendConfig"): "backendconfig.cloud.google.com_v1.json",
+    ("networking.gke.io/v1", "GCPBackendPolicy"): "gcpbackendpolicy.networking.gke.io_v1.json",
+    ("networking.gke.io/v1", "HealthCheckPolicy"): "healthcheckpolicy.networking.gke.io_v1.json",
+    ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.gateway.networking.k8s.io_v1.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
+}
+
+
+def crd_schema(api_version: str, kind: str) -> dict[str, Any]:
+    text = resources.files("components").joinpath("schemas", CRD_SCHEMAS[(api_version, kind)]).read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate(manifest: dict[str, Any]) -> None:
+    key = (manifest["apiVersion"], manifest["kind"])
+    if key in CRD_SCHEMAS:
+        jsonschema.Draft202012Validator(crd_schema(*key)).validate(manifest)
+    else:
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_every_object_validates(stack: str, stack_recordings: dict[str, Recording]) -> None:
+    manifests = stack_recordings[stack].manifests()
+    assert len(manifests) >= 15
+    for manifest in manifests:
+        try:
+            validate(manifest)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
+            pytest.fail(f"{stack}: {manifest['kind']} {manifest['metadata']['name']}: {exc}")
+
+
+def test_strict_validation_can_fail(stack_recordings: dict[str, Recording]) -> None:
+    sts = copy.deepcopy(stack_recordings["render"].kinds("StatefulSet")[0])
+    sts["spec"]["podManagmentPolicy"] = "Parallel"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(sts)
+
+
+def _backend_config() -> dict[str, Any]:
+    return {
+        "apiVersion": "cloud.google.com/v1",
+        "kind": "BackendConfig",
+        "metadata": {"name": "x", "namespace": "y"},
+        "spec": {
+            "timeoutSec": 3600,
+            "connectionDraining": {"drainingTimeoutSec": 60},
+            "healthCheck": {"type": "HTTP", "requestPath": "/readyz", "port": 8080},
+        },
+    }
+
+
+def _target() -> dict[str, str]:
+    return {"group": "", "kind": "Service", "name": "svc"}
+
+
+MISSPELLED = [
+    (_backend_config(), ("spec",), "timeoutSecs"),
+    (_backend_config(), ("spec", "healthCheck"), "requestpath"),
+    (_backend_config(), ("spec", "connectionDraining"), "drainingTimeout"),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1",
+            "kind": "GCPBackendPolicy",
+            "metadata": {"name": "x"},
+            "spec": {"targetRef": _target(), "default": {"timeoutSec": 3600}},
+        },
+        ("spec", "default"),
+        "timeoutSecs",
+    ),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1",
+            "kind": "GCPBackendPolicy",
+            "metadata": {"name": "x"},
+            "spec": {"targetRef": _target(), "default": {"timeoutSec": 3600}},
+        },
+        ("spec",),
+        "targetRefs",
+    ),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1",
+            "kind": "HealthCheckPolicy",
+            "metadata": {"name": "x"},
+            "spec": {
+                "targetRef": _target(),
+                "default": {
+                    "config": {"type": "HTTP", "httpHealthCheck": {"requestPath": "/readyz", "port": 8080}}
+                },
+            },
+        },
+        ("spec", "default", "config", "httpHealthCheck"),
+        "requestPth",
+    ),
+    (
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "x"},
+            "spec": {
+                "gatewayClassName": "gke-l7-global-external-managed",
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+            },
+        },
+        ("spec",),
+        "gatewayClass",
+    ),
+    (
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "x"},
+            "spec": {
+                "parentRefs": [{"name": "gw"}],
+                "rules": [{"backendRefs": [{"name": "svc", "port": 8080}]}],
+            },
+        },
+        ("spec",),
+        "parentRef",
+    ),
+]
+
+
+@pytest.mark.parametrize(("manifest", "path", "bad_key"), MISSPELLED, ids=[m[2] for m in MISSPELLED])
+def test_crd_schema_rejects_misspelled_field(
+    manifest: dict[str, Any], path: tuple[str, ...], bad_key: str
+) -> None:
+    validate(manifest)  # the correct object passes
+    broken = copy.deepcopy(manifest)
+    node = broken
+    for part in path:
+        node = node[part]
+    node[bad_key] = 1
+    with pytest.raises(jsonschema.ValidationError, match="Additional properties"):
+        validate(broken)
+
+
+def test_crd_schemas_enforce_upstream_bounds() -> None:
+    bad = _backend_config()
+    bad["spec"]["connectionDraining"]["drainingTimeoutSec"] = 3601
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad)
+    policy = {
+        "apiVersion": "networking.gke.io/v1",
+        "kind": "GCPBackendPolicy",
+        "metadata": {"name": "x"},
+        "spec": {"targetRef": _target(), "default": {"timeoutSec": 0}},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        validate(policy)
