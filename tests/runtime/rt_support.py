@@ -63,6 +63,7 @@ class AgentProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     pids: list[int] = field(default_factory=list)
+    started_at: float = 0.0
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -82,6 +83,7 @@ class AgentProcess:
         )
         log.close()
         self.starts += 1
+        self.started_at = time.monotonic()
         self.pids.append(self.proc.pid)
         return self
 

@@ -279,3 +279,29 @@ async def test_ping(brokers) -> None:
     assert await b.ping() is True
     await b.close()
     assert await b.ping() is False
+
+
+async def test_nats_max_ack_pending_stall_is_reported(
+    nats_server, unique_namespace, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JetStream stops delivering silently at MaxAckPending: the broker must say so (stats + error log)."""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+
+    b = NatsJetStreamBroker(nats_server.url, namespace=unique_namespace, max_ack_pending=2, ledger_dir=None)
+    await b.connect()
+    try:
+        await b.enqueue_many([TaskSpec({}, f"s{i}") for i in range(3)])
+        held = (await b.claim("x", count=2, block_ms=1000))[:2]
+        assert len(held) == 2
+        assert await b.claim("y", block_ms=300) == []  # s2 waits, nothing is delivered
+        stats = await b.stats()
+        assert stats.saturated and (stats.queued, stats.pending) == (1, 2)
+        with caplog.at_level("ERROR", logger="agentswarm.broker.nats_jetstream"):
+            b._last_saturation_check = 0.0
+            assert await b.claim("y", block_ms=300) == []
+        assert "MaxAckPending (2)" in caplog.text and "AGENTSWARM_MAX_ACK_PENDING" in caplog.text
+        await b.ack(held[0])
+        (d,) = await b.claim("y", block_ms=2000)
+        assert d.task.id == "s2" and not (await b.stats()).saturated
+    finally:
+        await b.close()
