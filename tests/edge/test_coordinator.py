@@ -7,6 +7,7 @@ private redis-server where the test kills the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 
@@ -16,7 +17,7 @@ from agentswarm import protocol as p
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .helpers import TOKEN, Swarm, pid_alive, wait_until
+from .helpers import TOKEN, Proc, Swarm, pid_alive, wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -200,3 +201,37 @@ def test_coordinator_refuses_to_start_without_token(redis_swarm: Swarm) -> None:
     )
     assert out.returncode == 2
     assert "AGENTSWARM_API_TOKEN" in out.stderr
+
+
+async def test_coordinator_started_before_its_broker(tmp_path, redis_factory, unique_namespace) -> None:
+    redis = redis_factory()
+    redis.kill()  # the port is known; nothing listens yet
+    env = {"AGENTSWARM_BROKER": "redis", "AGENTSWARM_REDIS_URL": redis.url}
+    swarm = Swarm(tmp_path, env, unique_namespace)
+    proc = Proc(
+        "coordinator",
+        ["coordinator"],
+        {**swarm.base_env, "AGENTSWARM_API_TOKEN": TOKEN, "AGENTSWARM_PORT": str(swarm.port)},
+        tmp_path,
+    ).start()
+    try:
+        async with httpx.AsyncClient() as http:
+            # Liveness is served at once; readiness waits for the broker.
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{swarm.http}/healthz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            r = await http.get(f"{swarm.http}/readyz")
+            assert r.status_code == 503 and "not connected" in r.text
+            redis.start()
+            for _ in range(300):
+                if (await http.get(f"{swarm.http}/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"never ready:\n{proc.log()[-3000:]}")
+        async with connect(swarm.url, additional_headers=AUTH) as ws:
+            assert (await recv_frame(ws))["type"] == "welcome"
+    finally:
+        proc.stop()

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 from agentswarm.broker import open_broker
 from agentswarm.client import Backoff, SwarmClient
 from agentswarm.handlers.steps import expected_result
@@ -91,6 +92,13 @@ async def test_submit_and_watch_with_real_agents(redis_swarm: Swarm) -> None:
     assert later["direct-0"].events == len(log) - 1
     stats = await c.stats()
     assert stats["done"] == 4 and stats["dead_lettered"] == 1
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{redis_swarm.http}/metrics")).text
+    assert 'agentswarm_tasks{state="done"} 4.0' in metrics
+    assert 'agentswarm_tasks{state="dead"} 1.0' in metrics
+    assert "agentswarm_tasks_submitted_total 6.0" in metrics  # 5 + the idempotent resubmit
+    # direct-0 was watched twice; its duration is observed once.
+    assert "agentswarm_task_duration_seconds_count 4.0" in metrics
 
 
 def test_cli_submit_and_watch(redis_swarm: Swarm, tmp_path: Path) -> None:
