@@ -90,6 +90,15 @@ async def test_submit_and_watch_with_real_agents(redis_swarm: Swarm) -> None:
     log = await broker_events(redis_swarm, "direct-0")
     later = await c.watch(["direct-0"], after={"direct-0": log[0][0]})
     assert later["direct-0"].events == len(log) - 1
+    # Resuming after the terminal event still ends with the result frame (done and dead alike).
+    dead_log = await broker_events(redis_swarm, "dead-one")
+    assert dead_log[-1][1]["type"] == "dead_lettered"
+    tail = await c.watch(
+        ["direct-0", "dead-one"], after={"direct-0": log[-1][0], "dead-one": dead_log[-1][0]}
+    )
+    assert tail["direct-0"].events == 0 and tail["dead-one"].events == 0
+    assert tail["direct-0"].result is not None and tail["direct-0"].result.status == "done"
+    assert tail["dead-one"].result is not None and tail["dead-one"].result.status == "dead"
     stats = await c.stats()
     assert stats["done"] == 4 and stats["dead_lettered"] == 1
     async with httpx.AsyncClient() as http:

@@ -416,14 +416,21 @@ class Coordinator:
         # Idle subscriptions poll less often (up to 5x the interval) so that thousands of watched
         # long tasks do not hammer the broker; any new event resets the pace.
         idle = self.config.poll_interval_seconds
+        checked_dead = False
         while True:
             try:
                 events = await self.broker.read_events(
                     task_id, cursor, limit=self.config.event_batch, block_ms=self.config.block_ms
                 )
                 result = None
+                dead: dict[str, Any] | None = None
                 if not events and cursor is not None:
                     result = await self.broker.get_result(task_id)
+                    if result is None and not checked_dead:
+                        # Resumed after the terminal event of a dead-lettered task: nothing newer will
+                        # ever come, so look the terminal event up once (a dead task has no result).
+                        checked_dead = True
+                        dead = await self._dead_letter_event(task_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -446,11 +453,25 @@ class Coordinator:
             if result is not None:
                 await self._send_outcome(session, task_id, {"type": "result"})
                 return
+            if dead is not None:
+                await self._send_outcome(session, task_id, dead)
+                return
             if events:
                 idle = self.config.poll_interval_seconds
             elif self.config.block_ms <= 0:
                 await asyncio.sleep(idle)
                 idle = min(idle * 1.5, self.config.poll_interval_seconds * 5)
+
+    async def _dead_letter_event(self, task_id: str) -> dict[str, Any] | None:
+        after: str | None = None
+        while True:
+            events = await self.broker.read_events(task_id, after, limit=1000)
+            for event in events:
+                if event.data.get("type") == "dead_lettered":
+                    return event.data
+            if len(events) < 1000:
+                return None
+            after = events[-1].id
 
     async def _send_outcome(self, session: _Session, task_id: str, terminal: dict[str, Any]) -> None:
         if terminal.get("type") == "dead_lettered":
