@@ -294,6 +294,10 @@ class MemorystoreConfig(_Model):
     tier: Literal["BASIC", "STANDARD_HA"] = Field(default="BASIC", description="Memorystore tier.")
     memory_size_gb: int = Field(default=1, ge=1, le=300, description="Instance size.")
     redis_version: str = Field(default="REDIS_7_2", pattern=r"^REDIS_[0-9]+_[0-9X]+$", description="Version.")
+    network: str | None = Field(
+        default=None,
+        description="VPC id to peer with when the cluster is not created here; default: the cluster's VPC.",
+    )
 
 
 class RedisConfig(_Model):
@@ -498,6 +502,16 @@ class SwarmConfig(_Model):
                 else ("image.build.enabled", True)
             )
             raise ConfigError(key, value, "not allowed with kubernetes.render_yaml_to_directory")
+        if (
+            self.redis.mode == "memorystore"
+            and not self.cluster.create
+            and self.redis.memorystore.network is None
+        ):
+            raise ConfigError(
+                "redis.memorystore.network",
+                None,
+                "needed (VPC id) with memorystore when cluster.create is false",
+            )
         if self.platform == "kind" and self.gcp is not None:
             raise ConfigError("gcp", self.gcp.project, "platform kind creates no GCP resource; remove gcp")
         if self.platform == "kind" and self.cluster.create and self.coordinator.node_port is None:

@@ -1,7 +1,14 @@
-"""The platform layer: where the swarm runs (a cluster created here, or an existing kubeconfig context).
+"""The platform layer: where the swarm runs, chosen by stack config, and the program built from it.
 
-``deploy`` is the whole Pulumi program in one function: infra/__main__.py only reads the config and calls it,
-so tests run exactly what ``pulumi up`` runs.
+- ``cluster.create`` on ``kind``: preflight (kind, docker), KindCluster, optional image build + ``kind load``.
+- ``cluster.create`` on ``gke``: GkeCluster (its kubeconfig feeds the provider), optional Artifact Registry
+  build,
+  Workload Identity for agents, optional Memorystore.
+- otherwise: a provider for an existing kubeconfig context, or one rendering YAML to a directory.
+
+The workload layer (AgentSwarm) is the same in every case; only its provider and inputs differ.
+``deploy`` is the whole program: infra/__main__.py reads the config and calls it, so tests run what
+``pulumi up`` runs.
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import _k8s
 from components.config import SwarmConfig
+from components.gcp_services import AgentIdentity, AgentImage, Memorystore
+from components.gke_cluster import GkeCluster
+from components.kind_cluster import KindCluster, kind_load, preflight
 from components.swarm import AgentSwarm, AgentSwarmArgs
 
 
@@ -25,9 +36,9 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def kubernetes_provider(name: str, cfg: SwarmConfig, **extra: Any) -> k8s.Provider:
+def kubernetes_provider(name: str, cfg: SwarmConfig) -> k8s.Provider:
     """A Kubernetes provider for an existing cluster: ambient context, a named context, or render-to-YAML."""
-    kwargs: dict[str, Any] = {"enable_server_side_apply": True, **extra}
+    kwargs: dict[str, Any] = {"enable_server_side_apply": True}
     if cfg.kubernetes.context:
         kwargs["context"] = cfg.kubernetes.context
     if cfg.kubernetes.render_yaml_to_directory:
@@ -36,18 +47,116 @@ def kubernetes_provider(name: str, cfg: SwarmConfig, **extra: Any) -> k8s.Provid
 
 
 def deploy(cfg: SwarmConfig) -> Deployment:
-    """Build providers from the config and instantiate the swarm on them."""
+    """Build the platform from the config and instantiate the swarm on it."""
+    if cfg.platform == "kind" and cfg.cluster.create:
+        preflight()  # before any resource: one clear message when kind or docker is missing
+
     swarm_args: AgentSwarmArgs = {"config": cfg}
-    provider = kubernetes_provider(f"{cfg.name}-k8s", cfg)
-    swarm = AgentSwarm(cfg.name, swarm_args, pulumi.ResourceOptions(providers=[provider]))
-    outputs: dict[str, Any] = {
-        "platform": cfg.platform,
-        "exposure": cfg.exposure,
-        "namespace": swarm.namespace,
-        "coordinator_service": swarm.coordinator_service,
-        "coordinator_port": swarm.coordinator_port,
-        "api_token_secret_name": swarm.api_token_secret_name,
-        "agent_statefulset": swarm.agent_statefulset,
-        "agent_replicas": swarm.agent_replicas,
-    }
+    outputs: dict[str, Any] = {"platform": cfg.platform, "exposure": cfg.exposure}
+    swarm_opts: list[pulumi.Resource] = []
+    name = cfg.name
+
+    if cfg.platform == "kind" and cfg.cluster.create:
+        kind = KindCluster(
+            f"{name}-kind",
+            {
+                "cluster_name": cfg.cluster.name,
+                "config": cfg.cluster.kind,
+                "node_port": cfg.coordinator.node_port,
+            },
+        )
+        provider = kind.provider
+        outputs["kubeconfig"] = kind.kubeconfig
+        outputs["coordinator_url"] = f"http://127.0.0.1:{cfg.cluster.kind.host_port}"
+        if cfg.image.build.enabled:
+            image = AgentImage(f"{name}-image", {"config": cfg.image})
+            loaded = kind_load(
+                f"{name}-kind-load",
+                cfg.cluster.name,
+                f"{cfg.image.repository}:{cfg.image.tag or 'latest'}",
+                image.digest,  # reload whenever the build changes
+                _k8s.child_opts(kind, depends_on=[image, kind.command]),
+            )
+            swarm_args["image"] = pulumi.Output.all(image.ref, loaded.stdout).apply(lambda v: str(v[0]))
+    elif cfg.platform == "gke" and cfg.cluster.create:
+        assert cfg.gcp is not None  # enforced by SwarmConfig
+        gke = GkeCluster(
+            f"{name}-gke",
+            {
+                "project": cfg.gcp.project,
+                "region": cfg.gcp.region,
+                "cluster_name": cfg.cluster.name,
+                "config": cfg.cluster.gke,
+                "gateway_api": cfg.exposure == "gateway",
+            },
+        )
+        provider = gke.provider
+        outputs["cluster_name"] = gke.cluster_name
+        outputs["cluster_endpoint"] = gke.endpoint
+        outputs["kubeconfig"] = gke.kubeconfig
+        network_id: pulumi.Input[str] = gke.network_id
+        swarm_opts.append(gke)
+    else:
+        provider = kubernetes_provider(f"{name}-k8s", cfg)
+        network_id = cfg.redis.memorystore.network or ""
+
+    if cfg.platform == "gke" and cfg.gcp is not None:
+        gcp_cfg = cfg.gcp
+        if cfg.image.build.enabled:
+            registry = f"{gcp_cfg.region}-docker.pkg.dev/{gcp_cfg.project}/{gcp_cfg.artifact_repository}"
+            image = AgentImage(
+                f"{name}-image",
+                {
+                    "config": cfg.image,
+                    "registry": registry,
+                    "project": gcp_cfg.project,
+                    "region": gcp_cfg.region,
+                    "repository_id": gcp_cfg.artifact_repository,
+                },
+            )
+            swarm_args["image"] = image.ref
+            outputs["image"] = image.ref
+        if cfg.workload_identity:
+            identity = AgentIdentity(
+                f"{name}-identity",
+                {
+                    "project": gcp_cfg.project,
+                    "namespace": cfg.namespace,
+                    "service_account": f"{cfg.name}-agent",
+                    "account_id": f"{cfg.name}-agents"[:30],
+                },
+                pulumi.ResourceOptions(depends_on=swarm_opts),  # the workload pool exists with the cluster
+            )
+            swarm_args["gcp_service_account"] = identity.email
+            outputs["agent_gcp_service_account"] = identity.email
+        if cfg.redis.mode == "memorystore":
+            store = Memorystore(
+                f"{name}-memorystore",
+                {
+                    "project": gcp_cfg.project,
+                    "region": gcp_cfg.region,
+                    "network_id": network_id,
+                    "instance_name": f"{cfg.name}-redis",
+                    "config": cfg.redis.memorystore,
+                },
+                pulumi.ResourceOptions(depends_on=swarm_opts),
+            )
+            swarm_args["managed_redis"] = {
+                "host": store.host,
+                "port": store.port,
+                "auth_string": store.auth_string,
+                "ca_certificate": store.ca_certificate,
+            }
+
+    swarm = AgentSwarm(name, swarm_args, pulumi.ResourceOptions(providers=[provider], depends_on=swarm_opts))
+    outputs.update(
+        {
+            "namespace": swarm.namespace,
+            "coordinator_service": swarm.coordinator_service,
+            "coordinator_port": swarm.coordinator_port,
+            "api_token_secret_name": swarm.api_token_secret_name,
+            "agent_statefulset": swarm.agent_statefulset,
+            "agent_replicas": swarm.agent_replicas,
+        }
+    )
     return Deployment(provider=provider, swarm=swarm, outputs=outputs)

@@ -18,13 +18,14 @@ if _PROJECT_ROOT not in sys.path:
     sys.path.insert(0, _PROJECT_ROOT)
 
 from components.config import ConfigError, load_stack_config  # noqa: E402
+from components.kind_cluster import PreflightError  # noqa: E402
 from components.platform import deploy  # noqa: E402
 
 try:
     config = load_stack_config()
-except ConfigError as err:
+    deployment = deploy(config)
+except (ConfigError, PreflightError) as err:
     raise pulumi.RunError(str(err)) from None
 
-deployment = deploy(config)
 for key, value in deployment.outputs.items():
     pulumi.export(key, value)

@@ -5,9 +5,12 @@ Each run gets fresh mocks, monitor, root stack and config, so no state leaks bet
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import runpy
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,12 @@ class Registered:
         """Types of the ancestors (root first, then this resource), from the URN."""
         qualified = self.urn.split("::")[2]
         return qualified.split("$")
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Inputs as the provider receives them: secrets unwrapped, integral floats as ints."""
+        plain: dict[str, Any] = ints(self.inputs)
+        return plain
 
     @property
     def is_kubernetes(self) -> bool:
@@ -149,11 +158,11 @@ class RecordingMocks(Mocks):
             state["id"] = state["selfLink"]
         return f"{args.name}-id", state
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.recording.calls.append((args.token, dict(args.args)))
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
-            return {"accessToken": "mock-token", "project": "mock-project"}, None
-        return {}, None
+            return {"accessToken": "mock-token", "project": "mock-project", "id": "x"}, []
+        return {}, []
 
 
 def stack_config(stack: str) -> dict[str, Any]:
@@ -211,7 +220,26 @@ def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> Recordi
     return run_program(config, stack)
 
 
+@contextlib.contextmanager
+def only_tools_on_path(*tools: str) -> Iterator[Path]:
+    """PATH holds exactly these executables (stand-ins that fail if ever run: mocks never run commands)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_dir = Path(tmp)
+        for tool in tools:
+            exe = bin_dir / tool
+            exe.write_text("#!/bin/sh\necho 'test stand-in, must not run' >&2\nexit 97\n")
+            exe.chmod(0o755)
+        old = os.environ.get("PATH", "")
+        os.environ["PATH"] = str(bin_dir)
+        try:
+            yield bin_dir
+        finally:
+            os.environ["PATH"] = old
+
+
 @pytest.fixture(scope="session")
 def stack_recordings() -> Iterator[dict[str, Recording]]:
-    """Each committed stack run once per session (read-only for tests)."""
-    yield {name: run_stack(name) for name in STACK_NAMES}
+    """Each committed stack run once per session (read-only for tests); kind and docker are 'installed'."""
+    with only_tools_on_path("kind", "docker"):
+        recordings = {name: run_stack(name) for name in STACK_NAMES}
+    yield recordings
