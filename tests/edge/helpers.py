@@ -116,6 +116,7 @@ class Swarm:
             **broker_env,
             "AGENTSWARM_NAMESPACE": namespace,
             "AGENTSWARM_CLAIM_IDLE_MS": "3000",
+            "AGENTSWARM_MAX_DELIVERIES": "2",  # poison tasks dead-letter after two attempts
             "PYTHONUNBUFFERED": "1",
         }
         self.coordinator: Proc | None = None
