@@ -97,6 +97,9 @@ def step_log(path: Path, task_id: str) -> list[tuple[str, int, str, int]]:
     return rows
 
 
+LONG_STEPS = 16
+
+
 async def test_local_swarm_survives_agent_sigkill_and_stops_cleanly(tmp_path: Path) -> None:
     run = LocalRun(tmp_path, tmp_path / "state", "--agents", "3")
     try:
@@ -109,7 +112,7 @@ async def test_local_swarm_survives_agent_sigkill_and_stops_cleanly(tmp_path: Pa
         client = SwarmClient(manifest["url"], manifest["token"], backoff=Backoff(0.05, 0.5), max_retries=50)
         log = tmp_path / "steps.log"
         tasks: list[dict[str, Any]] = [
-            {"task_id": "long", "payload": {"steps": 12, "delay": 0.4, "log": str(log)}}
+            {"task_id": "long", "payload": {"steps": LONG_STEPS, "delay": 0.4, "log": str(log)}}
         ]
         tasks += [{"task_id": f"short-{i}", "payload": {"steps": 3}} for i in range(5)]
         assert await client.submit(tasks) == [t["task_id"] for t in tasks]
@@ -143,8 +146,8 @@ async def test_local_swarm_survives_agent_sigkill_and_stops_cleanly(tmp_path: Pa
         assert {r[2] for r in later} == {victim}
         assert later[0][1] > checkpointed
         executed = [r[1] for r in rows if r[0] == "exec"]
-        assert sorted(set(executed)) == list(range(12))
-        assert len(executed) <= 12 + 1  # at most the step in flight at the kill ran twice
+        assert sorted(set(executed)) == list(range(LONG_STEPS))
+        assert len(executed) <= LONG_STEPS + 1  # at most the step in flight at the kill ran twice
         assert watches["long"].result is not None and watches["long"].result.agent_id == victim
 
         assert run.interrupt_and_wait() == 0
