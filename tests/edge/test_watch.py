@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -127,9 +128,22 @@ def test_cli_submit_and_watch(redis_swarm: Swarm, tmp_path: Path) -> None:
     assert frame["type"] == "result" and frame["status"] == "done"
     assert frame["result"] == expected_result("cli-1", 2)
     assert "2 events" in out.stderr or "done" in out.stderr  # the progress line went to stderr
-    out = subprocess.run([*cli, "watch", "cli-1"], env=env, capture_output=True, text=True, timeout=120)
+    lines = tmp_path / "tasks.jsonl"
+    lines.write_text('{"task_id": "cli-2", "payload": {"steps": 1}}\n\n{"steps": 2}\n')
+    out = subprocess.run(
+        [*cli, "submit", "--no-watch", "--file", str(lines)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    assert "cli-1" in out.stdout and "done" in out.stdout  # the summary table
+    ids = out.stdout.split()
+    assert len(ids) == 2 and ids[0] == "cli-2"
+    out = subprocess.run([*cli, "watch", "cli-1", *ids], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for tid in ("cli-1", *ids):  # the summary table
+        assert re.search(rf"^{tid}\s+done\s", out.stdout, re.M), out.stdout
     bad = subprocess.run(
         [*cli, "watch", "cli-1", "--token", "wrong"], env=env, capture_output=True, text=True, timeout=120
     )
