@@ -425,6 +425,16 @@ class LocalSwarm:
                 self.write_manifest()
             await asyncio.sleep(0.2)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def kill_all(self) -> None:
+        """SIGKILL every child's process group (second Ctrl-C)."""
+        for child in (*self.agents, self.coordinator, self.broker_child):
+            if child is not None:
+                child.signal_group(signal.SIGKILL)
+
     async def stop(self) -> None:
         """Agents first (they checkpoint and leave their task unacknowledged), then coordinator, broker."""
         self._stopping = True
@@ -522,16 +532,20 @@ async def _main(opts: LocalOptions) -> int:
 
     def on_signal(sig: int) -> None:
         received.append(sig)
+        if swarm.stopping:
+            # A second Ctrl-C while stopping: do not wait for graceful exits any more.
+            swarm.say("second signal: killing all children now")
+            swarm.kill_all()
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     supervisor: asyncio.Task[None] | None = None
     work: asyncio.Task[int] | None = None
+    waiter = asyncio.create_task(stop.wait())
     code = 0
     try:
         started = asyncio.create_task(swarm.start())
-        waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({started, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             started.cancel()
@@ -552,10 +566,9 @@ async def _main(opts: LocalOptions) -> int:
             code = 0  # stopping on Ctrl-C/SIGTERM is the normal way out
         if supervisor.done() and not supervisor.cancelled():
             supervisor.result()
-        waiter.cancel()
         return code
     finally:
-        for task in (work, supervisor):
+        for task in (work, supervisor, waiter):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -568,6 +581,7 @@ async def _main(opts: LocalOptions) -> int:
 
 def run_local(opts: LocalOptions) -> int:
     """Entry point of ``agentswarm local``; returns the process exit code."""
+    from agentswarm.client import ClientError
     from agentswarm.handlers import HandlerLoadError, load_handler
     from agentswarm.settings import SettingsError, load_settings
 
@@ -585,3 +599,6 @@ def run_local(opts: LocalOptions) -> int:
     except (LocalError, SettingsError, HandlerLoadError) as exc:
         print(f"agentswarm local: {exc}", file=sys.stderr)
         return 2
+    except ClientError as exc:  # the demo could not talk to its own coordinator
+        print(f"agentswarm local: demo failed: {exc}", file=sys.stderr)
+        return 1
