@@ -10,6 +10,9 @@ Fixtures:
 * ``redis_factory`` / ``nats_factory``: call to get a *private* instance for one test (killing allowed);
   stopped at the end of the test.
 * ``unique_namespace``: a fresh ``AGENTSWARM_NAMESPACE`` value per test.
+* ``backend`` (parametrized ``redis``/``nats``), ``server_url`` (its session server) and ``brokers``
+  (``await brokers(**kw)`` -> a connected broker of that backend in the test's namespace): run a test
+  unchanged against both queue backends.
 
 Classes :class:`RedisServer` and :class:`NatsServer` share :class:`ServerProcess`: ``start()``,
 ``stop()`` (SIGTERM, then SIGKILL), ``kill()`` (SIGKILL), ``restart()``, ``url``, ``port``, ``pid``.
@@ -27,9 +30,9 @@ import sys
 import sysconfig
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
@@ -249,3 +252,49 @@ def pid_alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+@pytest.fixture(params=["redis", "nats"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The queue backend under test; tests using it run once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """URL of the session server for ``backend``."""
+    server = request.getfixturevalue("redis_server" if backend == "redis" else "nats_server")
+    return str(server.url)
+
+
+@pytest.fixture
+async def brokers(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await brokers(**kw)`` -> a connected broker of the current backend in this test's namespace.
+
+    Keyword arguments go to the broker class (``max_deliveries``, ``claim_idle_ms``, ``retry_backoff_ms``,
+    ``ledger_dir`` for NATS). Every broker gets the same NATS ledger directory unless ``ledger_dir`` is
+    given, like processes sharing one agent volume. All are closed after the test.
+    """
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+    from agentswarm.broker.redis_streams import RedisStreamsBroker
+
+    made: list[Any] = []
+
+    async def make(**kw: Any) -> Any:
+        kw.setdefault("claim_idle_ms", 30_000)
+        broker: Any
+        if backend == "redis":
+            kw.pop("ledger_dir", None)
+            broker = RedisStreamsBroker(server_url, namespace=unique_namespace, **kw)
+        else:
+            kw.setdefault("ledger_dir", tmp_path / "volume")
+            broker = NatsJetStreamBroker(server_url, namespace=unique_namespace, **kw)
+        await broker.connect()
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.close()

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
     )
     max_deliveries: int = Field(5, ge=1, le=1000, description="attempts before a task is dead-lettered")
+    retry_backoff_ms: int = Field(
+        500,
+        ge=0,
+        le=30_000,
+        description="delay before retrying a failed attempt; doubles per attempt, capped at 30 s",
+    )
     max_ack_pending: int = Field(
         10_000,
         ge=1,

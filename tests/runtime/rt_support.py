@@ -26,10 +26,15 @@ def make_test_broker(
     max_deliveries: int = 5,
     claim_idle_ms: int = 30_000,
     ledger_dir: Path | None = None,
+    retry_backoff_ms: int = 0,
 ) -> Broker:
     if backend == "redis":
         return RedisStreamsBroker(
-            url, namespace=namespace, max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms
+            url,
+            namespace=namespace,
+            max_deliveries=max_deliveries,
+            claim_idle_ms=claim_idle_ms,
+            retry_backoff_ms=retry_backoff_ms,
         )
     return NatsJetStreamBroker(
         url,
@@ -37,6 +42,7 @@ def make_test_broker(
         max_deliveries=max_deliveries,
         claim_idle_ms=claim_idle_ms,
         ledger_dir=ledger_dir,
+        retry_backoff_ms=retry_backoff_ms,
     )
 
 

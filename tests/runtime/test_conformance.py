@@ -305,3 +305,33 @@ async def test_nats_max_ack_pending_stall_is_reported(
         assert d.task.id == "s2" and not (await b.stats()).saturated
     finally:
         await b.close()
+
+
+@pytest.mark.parametrize("owner_restarts", [False, True])
+async def test_failed_attempt_is_retried_after_backoff_not_before(brokers, owner_restarts: bool) -> None:
+    """A failed task waits for its backoff (also across a restart of its consumer); other tasks flow."""
+    b: Broker = await brokers(retry_backoff_ms=20_000)
+    await b.enqueue_many([TaskSpec({}, "flaky"), TaskSpec({}, "next")])
+    (d,) = await b.claim("c")
+    assert await b.fail(d, "HTTPError: 503") is False
+    if owner_restarts:
+        await b.close()
+        b = await brokers(retry_backoff_ms=20_000)
+    (other,) = await b.claim("c", block_ms=300)
+    assert other.task.id == "next"  # not the failed task: its backoff has not passed
+    await b.ack(other)
+    assert await b.claim("c", block_ms=300) == []
+    assert (b.retry_delay(1), b.retry_delay(2)) == (20.0, 30.0)  # doubling, capped at 30 s
+    # Backoff over (short backoff broker): the retry comes with the recorded error.
+    quick: Broker = await brokers(retry_backoff_ms=1)
+    await quick.enqueue({}, "flaky2")
+    (d2,) = await quick.claim("q")
+    await quick.fail(d2, "Timeout")
+    got: list = []
+
+    async def retried() -> bool:
+        got.extend(await quick.claim("q", block_ms=100))
+        return bool(got)
+
+    await wait_until(retried, within=20, what="retry after backoff")
+    assert (got[0].task.id, got[0].attempt, got[0].last_error) == ("flaky2", 2, "Timeout")

@@ -31,6 +31,7 @@ def agent_env(backend: str, url: str, namespace: str, **extra: Any) -> dict[str,
         "AGENTSWARM_CLAIM_IDLE_MS": "30000",
         "AGENTSWARM_MAX_DELIVERIES": "50",
         "AGENTSWARM_CLAIM_BLOCK_MS": "300",
+        "AGENTSWARM_RETRY_BACKOFF_MS": "50",
         "AGENTSWARM_LOG_LEVEL": "INFO",
     }
     env.update({f"AGENTSWARM_{k.upper()}": str(v) for k, v in extra.items()})

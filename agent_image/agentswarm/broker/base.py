@@ -183,9 +183,16 @@ class Broker(abc.ABC):
 
     name: str = "abstract"
 
-    def __init__(self, *, max_deliveries: int, claim_idle_ms: int) -> None:
+    def __init__(self, *, max_deliveries: int, claim_idle_ms: int, retry_backoff_ms: int = 0) -> None:
         self.max_deliveries = max_deliveries
         self.claim_idle_ms = claim_idle_ms
+        self.retry_backoff_ms = retry_backoff_ms
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before a failed attempt is retried: ``retry_backoff_ms``, doubling, capped at 30 s."""
+        if self.retry_backoff_ms <= 0:
+            return 0.0
+        return float(min(self.retry_backoff_ms * 2 ** max(attempt - 1, 0), 30_000)) / 1000.0
 
     async def __aenter__(self) -> Broker:
         await self.connect()
@@ -253,6 +260,9 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def fail(self, delivery: Delivery, error: str) -> bool:
         """Record ``error`` as the task's last error and give the delivery back.
+
+        The retry is delivered no sooner than :meth:`retry_delay` seconds later (exponential backoff), so a
+        failing dependency is not hammered and ``max_deliveries`` is not burnt in a few milliseconds.
 
         Returns True if this was the last allowed attempt and the task was dead-lettered, False if it will be
         delivered again.

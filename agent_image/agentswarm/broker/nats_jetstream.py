@@ -107,10 +107,13 @@ class NatsJetStreamBroker(Broker):
         namespace: str = "agentswarm",
         max_deliveries: int = 5,
         claim_idle_ms: int = 60_000,
+        retry_backoff_ms: int = 0,
         max_ack_pending: int = 10_000,
         ledger_dir: Path | None = None,
     ) -> None:
-        super().__init__(max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms)
+        super().__init__(
+            max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms, retry_backoff_ms=retry_backoff_ms
+        )
         self.url = url
         self.ns = namespace
         up = namespace.upper().replace("-", "_")
@@ -134,6 +137,7 @@ class NatsJetStreamBroker(Broker):
             namespace=settings.namespace,
             max_deliveries=settings.max_deliveries,
             claim_idle_ms=settings.claim_idle_ms,
+            retry_backoff_ms=settings.retry_backoff_ms,
             max_ack_pending=settings.max_ack_pending,
             ledger_dir=settings.checkpoint_dir,
         )
@@ -362,7 +366,7 @@ class NatsJetStreamBroker(Broker):
         for seq_s, entry in list(ledger.items()):
             if len(out) >= count:
                 break
-            if int(seq_s) in self._inflight:
+            if int(seq_s) in self._inflight or float(entry.get("retry_at", 0)) > time.time():
                 continue
             try:
                 await self.js.get_msg(self.s_tasks, int(seq_s))
@@ -463,11 +467,16 @@ class NatsJetStreamBroker(Broker):
             # A re-taken delivery is still this consumer's: keep it in the ledger for the next claim.
             self._inflight.discard(delivery.handle.seq)
             ledger = self._ledger(delivery.consumer)
-            if str(delivery.handle.seq) in ledger:
-                ledger[str(delivery.handle.seq)]["attempt"] = delivery.attempt
+            entry = ledger.get(str(delivery.handle.seq))
+            if entry is not None:
+                entry["attempt"] = delivery.attempt
+                entry["retry_at"] = time.time() + self.retry_delay(delivery.attempt)
                 self._save_ledger(delivery.consumer)
             return False
-        await self._ack_reply(delivery.handle.reply, b"-NAK")  # redeliver now, to any agent
+        # Redeliver to any agent after the backoff.
+        delay = self.retry_delay(delivery.attempt)
+        nak = b"-NAK" + (b" " + json.dumps({"delay": int(delay * 1e9)}).encode() if delay else b"")
+        await self._ack_reply(delivery.handle.reply, nak)
         self._forget(delivery)
         return False
 

@@ -6,7 +6,8 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
   ``XDEL``-eted so the stream holds only queued + in-flight tasks (``XLEN - pending = queued``).
 * ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
   script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
-* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error).
+* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
+  ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack).
 * ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
   newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
 
@@ -91,11 +92,13 @@ return lost
 """
 
 _DEAD_LUA = """
--- KEYS: stream, dead stream, events stream. ARGV: group, entry id, dead fields json, event json, task id
+-- KEYS: stream, dead stream, events stream, retry_at hash.
+-- ARGV: group, entry id, dead fields json, event json, task id
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
+redis.call('HDEL', KEYS[4], ARGV[2])
 return 1
 """
 
@@ -125,8 +128,11 @@ class RedisStreamsBroker(Broker):
         namespace: str = "agentswarm",
         max_deliveries: int = 5,
         claim_idle_ms: int = 60_000,
+        retry_backoff_ms: int = 0,
     ) -> None:
-        super().__init__(max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms)
+        super().__init__(
+            max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms, retry_backoff_ms=retry_backoff_ms
+        )
         self.url = url
         self._password = password
         self._ca_file = ca_file
@@ -136,6 +142,7 @@ class RedisStreamsBroker(Broker):
         self.k_taskdata = f"{namespace}:taskdata"
         self.k_results = f"{namespace}:results"
         self.k_errors = f"{namespace}:errors"
+        self.k_retry_at = f"{namespace}:retry_at"
         self.k_dead = f"{namespace}:dead"
         self.k_counters = f"{namespace}:counters"
         self._redis: aioredis.Redis | None = None
@@ -152,6 +159,7 @@ class RedisStreamsBroker(Broker):
             namespace=settings.namespace,
             max_deliveries=settings.max_deliveries,
             claim_idle_ms=settings.claim_idle_ms,
+            retry_backoff_ms=settings.retry_backoff_ms,
         )
 
     # -- helpers ------------------------------------------------------------------------------------------
@@ -297,7 +305,14 @@ class RedisStreamsBroker(Broker):
         own = await self.r.xpending_range(
             self.stream, self.group, min="-", max="+", count=100, consumername=consumer
         )
-        mine = [row["message_id"] for row in own if row["message_id"] not in self._inflight][:count]
+        candidates = [row["message_id"] for row in own if row["message_id"] not in self._inflight]
+        mine: list[Any] = []
+        if candidates:
+            # Failed attempts wait for their backoff (kept in Redis, so it holds across a restart too).
+            retry_at = await _aw(self.r.hmget(self.k_retry_at, candidates))
+            now = time.time()
+            mine = [e for e, at in zip(candidates, retry_at, strict=True) if at is None or float(at) <= now]
+            mine = mine[:count]
         if mine:
             counts = {row["message_id"]: int(row["times_delivered"]) + 1 for row in own}
             claimed = await self.r.xclaim(self.stream, self.group, consumer, 0, mine)
@@ -338,6 +353,7 @@ class RedisStreamsBroker(Broker):
         pipe = self.r.pipeline(transaction=True)
         pipe.xack(self.stream, self.group, delivery.handle)
         pipe.xdel(self.stream, delivery.handle)
+        pipe.hdel(self.k_retry_at, delivery.handle)
         await pipe.execute()
         self._inflight.discard(str(delivery.handle))
 
@@ -347,6 +363,9 @@ class RedisStreamsBroker(Broker):
         if delivery.attempt >= self.max_deliveries:
             await self.dead_letter(delivery, error)
             return True
+        # Stays in this consumer's pending list; claim() re-takes it once the backoff has passed.
+        retry_at = time.time() + self.retry_delay(delivery.attempt)
+        await _aw(self.r.hset(self.k_retry_at, str(delivery.handle), f"{retry_at:.3f}"))
         return False
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
@@ -361,7 +380,7 @@ class RedisStreamsBroker(Broker):
         }
         event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
         await self._dead_script(
-            keys=[self.stream, self.k_dead, self._events_key(delivery.task.id)],
+            keys=[self.stream, self.k_dead, self._events_key(delivery.task.id), self.k_retry_at],
             args=[self.group, delivery.handle, json.dumps(dead), json.dumps(event), delivery.task.id],
         )
         self._inflight.discard(str(delivery.handle))
