@@ -20,6 +20,11 @@ CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
 
 
+def agent_service_account_name(instance: str) -> str:
+    """Name of the agents' Kubernetes ServiceAccount (also the StatefulSet's name)."""
+    return f"{instance}-agent"
+
+
 class AgentPoolArgs(TypedDict, total=False):
     namespace: pulumi.Input[str]
     """Namespace to deploy into."""
@@ -54,7 +59,7 @@ class AgentPool(pulumi.ComponentResource):
         instance = cfg.name
         component = "agent"
         sel = _k8s.selector_labels(instance, component)
-        sts_name = f"{instance}-agent"
+        sts_name = agent_service_account_name(instance)
 
         sa_annotations = None
         gsa = args.get("gcp_service_account")

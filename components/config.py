@@ -244,7 +244,7 @@ class AgentsConfig(_Model):
 
     replicas: int = Field(default=50, ge=0, le=10000, description="Number of agent pods.")
     handler: str = Field(
-        default="agentswarm.handlers:echo",
+        default="agentswarm.handlers.steps:handle",
         pattern=_HANDLER,
         description="`module:function` of the async task handler (AGENTSWARM_HANDLER).",
     )
@@ -482,6 +482,12 @@ class SwarmConfig(_Model):
                 self.coordinator.connection_draining_seconds,
                 "must be shorter than coordinator.termination_grace_seconds",
             )
+        if self.cluster.create and self.kubernetes.context is not None:
+            raise ConfigError(
+                "kubernetes.context",
+                self.kubernetes.context,
+                "must be unset when cluster.create is true (the created cluster's kubeconfig is used)",
+            )
         render = self.kubernetes.render_yaml_to_directory is not None
         if render and self.cluster.create:
             raise ConfigError(
@@ -713,6 +719,7 @@ def config_markdown() -> str:
         "  `coordinator.connection_draining_seconds` (draining must end before the pod is killed).",
         "- `kubernetes.render_yaml_to_directory` needs `cluster.create: false` and allows neither",
         "  Memorystore nor an image build.",
+        "- `kubernetes.context` is for existing clusters: unset it when `cluster.create` is true.",
         "- On `gke`, `cluster.create`, `redis.mode: memorystore`, `image.build.enabled` need `gcp.project`.",
         "- `image`: set `tag` or `digest`; node pools: `max_nodes >= min_nodes`.",
         "",

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s
+from components.agents import agent_service_account_name
 from components.config import SwarmConfig
 from components.gcp_services import AgentIdentity, AgentImage, Memorystore
 from components.gke_cluster import GkeCluster
@@ -122,7 +123,7 @@ def deploy(cfg: SwarmConfig) -> Deployment:
                 {
                     "project": gcp_cfg.project,
                     "namespace": cfg.namespace,
-                    "service_account": f"{cfg.name}-agent",
+                    "service_account": agent_service_account_name(cfg.name),
                     "account_id": f"{cfg.name}-agents"[:30],
                 },
                 pulumi.ResourceOptions(depends_on=swarm_opts),  # the workload pool exists with the cluster

@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import ROOT, run_program, stack_config
+from mockharness import ROOT, run_program, stack_config
 
 from components.config import (
     ConfigError,
@@ -137,6 +137,29 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
         "'my-project'",
         "creates no GCP resource",
     ),
+    (
+        {"platform": "kind", "kubernetes": {"context": "kind-x"}},
+        "kubernetes.context",
+        "'kind-x'",
+        "must be unset when cluster.create is true",
+    ),
+    (
+        {"platform": "gke", "cluster": {"create": False}, "redis": {"mode": "memorystore"}},
+        "redis.mode",
+        "'memorystore'",
+        "needs the gcp section",
+    ),
+    (
+        {
+            "platform": "gke",
+            "gcp": {"project": "my-project"},
+            "cluster": {"create": False},
+            "redis": {"mode": "memorystore"},
+        },
+        "redis.memorystore.network",
+        "None",
+        "with memorystore when cluster.create is false",
+    ),
 ]
 
 
@@ -161,31 +184,31 @@ def test_bad_config_one_clear_message_and_no_resource(
 
 def test_bad_program_run_registers_nothing() -> None:
     """The failing program leaves the mocks empty (not merely 'raised'): check the recording itself."""
-    from conftest import Recording, run_mocked
+    from mockharness import Recording, run_mocked
 
     seen: list[Recording] = []
 
     def body() -> None:
         import runpy
 
-        from conftest import PROGRAM
+        from mockharness import PROGRAM
 
         runpy.run_path(str(PROGRAM), run_name="__main__")
 
-    import conftest
+    import mockharness
 
-    original = conftest.RecordingMocks.__init__
+    original = mockharness.RecordingMocks.__init__
 
-    def capture(self: conftest.RecordingMocks, recording: Recording) -> None:
+    def capture(self: mockharness.RecordingMocks, recording: Recording) -> None:
         seen.append(recording)
         original(self, recording)
 
-    conftest.RecordingMocks.__init__ = capture  # type: ignore[method-assign]
+    mockharness.RecordingMocks.__init__ = capture  # type: ignore[method-assign]
     try:
         with pytest.raises(pulumi.RunError):
             run_mocked(body, {"agentswarm:platform": "kind", "agentswarm:agents": {"replicas": -1}})
     finally:
-        conftest.RecordingMocks.__init__ = original  # type: ignore[method-assign]
+        mockharness.RecordingMocks.__init__ = original  # type: ignore[method-assign]
     assert len(seen) == 1
     assert seen[0].resources == []
 

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import FAKE_CA, Recording, agentswarm_config, only_tools_on_path, run_program, stack_config
+from mockharness import FAKE_CA, Recording, agentswarm_config, only_tools_on_path, run_program, stack_config
 
 from components.kind_cluster import PreflightError, preflight
 
@@ -188,7 +188,7 @@ def test_memorystore_tls_and_auth_wired_into_pods(stack_recordings: dict[str, Re
     assert auth["stringData"] == {"auth-string": "mock-auth-string"}
     assert ca["stringData"] == {"ca.crt": FAKE_CA}
     auth_res = rec.by_name("agentswarm-managed-redis-auth")
-    from conftest import is_secret
+    from mockharness import is_secret
 
     assert is_secret(auth_res.inputs["stringData"])
     pods = {

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from conftest import STACK_NAMES, Recording
+from mockharness import STACK_NAMES, Recording
 
 K8S_VERSION = "1.33.0"
 CRD_SCHEMAS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import Recording, is_secret, run_mocked, run_program, stack_config
+from mockharness import Recording, is_secret, run_mocked, run_program, stack_config
 
 from components import AgentSwarm, parse_config
 from components.agents import AgentPool
