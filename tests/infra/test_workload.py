@@ -457,3 +457,18 @@ def test_component_validates_plain_mapping() -> None:
     with pytest.raises(Exception, match=r"invalid stack config coordinator\.port"):
         run_mocked(lambda: AgentSwarm("s", {"config": {"platform": "kind", "coordinator": {"port": 1}}}))
     assert pulumi is not None
+
+
+def test_readme_example_runs() -> None:
+    """The 10-line import example of docs/infra.md (pasted into the README) runs as written."""
+    from mockharness import ROOT
+
+    text = (ROOT / "docs" / "infra.md").read_text()
+    block = text.split("## Using the components in another Pulumi program", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 12
+    rec = run_mocked(lambda: exec(compile(code, "docs/infra.md", "exec"), {}))
+    sts = manifest(rec, "StatefulSet", "agentswarm-agent")
+    assert sts["metadata"]["namespace"] == "research"
+    assert sts["spec"]["replicas"] == 200
+    assert rec.one("pulumi:providers:kubernetes").values["context"] == "my-gke-context"
