@@ -181,10 +181,16 @@ def agentswarm_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_mocked(
-    body: Callable[[], Any], config: Mapping[str, Any] | None = None, stack: str = "test"
+    body: Callable[[], Any],
+    config: Mapping[str, Any] | None = None,
+    stack: str = "test",
+    recording: Recording | None = None,
 ) -> Recording:
-    """Run ``body`` as a Pulumi program under fresh mocks; return everything it registered."""
-    recording = Recording()
+    """Run ``body`` as a Pulumi program under fresh mocks; return everything it registered.
+
+    Pass ``recording`` to inspect what was registered even when the program raises.
+    """
+    recording = Recording() if recording is None else recording
     mocks = RecordingMocks(recording)
     monitor = MockMonitor(mocks)
     pulumi_settings.ROOT.set(None)
@@ -208,9 +214,11 @@ def run_mocked(
     return recording
 
 
-def run_program(config: Mapping[str, Any], stack: str = "test") -> Recording:
+def run_program(
+    config: Mapping[str, Any], stack: str = "test", recording: Recording | None = None
+) -> Recording:
     """Run the real infra/__main__.py with this stack config (keys like "agentswarm:platform")."""
-    return run_mocked(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), config, stack)
+    return run_mocked(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), config, stack, recording)
 
 
 def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> Recording:

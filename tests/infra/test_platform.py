@@ -300,15 +300,15 @@ def test_kind_builds_and_loads_image(stack_recordings: dict[str, Recording]) -> 
     ("present", "missing"), [(("docker",), "kind"), (("kind",), "docker"), ((), "kind and docker")]
 )
 def test_kind_preflight_one_clear_error(present: tuple[str, ...], missing: str) -> None:
-    recorded: list[Recording] = []
+    recording = Recording()
     with only_tools_on_path(*present), pytest.raises(pulumi.RunError) as info:
-        recorded.append(run_program(stack_config("local"), "local"))
+        run_program(stack_config("local"), "local", recording)
     message = str(info.value)
     assert message.startswith(f"the kind platform needs {missing} on PATH, not found: ")
     assert "\n" not in message
     for tool in missing.split(" and "):
         assert f"install {tool}" in message or (tool == "docker" and "install Docker" in message)
-    assert recorded == []
+    assert recording.resources == []
 
 
 def test_preflight_function_without_tools() -> None:
@@ -366,3 +366,81 @@ def test_workload_identity_only_adds_the_annotation() -> None:
     changed = {k for k in with_wi if with_wi[k] != without.get(k)}
     assert changed == {("ServiceAccount", "agentswarm-agent")}
     assert set(with_wi) == set(without)
+
+
+# ---------------------------------------------------------------- per-stack resource graphs
+
+_C = "agentswarm:index:"
+STACK_COMPONENTS = {
+    "local": {
+        "KindCluster",
+        "AgentImage",
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Redis",
+        "Coordinator",
+        "AgentPool",
+    },
+    "gke": {
+        "GkeCluster",
+        "AgentImage",
+        "AgentIdentity",
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Redis",
+        "Coordinator",
+        "AgentPool",
+    },
+    "gke-prod": {
+        "GkeCluster",
+        "AgentIdentity",
+        "Memorystore",
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Coordinator",
+        "AgentPool",
+    },
+    "render": {"AgentSwarm", "SwarmNamespace", "Redis", "Coordinator", "AgentPool"},
+}
+PARENTS = {
+    # resource type -> component type that must be its parent (whenever the type occurs)
+    "gcp:compute/network:Network": "GkeCluster",
+    "gcp:compute/subnetwork:Subnetwork": "GkeCluster",
+    "gcp:compute/routerNat:RouterNat": "GkeCluster",
+    CLUSTER: "GkeCluster",
+    NODE_POOL: "GkeCluster",
+    "gcp:redis/instance:Instance": "Memorystore",
+    "gcp:compute/globalAddress:GlobalAddress": "Memorystore",
+    "gcp:serviceaccount/account:Account": "AgentIdentity",
+    "gcp:serviceaccount/iAMMember:IAMMember": "AgentIdentity",
+    "gcp:artifactregistry/repository:Repository": "AgentImage",
+    "docker-build:index:Image": "AgentImage",
+    "command:local:Command": "KindCluster",
+    "kubernetes:apps/v1:StatefulSet": "AgentPool|Redis",
+    "kubernetes:apps/v1:Deployment": "Coordinator",
+    "kubernetes:core/v1:Namespace": "SwarmNamespace",
+}
+TOP_LEVEL = {"AgentSwarm", "KindCluster", "GkeCluster", "AgentImage", "AgentIdentity", "Memorystore"}
+
+
+@pytest.mark.parametrize("stack", sorted(STACK_COMPONENTS))
+def test_stack_resource_graph(stack: str, stack_recordings: dict[str, Recording]) -> None:
+    rec = stack_recordings[stack]
+    components = {r.type.removeprefix(_C) for r in rec.resources if r.type.startswith(_C)}
+    assert components == STACK_COMPONENTS[stack]
+    for res in rec.resources:
+        parent = res.parent_type_chain[-2] if len(res.parent_type_chain) > 1 else ""
+        if res.type.startswith(_C):
+            kind = res.type.removeprefix(_C)
+            expected = "pulumi:pulumi:Stack" if kind in TOP_LEVEL else _C + "AgentSwarm"
+            assert parent == expected, res.name
+        elif res.type in PARENTS:
+            assert parent.removeprefix(_C) in PARENTS[res.type].split("|"), (res.name, parent)
+        elif res.type != "pulumi:providers:kubernetes":
+            assert parent.startswith(_C), (res.name, parent)
+    # names: every child is named after its parent component
+    names = {r.name for r in rec.resources if r.type.startswith(_C)}
+    for res in rec.resources:
+        if res.type.startswith(_C) and res.type.removeprefix(_C) in TOP_LEVEL:
+            continue
+        assert any(res.name.startswith(n + "-") for n in names), res.name
