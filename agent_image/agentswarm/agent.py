@@ -59,6 +59,10 @@ EXIT_UNHEALTHY = 1
 EXIT_CONFIG = 2
 
 
+class _GiveUp(Exception):
+    """The broker stayed unreachable past the shutdown grace period."""
+
+
 class _Context:
     """The :class:`agentswarm.handlers.TaskContext` given to handlers."""
 
@@ -100,6 +104,7 @@ class Agent:
         self.store = store
         self.handler = handler
         self.stopping = asyncio.Event()
+        self.stop_deadline = float("inf")
         self.tasks_done = 0
 
     def request_stop(self) -> None:
@@ -107,6 +112,7 @@ class Agent:
             log.info(
                 "agent %s: stop requested; no new tasks, finishing at the next checkpoint", self.agent_id
             )
+            self.stop_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
         self.stopping.set()
 
     async def retrying(self, make: Callable[[], Awaitable[T]], what: str) -> T:
@@ -118,6 +124,9 @@ class Agent:
             except Exception as exc:
                 if not self.broker.is_transient(exc):
                     raise
+                if self.stopping.is_set() and time.monotonic() > self.stop_deadline:
+                    # Shutting down and the broker is still away: stop trying, the delivery stays pending.
+                    raise _GiveUp(f"{what}: broker unavailable during shutdown ({exc!r})") from exc
                 log.warning(
                     "%s: broker unavailable (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
                 )
@@ -168,7 +177,11 @@ class Agent:
                 for delivery in deliveries:
                     if self.stopping.is_set():
                         break  # claimed but not started: stays pending, our restart takes it first
-                    await self.process(delivery)
+                    try:
+                        await self.process(delivery)
+                    except _GiveUp as exc:
+                        log.error("%s; exiting, task %s stays pending", exc, delivery.task.id)
+                        return
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -228,6 +241,8 @@ class Agent:
                     return
             try:
                 value = run.result()
+            except _GiveUp:
+                raise
             except ShutdownRequested:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
                 return

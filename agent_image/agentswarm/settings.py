@@ -29,66 +29,74 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
 
     # -- broker (both roles) ------------------------------------------------------------------------------
-    broker: Literal["redis", "nats"] = Field("redis", description="queue backend")
-    redis_url: str = Field("redis://localhost:6379/0", description="redis:// or rediss://, no password")
-    redis_password: SecretStr | None = Field(None, description="from a Kubernetes Secret")
-    redis_ca_file: Path | None = Field(None, description="CA bundle for rediss:// (Memorystore)")
-    nats_url: str = Field("nats://localhost:4222", description="nats://HOST:PORT")
+    broker: Literal["redis", "nats"] = Field(default="redis", description="queue backend")
+    redis_url: str = Field(
+        default="redis://localhost:6379/0", description="redis:// or rediss://, no password"
+    )
+    redis_password: SecretStr | None = Field(default=None, description="from a Kubernetes Secret")
+    redis_ca_file: Path | None = Field(default=None, description="CA bundle for rediss:// (Memorystore)")
+    nats_url: str = Field(default="nats://localhost:4222", description="nats://HOST:PORT")
     namespace: str = Field(
-        "agentswarm",
+        default="agentswarm",
         description="prefix of every stream/key/bucket, so several swarms (or tests) can share one server",
     )
 
     # -- queue tunables -----------------------------------------------------------------------------------
     claim_idle_ms: int = Field(
-        60_000,
+        default=60_000,
         ge=100,
         description="a delivery whose keep-alive is older than this is taken over by another agent "
         "(Redis XAUTOCLAIM min-idle-time; JetStream AckWait)",
     )
     keepalive_interval_ms: int = Field(
-        0,
+        default=0,
         ge=0,
         description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
     )
-    max_deliveries: int = Field(5, ge=1, le=1000, description="attempts before a task is dead-lettered")
+    max_deliveries: int = Field(
+        default=5, ge=1, le=1000, description="attempts before a task is dead-lettered"
+    )
     retry_backoff_ms: int = Field(
-        500,
+        default=500,
         ge=0,
         le=30_000,
         description="delay before retrying a failed attempt; doubles per attempt, capped at 30 s",
     )
     max_ack_pending: int = Field(
-        10_000,
+        default=10_000,
         ge=1,
         description="JetStream MaxAckPending of the shared consumer (>= number of agents x concurrency)",
     )
-    claim_block_ms: int = Field(1000, ge=10, description="how long one claim waits for new tasks")
+    claim_block_ms: int = Field(default=1000, ge=10, description="how long one claim waits for new tasks")
 
     # -- agent --------------------------------------------------------------------------------------------
-    agent_id: str = Field("agent-0", description="stable identity = StatefulSet pod name")
-    checkpoint_dir: Path = Field(Path("/var/lib/agentswarm"), description="per-agent volume")
+    agent_id: str = Field(default="agent-0", description="stable identity = StatefulSet pod name")
+    checkpoint_dir: Path = Field(default=Path("/var/lib/agentswarm"), description="per-agent volume")
     checkpoint_backend: Literal["file", "broker"] = Field(
-        "file",
+        default="file",
         description="'file': the agent volume (a task resumes on the agent that owned it); "
         "'broker': Redis hash / NATS KV, so any agent that takes the task over resumes it",
     )
-    checkpoint_keep: int = Field(2, ge=2, le=100, description="checkpoint versions kept per task")
-    handler: str = Field("agentswarm.handlers.steps:handle", description="module:function of the handler")
-    heartbeat_interval_seconds: float = Field(2.0, gt=0, description="how often .heartbeat is touched")
+    checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
+    handler: str = Field(
+        default="agentswarm.handlers.steps:handle", description="module:function of the handler"
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=2.0, gt=0, description="how often .heartbeat is touched"
+    )
     shutdown_grace_seconds: float = Field(
-        20.0,
+        default=20.0,
         gt=0,
         description="on SIGTERM the agent waits this long for the handler's next checkpoint, then exits "
         "(keep it below terminationGracePeriodSeconds)",
     )
 
     # -- coordinator --------------------------------------------------------------------------------------
-    port: int = Field(8080, ge=1, le=65535, description="HTTP + websocket port")
-    host: str = Field("0.0.0.0", description="bind address of the coordinator")
-    api_token: SecretStr | None = Field(None, description="bearer token for websocket clients")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP + websocket port")
+    host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
+    api_token: SecretStr | None = Field(default=None, description="bearer token for websocket clients")
     shutdown_drain_seconds: float = Field(
-        5.0, ge=0, description="keep serving after SIGTERM, then close websockets with 1012"
+        default=5.0, ge=0, description="keep serving after SIGTERM, then close websockets with 1012"
     )
 
     @field_validator("redis_url")

@@ -291,3 +291,78 @@ async def test_sigterm_exits_within_grace_when_handler_never_checkpoints(
 def test_probe_without_heartbeat_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert probe(30, Settings(checkpoint_dir=tmp_path / "nothing-here")) == 1
     assert "no heartbeat file" in capsys.readouterr().err
+
+
+async def test_sigterm_while_redis_is_down_still_exits(
+    redis_factory: Callable[[], Any],
+    unique_namespace: str,
+    tmp_path: Path,
+    agents_cleanup: list[AgentProcess],
+) -> None:
+    redis = redis_factory()
+    env = agent_env("redis", redis.url, unique_namespace, shutdown_grace_seconds=2)
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker("redis", redis.url, unique_namespace)
+    await broker.connect()
+    await broker.enqueue({"steps": 1000, "delay": 0.05}, "busy")
+
+    async def started() -> bool:
+        return any(e.data["type"] == "progress" for e in await broker.read_events("busy"))
+
+    agent.start()
+    await wait_until(started, within=60, what="task start")
+    await broker.close()
+    redis.kill()
+    rc = await asyncio.to_thread(agent.terminate, 60)
+    assert rc == 0, agent.log_text()[-2000:]
+    text = agent.log_text()
+    assert "grace period" in text or "broker unavailable during shutdown" in text
+    redis.start()
+    broker = make_test_broker("redis", redis.url, unique_namespace)
+    await broker.connect()
+    try:
+        stats = await broker.stats()
+        assert (stats.pending, stats.done) == (1, 0)  # still there, unacknowledged, for the next agent
+    finally:
+        await broker.close()
+
+
+async def test_broker_checkpoints_let_another_agent_resume(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    """With AGENTSWARM_CHECKPOINT_BACKEND=broker a task abandoned by a dead agent resumes elsewhere."""
+    steps = 12
+    log_path = tmp_path / "steps.log"
+    env = agent_env(backend, server_url, unique_namespace, checkpoint_backend="broker", claim_idle_ms=1500)
+    first = AgentProcess("agent-a", env, tmp_path)
+    second = AgentProcess("agent-b", env, tmp_path)
+    agents_cleanup += [first, second]
+    broker = make_test_broker(backend, server_url, unique_namespace)
+    await broker.connect()
+    try:
+        await broker.enqueue({"steps": steps, "delay": 0.1, "log": str(log_path)}, "handover")
+        first.start()
+
+        async def some_steps() -> bool:
+            return len(StepLog.read(log_path).executed_steps("handover")) >= 3
+
+        await wait_until(some_steps, within=60, what="first steps on agent-a")
+        first.kill()  # and it never comes back
+        second.start()
+
+        async def done() -> bool:
+            return await broker.get_result("handover") is not None
+
+        await wait_until(done, within=90, what="agent-b to finish the task")
+        second.stop()
+        result = await broker.get_result("handover")
+        assert result is not None and result.agent_id == "agent-b"
+        assert result.value == expected_result("handover", steps)
+        log = StepLog.read(log_path)
+        assert log.violations() == []
+        b_rows = [r for r in log.by_task()["handover"] if r[2] == "agent-b"]
+        assert b_rows and b_rows[0][1] >= 3  # agent-b started where agent-a's checkpoint left off
+        assert await broker.get_checkpoints("handover") == []  # cleaned up after the result
+    finally:
+        await broker.close()
