@@ -9,6 +9,15 @@ import pytest
 from mockharness import STACK_NAMES, Recording, only_tools_on_path, run_stack
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Not ours: pulumi's Output.from_input tests a NotImplemented sentinel in a boolean context, and
+    # pulumi_gcp warns at import time about its own deprecated aliases.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:NotImplemented should not be used in a boolean context:DeprecationWarning"
+    )
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_gcp")
+
+
 @pytest.fixture(scope="session")
 def stack_recordings() -> Iterator[dict[str, Recording]]:
     """Each committed stack run once per session (read-only for tests); kind and docker are 'installed'."""

@@ -8,7 +8,15 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from mockharness import FAKE_CA, Recording, agentswarm_config, only_tools_on_path, run_program, stack_config
+from mockharness import (
+    FAKE_CA,
+    Recording,
+    agentswarm_config,
+    is_secret,
+    only_tools_on_path,
+    run_program,
+    stack_config,
+)
 
 from components.kind_cluster import PreflightError, preflight
 
@@ -130,6 +138,7 @@ def test_workload_provider_comes_from_cluster_kubeconfig(stack_recordings: dict[
     rec = stack_recordings["gke"]
     provider = rec.one("pulumi:providers:kubernetes")
     assert provider.name == "agentswarm-gke-provider"
+    assert is_secret(provider.inputs["kubeconfig"])
     assert provider.parent_type_chain[-2] == "agentswarm:index:GkeCluster"
     kubeconfig = yaml.safe_load(provider.values["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://203.0.113.10"  # the cluster's endpoint
@@ -188,8 +197,6 @@ def test_memorystore_tls_and_auth_wired_into_pods(stack_recordings: dict[str, Re
     assert auth["stringData"] == {"auth-string": "mock-auth-string"}
     assert ca["stringData"] == {"ca.crt": FAKE_CA}
     auth_res = rec.by_name("agentswarm-managed-redis-auth")
-    from mockharness import is_secret
-
     assert is_secret(auth_res.inputs["stringData"])
     pods = {
         "coordinator": _manifest(rec, "Deployment", "agentswarm-coordinator")["spec"]["template"]["spec"],
@@ -279,6 +286,7 @@ def test_kind_cluster_command(stack_recordings: dict[str, Recording]) -> None:
     assert pod["nodeSelector"].items() <= node["labels"].items()  # agents schedule on the kind node
     provider = rec.one("pulumi:providers:kubernetes")
     assert provider.name == "agentswarm-kind-provider"
+    assert is_secret(provider.inputs["kubeconfig"])
     assert provider.values["kubeconfig"].startswith("apiVersion: v1")  # the command's stdout
     for res in rec.resources:
         if res.is_kubernetes:
