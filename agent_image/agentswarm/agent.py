@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
-from agentswarm.checkpoint import CheckpointStore, make_store
+from agentswarm.checkpoint import CheckpointStore, FileCheckpointStore, make_store
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings
 
@@ -153,6 +153,7 @@ class Agent:
         """Claim and process deliveries until :meth:`request_stop`."""
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
+        await self.sweep_checkpoints()
         delay = 0.05
         try:
             while not self.stopping.is_set():
@@ -186,6 +187,24 @@ class Agent:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+
+    async def sweep_checkpoints(self) -> None:
+        """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).
+
+        Best effort at start-up; tasks still unfinished keep theirs, so they resume if they come back here.
+        """
+        if not isinstance(self.store, FileCheckpointStore):
+            return
+        for task_id in await asyncio.to_thread(self.store.task_ids):
+            try:
+                if await self.broker.get_result(task_id) is not None:
+                    await self.store.clear(task_id)
+                    log.info("removed checkpoints of task %s (finished elsewhere)", task_id)
+                elif await self.broker.get_task(task_id) is None:
+                    log.warning("checkpoints of unknown task %s kept in %s", task_id, self.store.root)
+            except Exception as exc:
+                log.warning("checkpoint sweep stopped: %s", exc)
+                return
 
     async def _keep_alive_loop(self, delivery: Delivery) -> None:
         while True:

@@ -175,6 +175,12 @@ class FileCheckpointStore:
                     stray.unlink()
         return version
 
+    def task_ids(self) -> list[str]:
+        """Tasks with checkpoint files on this volume (used to sweep ones finished elsewhere)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
     def _clear_sync(self, task_id: str) -> None:
         self._versions.pop(task_id, None)
         shutil.rmtree(self._dir(task_id), ignore_errors=True)

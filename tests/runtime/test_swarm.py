@@ -369,3 +369,46 @@ async def test_broker_checkpoints_let_another_agent_resume(
         assert await broker.get_checkpoints("handover") == []  # cleaned up after the result
     finally:
         await broker.close()
+
+
+async def test_file_checkpoints_of_task_finished_elsewhere_are_swept(
+    redis_server: Any, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    """File checkpoints stay on the dead agent's volume; another agent restarts the task from step 0, and
+    the first agent, once back, removes its now useless checkpoints."""
+    log_path = tmp_path / "steps.log"
+    env = agent_env("redis", redis_server.url, unique_namespace, claim_idle_ms=1500)
+    first = AgentProcess("agent-a", env, tmp_path)
+    second = AgentProcess("agent-b", env, tmp_path)
+    agents_cleanup += [first, second]
+    broker = make_test_broker("redis", redis_server.url, unique_namespace)
+    await broker.connect()
+    try:
+        await broker.enqueue({"steps": 8, "delay": 0.1, "log": str(log_path)}, "moved")
+        first.start()
+
+        async def some_steps() -> bool:
+            return len(StepLog.read(log_path).executed_steps("moved")) >= 2
+
+        await wait_until(some_steps, within=60, what="first steps on agent-a")
+        first.kill()
+        ckpt_dir = first.checkpoint_dir / "tasks" / "moved"
+        assert ckpt_dir.is_dir()
+        second.start()
+
+        async def done() -> bool:
+            return await broker.get_result("moved") is not None
+
+        await wait_until(done, within=60, what="agent-b to finish the task")
+        b_rows = [r for r in StepLog.read(log_path).by_task()["moved"] if r[2] == "agent-b"]
+        assert b_rows[0][1] == 0  # agent-b could not see agent-a's volume
+        first.start()
+
+        async def swept() -> bool:
+            return not ckpt_dir.exists()
+
+        await wait_until(swept, within=60, what="agent-a to sweep its stale checkpoints")
+        assert "finished elsewhere" in first.log_text()
+        stop_all([first, second])
+    finally:
+        await broker.close()

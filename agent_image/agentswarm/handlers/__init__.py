@@ -11,6 +11,9 @@ A handler is ``async def handle(task: Task, state: JSON | None, ctx: TaskContext
 * ``ctx.emit(event)``: append a progress event (a JSON object; ``type`` defaults to ``"progress"``) to the
   task's event log, which watchers read and resume by id.
 
+Handlers run on the agent's event loop: keep blocking work (CPU, sync I/O) in ``asyncio.to_thread`` or the
+heartbeat stops and the liveness probe restarts the pod. One task runs at a time per agent process.
+
 The return value (JSON) is recorded as the task's result, once. Raising an exception records the error and
 retries the task, up to ``AGENTSWARM_MAX_DELIVERIES`` attempts, then dead-letters it. A handler may run more
 than once for the same task (at-least-once delivery); side effects outside checkpoints must be idempotent.
