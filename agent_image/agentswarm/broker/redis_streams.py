@@ -15,6 +15,10 @@ Claiming (see :meth:`RedisStreamsBroker.claim`): own pending entries (``XPENDING
 ``XCLAIM`` to re-take them, which counts a delivery), then ``XAUTOCLAIM`` of entries idle longer than
 ``claim_idle_ms``, then ``XREADGROUP ... >``. Keep-alive is ``XCLAIM ... JUSTID`` of own entries only
 (a Lua script checks the owner first, so a slow agent never steals a task back).
+
+Why ``XPENDING`` + ``XCLAIM`` rather than ``XREADGROUP ... 0`` for the own entries: both re-deliver this
+consumer's pending entries and count a delivery, but reading by id lets ``claim`` skip entries that are in
+flight in this process or waiting for their retry backoff (``ns:retry_at``).
 """
 
 from __future__ import annotations
