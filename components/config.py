@@ -518,6 +518,18 @@ class SwarmConfig(_Model):
                 None,
                 "needed (VPC id) with memorystore when cluster.create is false",
             )
+        gke = self.cluster.gke
+        if (
+            self.platform == "gke"
+            and self.cluster.create
+            and not gke.private_endpoint
+            and not gke.master_authorized_networks
+        ):
+            raise ConfigError(
+                "cluster.gke.master_authorized_networks",
+                [],
+                "list at least the CIDR of the machine running `pulumi up` (the control plane admits only these)",
+            )
         if self.platform == "kind" and self.gcp is not None:
             raise ConfigError("gcp", self.gcp.project, "platform kind creates no GCP resource; remove gcp")
         if self.platform == "kind" and self.cluster.create and self.coordinator.node_port is None:
@@ -719,6 +731,7 @@ def config_markdown() -> str:
         "  `coordinator.connection_draining_seconds` (draining must end before the pod is killed).",
         "- `kubernetes.render_yaml_to_directory` needs `cluster.create: false` and allows neither",
         "  Memorystore nor an image build.",
+        "- A created GKE cluster with a public endpoint needs `cluster.gke.master_authorized_networks`.",
         "- `kubernetes.context` is for existing clusters: unset it when `cluster.create` is true.",
         "- On `gke`, `cluster.create`, `redis.mode: memorystore`, `image.build.enabled` need `gcp.project`.",
         "- `image`: set `tag` or `digest`; node pools: `max_nodes >= min_nodes`.",

@@ -138,6 +138,12 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
         "creates no GCP resource",
     ),
     (
+        {"platform": "gke", "gcp": {"project": "my-project"}},
+        "cluster.gke.master_authorized_networks",
+        "[]",
+        "list at least the CIDR of the machine running `pulumi up`",
+    ),
+    (
         {"platform": "kind", "kubernetes": {"context": "kind-x"}},
         "kubernetes.context",
         "'kind-x'",

@@ -119,13 +119,17 @@ def test_gke_prod_regional_protected_gateway(stack_recordings: dict[str, Recordi
 
 def test_deletion_protection_on_by_default() -> None:
     cfg = agentswarm_config(stack_config("gke"))
-    cfg["cluster"] = {"create": True, "gke": {"location": "europe-west1-b"}}
+    networks = [{"cidr": "198.51.100.0/24"}]
+    cfg["cluster"] = {
+        "create": True,
+        "gke": {"location": "europe-west1-b", "master_authorized_networks": networks},
+    }
     assert _run(cfg).one(CLUSTER).values["deletionProtection"] is True
 
 
 def test_autopilot_mode() -> None:
     cfg = agentswarm_config(stack_config("gke"))
-    cfg["cluster"] = {"create": True, "gke": {"autopilot": True}}
+    cfg["cluster"] = {"create": True, "gke": {"autopilot": True, "private_endpoint": True}}
     rec = _run(cfg)
     c = rec.one(CLUSTER).values
     assert c["enableAutopilot"] is True
