@@ -528,7 +528,7 @@ class SwarmConfig(_Model):
             raise ConfigError(
                 "cluster.gke.master_authorized_networks",
                 [],
-                "list at least the CIDR of the machine running `pulumi up` (the control plane admits only these)",
+                "list at least the CIDR of the machine running `pulumi up` (only those reach the API)",
             )
         if self.platform == "kind" and self.gcp is not None:
             raise ConfigError("gcp", self.gcp.project, "platform kind creates no GCP resource; remove gcp")
