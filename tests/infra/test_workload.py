@@ -472,3 +472,32 @@ def test_readme_example_runs() -> None:
     assert sts["metadata"]["namespace"] == "research"
     assert sts["spec"]["replicas"] == 200
     assert rec.one("pulumi:providers:kubernetes").values["context"] == "my-gke-context"
+
+
+def test_raw_mock_shapes_camel_case_and_floats() -> None:
+    """What the engine receives, before any normalisation: custom resource specs are passed through verbatim
+    (so they must already be camelCase), typed resources arrive camelCase too, and numbers are floats."""
+    rec = swarm(cfg_with(exposure="gateway"))
+    gw_policy = rec.by_name("swarm-coordinator-backend-policy").inputs["spec"]
+    assert gw_policy["default"]["timeoutSec"] == 3600.0
+    assert isinstance(gw_policy["default"]["timeoutSec"], float)  # mock numbers are floats
+    assert "timeout_sec" not in json.dumps(gw_policy)
+    assert gw_policy["targetRef"] == {"group": "", "kind": "Service", "name": "agentswarm-coordinator"}
+    hcp = rec.by_name("swarm-coordinator-health-check-policy").inputs["spec"]["default"]
+    assert hcp["timeoutSec"] <= hcp["checkIntervalSec"]  # upstream CEL rule: timeoutSec <= checkIntervalSec
+    rec = swarm(cfg_with())
+    bc = rec.by_name("swarm-coordinator-backend-config").inputs
+    assert bc["apiVersion"] == "cloud.google.com/v1" and bc["kind"] == "BackendConfig"
+    assert set(bc["spec"]) == {"timeoutSec", "connectionDraining", "healthCheck"}
+    assert set(bc["spec"]["healthCheck"]) == {
+        "type",
+        "requestPath",
+        "port",
+        "checkIntervalSec",
+        "timeoutSec",
+        "healthyThreshold",
+        "unhealthyThreshold",
+    }
+    sts = rec.by_name("swarm-agents-statefulset").inputs["spec"]
+    assert {"podManagementPolicy", "volumeClaimTemplates", "persistentVolumeClaimRetentionPolicy"} <= set(sts)
+    assert sts["replicas"] == 50.0
