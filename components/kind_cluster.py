@@ -89,7 +89,7 @@ class KindCluster(pulumi.ComponentResource):
         cluster_name = args.get("cluster_name", "agentswarm")
         config_yaml = kind_config(cluster_name, cfg, args.get("node_port", 30080))
         create = (
-            f"kind create cluster --name {cluster_name} --config /dev/stdin --wait 180s 1>&2"
+            f"kind create cluster --name {cluster_name} --config=- --wait 180s 1>&2"
             f" && kind get kubeconfig --name {cluster_name}"
         )
         cluster = command.local.Command(

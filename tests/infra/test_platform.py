@@ -270,7 +270,7 @@ def test_kind_cluster_command(stack_recordings: dict[str, Recording]) -> None:
     cmd = rec.by_name("agentswarm-kind-cluster")
     assert cmd.type == "command:local:Command"
     assert cmd.values["create"] == (
-        "kind create cluster --name agentswarm --config /dev/stdin --wait 180s 1>&2"
+        "kind create cluster --name agentswarm --config=- --wait 180s 1>&2"
         " && kind get kubeconfig --name agentswarm"
     )
     assert cmd.values["delete"] == "kind delete cluster --name agentswarm"
