@@ -600,10 +600,13 @@ def parse_config(data: Mapping[str, Any]) -> SwarmConfig:
 
 
 def _decode(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    """Sections arrive JSON-encoded; scalars stay strings (a namespace "123" is a name, not a number)."""
+    if raw.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
 
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

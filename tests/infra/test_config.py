@@ -43,6 +43,10 @@ def test_digest_wins_over_tag() -> None:
 def test_load_stack_config_decodes_structured_values() -> None:
     cfg = load_stack_config({"agentswarm:platform": "kind", "agentswarm:agents": json.dumps({"replicas": 7})})
     assert cfg.agents.replicas == 7
+    # top-level scalars stay strings even when they look like numbers
+    assert (
+        load_stack_config({"agentswarm:platform": "kind", "agentswarm:namespace": "123"}).namespace == "123"
+    )
     # other namespaces are not ours
     assert load_stack_config({"agentswarm:platform": "kind", "gcp:project": "x"}).platform == "kind"
 
