@@ -171,3 +171,45 @@ def test_crd_schemas_enforce_upstream_bounds() -> None:
     }
     with pytest.raises(jsonschema.ValidationError):
         validate(policy)
+
+
+RESTRICTED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_every_pod_meets_pod_security_restricted(stack: str, stack_recordings: dict[str, Recording]) -> None:
+    """The namespace enforces PSS `restricted`: a pod template that violates it would never start."""
+    templates = [
+        m["spec"]["template"]
+        for m in stack_recordings[stack].manifests()
+        if m["kind"] in ("Deployment", "StatefulSet")
+    ]
+    assert templates
+    for template in templates:
+        pod = template["spec"]
+        psc = pod.get("securityContext", {})
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+        for volume in pod.get("volumes", []):
+            assert set(volume) - {"name"} <= RESTRICTED_VOLUME_TYPES, volume
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"]
+            assert not set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}
+            assert (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")) is True
+            assert sc.get("runAsUser", psc.get("runAsUser")) != 0
+            seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {}))
+            assert seccomp.get("type") in ("RuntimeDefault", "Localhost")
+            assert (
+                sc.get("readOnlyRootFilesystem") is True
+            )  # stricter than restricted: docs/runtime-contract.md
+            assert "privileged" not in sc or sc["privileged"] is False
