@@ -530,6 +530,18 @@ class SwarmConfig(_Model):
                 [],
                 "list at least the CIDR of the machine running `pulumi up` (only those reach the API)",
             )
+        if self.image.build.enabled and self.image.digest is not None:
+            raise ConfigError(
+                "image.digest",
+                self.image.digest,
+                "must be unset with image.build.enabled (the build's digest is used)",
+            )
+        if self.platform == "kind" and self.image.build.enabled and self.image.pull_policy == "Always":
+            raise ConfigError(
+                "image.pull_policy",
+                "Always",
+                "a kind-loaded image is not in any registry: use IfNotPresent or Never",
+            )
         if self.platform == "kind" and self.gcp is not None:
             raise ConfigError("gcp", self.gcp.project, "platform kind creates no GCP resource; remove gcp")
         if self.platform == "kind" and self.cluster.create and self.coordinator.node_port is None:
@@ -737,7 +749,8 @@ def config_markdown() -> str:
         "- A created GKE cluster with a public endpoint needs `cluster.gke.master_authorized_networks`.",
         "- `kubernetes.context` is for existing clusters: unset it when `cluster.create` is true.",
         "- On `gke`, `cluster.create`, `redis.mode: memorystore`, `image.build.enabled` need `gcp.project`.",
-        "- `image`: set `tag` or `digest`; node pools: `max_nodes >= min_nodes`.",
+        "- `image`: set `tag` or `digest`; no `digest` with `build.enabled`; a kind-loaded build cannot use",
+        "  `pull_policy: Always`. Node pools: `max_nodes >= min_nodes`.",
         "",
         "| key | type | default | description |",
         "|---|---|---|---|",

@@ -148,6 +148,18 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
         "list at least the CIDR of the machine running `pulumi up`",
     ),
     (
+        {"platform": "kind", "image": {"build": {"enabled": True}, "digest": "sha256:" + "c" * 64}},
+        "image.digest",
+        "'sha256:" + "c" * 64 + "'",
+        "must be unset with image.build.enabled",
+    ),
+    (
+        {"platform": "kind", "image": {"build": {"enabled": True}, "pull_policy": "Always"}},
+        "image.pull_policy",
+        "'Always'",
+        "use IfNotPresent or Never",
+    ),
+    (
         {"platform": "kind", "kubernetes": {"context": "kind-x"}},
         "kubernetes.context",
         "'kind-x'",
