@@ -16,8 +16,8 @@ RUNTIME_UID = 10001
 
 AGENT_POOL_LABEL = "agentswarm.io/pool"
 AGENT_POOL_VALUE = "agents"
-AGENT_TAINT_KEY = "agentswarm.io/agents"
-"""Nodes dedicated to agents carry this label and a ``NoSchedule`` taint with this key (value ``true``)."""
+"""Agent nodes carry the label ``agentswarm.io/pool=agents``; GKE agent pools also a ``NoSchedule`` taint with
+the same key and value (the pair GKE Autopilot's workload separation expects). The kind node: label only."""
 
 TMP_VOLUME = "tmp"
 

@@ -129,7 +129,12 @@ class AgentPool(pulumi.ComponentResource):
         if a.dedicated_nodes:
             pod_spec["nodeSelector"] = {_k8s.AGENT_POOL_LABEL: _k8s.AGENT_POOL_VALUE}
             pod_spec["tolerations"] = [
-                {"key": _k8s.AGENT_TAINT_KEY, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+                {
+                    "key": _k8s.AGENT_POOL_LABEL,
+                    "operator": "Equal",
+                    "value": _k8s.AGENT_POOL_VALUE,
+                    "effect": "NoSchedule",
+                }
             ]
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],

@@ -201,7 +201,7 @@ class GkeCluster(pulumi.ComponentResource):
                     location,
                     cfg.agent_pool,
                     {_k8s.AGENT_POOL_LABEL: _k8s.AGENT_POOL_VALUE},
-                    {"key": _k8s.AGENT_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"},
+                    {"key": _k8s.AGENT_POOL_LABEL, "value": _k8s.AGENT_POOL_VALUE, "effect": "NO_SCHEDULE"},
                 )
             )
 

@@ -340,7 +340,7 @@ def test_agents_on_dedicated_nodes() -> None:
     pod = manifest(rec, "StatefulSet", "agentswarm-agent")["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"agentswarm.io/pool": "agents"}
     assert pod["tolerations"] == [
-        {"key": "agentswarm.io/agents", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        {"key": "agentswarm.io/pool", "operator": "Equal", "value": "agents", "effect": "NoSchedule"}
     ]
 
 
