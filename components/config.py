@@ -460,10 +460,20 @@ class SwarmConfig(_Model):
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_exposure(cls, data: Any) -> Any:
+        """Exposure defaults by platform: ``nodeport`` on kind, ``ingress`` on gke."""
+        if (
+            isinstance(data, Mapping)
+            and data.get("exposure") is None
+            and data.get("platform") in ("kind", "gke")
+        ):
+            data = {**data, "exposure": "nodeport" if data["platform"] == "kind" else "ingress"}
+        return data
+
     @model_validator(mode="after")
     def _cross(self) -> SwarmConfig:
-        if self.exposure is None:
-            object.__setattr__(self, "exposure", "nodeport" if self.platform == "kind" else "ingress")
         if self.platform == "kind":
             if self.exposure != "nodeport":
                 raise ConfigError("exposure", self.exposure, "platform kind allows only 'nodeport'")
