@@ -29,7 +29,9 @@ _RECORD_LUA = (
     "redis.call('XADD', KEYS[2], '*', 'data', ARGV[3]) return 1 end return 0"
 )
 _JSON = '{"payload":{},"enqueued_at":1764367200.123}'
-_RESULT = '{"task_id":"t","value":1764367200.1,"agent_id":"agent-0","attempt":1,"recorded_at":1.0,"started_at":1.0}'
+_RESULT = (
+    '{"task_id":"t","value":1764367200.1,"agent_id":"agent-0","attempt":1,"recorded_at":1.0,"started_at":1.0}'
+)
 
 # (label, argv) in an order that gives each command realistic data: XADD fills the stream that
 # XREADGROUP then consumes.
@@ -42,7 +44,10 @@ MIX: list[tuple[str, list[str]]] = [
     ("HMGET errors", ["HMGET", "b:errors", "t-__rand_int__"]),
     ("HGET results", ["HGET", "b:results", "t-__rand_int__"]),
     ("XADD started event", ["XADD", "b:events:t-__rand_int__", "*", "data", '{"type":"started"}']),
-    ("EVAL record_result", ["EVAL", _RECORD_LUA, "2", "b:results", "b:ev:t-__rand_int__", "t-__rand_int__", _RESULT, _RESULT]),
+    (
+        "EVAL record_result",
+        ["EVAL", _RECORD_LUA, "2", "b:results", "b:ev:t-__rand_int__", "t-__rand_int__", _RESULT, _RESULT],
+    ),
     ("XACK", ["XACK", "b:tasks", "g", "1-__rand_int__"]),
     ("XDEL", ["XDEL", "b:tasks", "1-__rand_int__"]),
     ("MULTI/EXEC (2 round trips)", ["MULTI"]),  # measured as PING-like cost; see _run
@@ -50,8 +55,23 @@ MIX: list[tuple[str, list[str]]] = [
 
 
 def _bench(port: int, argv: list[str], requests: int, clients: int, pipeline: int) -> float:
-    cmd = [REDIS_BENCHMARK, "-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "-c", str(clients),
-           "-P", str(pipeline), "-r", "1000000", "--csv", *argv]  # fmt: skip
+    cmd = [
+        REDIS_BENCHMARK,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-n",
+        str(requests),
+        "-c",
+        str(clients),
+        "-P",
+        str(pipeline),
+        "-r",
+        "1000000",
+        "--csv",
+        *argv,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     # '"<test>","rps","avg",...,"max"': the test name echoes the command (quotes unescaped), so split from
     # the right: the 7 numeric columns are always the last ones.

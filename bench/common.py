@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -45,7 +45,10 @@ def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes
 
 
 def nats_server_binary() -> str:
-    for candidate in (Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"):
+    for candidate in (
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ):
         if candidate.exists():
             return str(candidate)
     found = shutil.which("nats-server")
@@ -77,7 +80,7 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self) -> Server:
+    def start(self) -> Self:
         log = (self.workdir / "server.log").open("ab")
         self.proc = subprocess.Popen(
             self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -95,7 +98,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -110,10 +113,26 @@ class RedisServer(Server):
 
     def command(self) -> list[str]:
         return [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-            "--daemonize", "no", "--maxclients", "20000",
-        ]  # fmt: skip
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--maxclients",
+            "20000",
+        ]
 
     @property
     def url(self) -> str:
@@ -131,7 +150,16 @@ class NatsServer(Server):
     """nats-server -js with a file store (what the NATS backend is specified against)."""
 
     def command(self) -> list[str]:
-        return [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.workdir / "js")]
+        return [
+            nats_server_binary(),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.workdir / "js"),
+        ]
 
     @property
     def url(self) -> str:
@@ -227,7 +255,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     vals = sorted(values)
     if not vals:
         return float("nan")
-    k = max(0, min(len(vals) - 1, int(round(q / 100.0 * len(vals) + 0.5)) - 1))
+    k = max(0, min(len(vals) - 1, round(q / 100.0 * len(vals) + 0.5) - 1))
     return vals[k]
 
 
@@ -267,12 +295,34 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out: dict[str, str] = {}
-    for dist in ("agentswarm", "redis", "nats-py", "websockets", "arq", "celery", "kombu", "taskiq",
-                 "taskiq-redis", "pulumi", "pulumi-kubernetes", "pulumi-gcp", "matplotlib", "psutil"):  # fmt: skip
+    for dist in (
+        "agentswarm",
+        "redis",
+        "nats-py",
+        "websockets",
+        "arq",
+        "celery",
+        "kombu",
+        "taskiq",
+        "taskiq-redis",
+        "pulumi",
+        "pulumi-kubernetes",
+        "pulumi-gcp",
+        "matplotlib",
+        "psutil",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
-        out["redis-server"] = subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True).stdout.split()[2].removeprefix("v=")
+        out["redis-server"] = (
+            subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True)
+            .stdout.split()[2]
+            .removeprefix("v=")
+        )
     with contextlib.suppress(Exception):
-        out["nats-server"] = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
+        out["nats-server"] = (
+            subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True)
+            .stdout.strip()
+            .split()[-1]
+        )
     return out

@@ -5,8 +5,8 @@ and 5,000; each evaluation runs the real program under ``pulumi.runtime.set_mock
 tests/infra) and counts every registered resource. Nothing should grow with the number of agents (one
 StatefulSet), so both the resource count and the time must stay flat.
 
-Runs in a child process (``python -m bench.pulumi_eval REPEATS REPLICAS...``) that prints one JSON line, so the
-imports and Pulumi's global state stay out of the orchestrator. One warm-up evaluation comes first (imports).
+Runs in a child process (``python -m bench.pulumi_eval REPEATS REPLICAS...``) that prints one JSON line, so
+the imports and Pulumi's global state stay out of the orchestrator. One warm-up evaluation comes first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import runpy
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Summary
@@ -83,7 +82,9 @@ def _child(repeats: int, replicas: list[int]) -> dict[str, Any]:
         agents = dict(base.get("agentswarm:agents") or {})
         agents["replicas"] = n
         config = {**base, "agentswarm:agents": agents}
-        times, counts, types = [], [], {}
+        times: list[float] = []
+        counts: list[int] = []
+        types: dict[str, int] = {}
         for _ in range(repeats):
             elapsed, count, types = _evaluate(config)
             times.append(elapsed)
@@ -99,11 +100,18 @@ def _child(repeats: int, replicas: list[int]) -> dict[str, Any]:
 
 
 def run_pulumi_eval(repeats: int, replicas: tuple[int, ...], timeout: float = 600) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "bench.pulumi_eval", str(repeats), *map(str, replicas)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"pulumi evaluation failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -91,7 +91,9 @@ async def _latency_idle(system: System, samples: int, budget: float) -> list[flo
     return out
 
 
-async def _latency_load(system: System, rate: float, seconds: float, timeout: float) -> tuple[list[float], int]:
+async def _latency_load(
+    system: System, rate: float, seconds: float, timeout: float
+) -> tuple[list[float], int]:
     n = int(rate * seconds)
     ids = _ids(n, "load")
     submitted: dict[str, float] = {}
@@ -139,7 +141,8 @@ async def _session(system: System, agents: int, cfg: QueueConfig, res: QueueResu
                 elapsed, done = await _throughput_run(system, cfg.tasks, cfg.run_timeout)
                 if done < cfg.tasks:
                     res.errors.append(
-                        f"{system.name} x{agents} run {r}: only {done}/{cfg.tasks} results within {cfg.run_timeout}s"
+                        f"{system.name} x{agents} run {r}: only {done}/{cfg.tasks} results "
+                        f"within {cfg.run_timeout}s"
                     )
                     break
                 rates.append(cfg.tasks / elapsed)
@@ -151,8 +154,12 @@ async def _session(system: System, agents: int, cfg: QueueConfig, res: QueueResu
                 res.latency[system.name] = {
                     "agents": agents,
                     "idle": _lat_summary(idle),
-                    "load": {**_lat_summary(load), "rate": cfg.load_rate, "done": done,
-                             "submitted": int(cfg.load_rate * cfg.load_seconds)},  # fmt: skip
+                    "load": {
+                        **_lat_summary(load),
+                        "rate": cfg.load_rate,
+                        "done": done,
+                        "submitted": int(cfg.load_rate * cfg.load_seconds),
+                    },
                 }
                 log.info("%s latency: %s", system.name, res.latency[system.name])
         finally:

@@ -11,9 +11,9 @@ group) right after step ``kill_after`` was executed, then:
 * ``reclaim`` scenarios: it stays dead and the other agent takes the task over once its keep-alive is older
   than ``claim_idle_ms``, resuming from the checkpoint in the broker (``checkpoint_backend=broker``).
 
-Each system's "abandoned" timeout is set to the same ``abandon_s`` so that it does not dominate: agentswarm
-``claim_idle_ms``, Celery ``visibility_timeout`` (default 1 h), arq ``job_timeout`` (default 300 s; arq retries
-when the in-progress key, ``job_timeout + 10 s``, expires).
+Each system's "abandoned" timeout is set to the same ``abandon_s`` so that it does not dominate:
+agentswarm ``claim_idle_ms``, Celery ``visibility_timeout`` (default 1 h), arq ``job_timeout`` (default
+300 s; arq retries when the in-progress key, ``job_timeout + 10 s``, expires).
 
 Recovery time = first ``start`` line after the kill - kill time. Redone = steps executed in total - steps.
 """
@@ -158,7 +158,9 @@ async def _trial(system: System, mode: str, cfg: RecoveryConfig, workdir: Path) 
                 if later and t_resume is None:
                     t_resume = float(later[0][3])
                     resumed_from = int(later[0][2])
-                if t_resume is not None and {int(r[2]) for r in rows if r[0] == "exec"} >= set(range(cfg.steps)):
+                if t_resume is not None and {int(r[2]) for r in rows if r[0] == "exec"} >= set(
+                    range(cfg.steps)
+                ):
                     break
                 await asyncio.sleep(0.02)
             rows = _read(logf)
@@ -184,7 +186,11 @@ async def _trial(system: System, mode: str, cfg: RecoveryConfig, workdir: Path) 
 async def run_recovery(cfg: RecoveryConfig, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"config": cfg.__dict__, "scenarios": {}, "errors": []}
     redis = RedisServer(workdir / "redis").start()
-    nats = NatsServer(workdir / "nats").start() if any(s.startswith("agentswarm-nats") for s in cfg.scenarios) else None
+    nats = (
+        NatsServer(workdir / "nats").start()
+        if any(s.startswith("agentswarm-nats") for s in cfg.scenarios)
+        else None
+    )
     try:
         for scenario in cfg.scenarios:
             system_name, mode = scenario.split("/")

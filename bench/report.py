@@ -38,12 +38,14 @@ def _med(s: dict[str, Any] | None) -> float | None:
 
 def _tp(results: dict[str, Any], system: str, agents: int) -> dict[str, Any] | None:
     q = results["sections"].get("queues") or {}
-    return (q.get("throughput", {}).get(system) or {}).get(str(agents)) or (q.get("throughput", {}).get(system) or {}).get(agents)  # type: ignore[call-overload]
+    return (q.get("throughput", {}).get(system) or {}).get(str(agents)) or (
+        q.get("throughput", {}).get(system) or {}
+    ).get(agents)
 
 
 def _ceiling(results: dict[str, Any], agents: int) -> tuple[float | None, float | None]:
     c = results["sections"].get("ceiling") or {}
-    rt = (c.get("round_trip") or {}).get(str(agents)) or (c.get("round_trip") or {}).get(agents)  # type: ignore[call-overload]
+    rt = (c.get("round_trip") or {}).get(str(agents)) or (c.get("round_trip") or {}).get(agents)
     return _med(rt), _med(c.get("server"))
 
 
@@ -63,31 +65,44 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{v / m:.2f}× {LABELS[p]}" for p in PEERS if (m := _med(_tp(results, p, agents)))
             )
             rows.append(
-                (f"Throughput, {LABELS[ours]}, 4 agents: ahead of every peer",
-                 "> best peer",
-                 f"{_num(v)} tasks/s vs best peer {LABELS.get(peer_best[1], '–')} {_num(peer_best[0])} ({ratios})",
-                 _ok(v > peer_best[0] if peer_best[0] else None))  # fmt: skip
+                (
+                    f"Throughput, {LABELS[ours]}, 4 agents: ahead of every peer",
+                    "> best peer",
+                    f"{_num(v)} tasks/s vs best peer {LABELS.get(peer_best[1], '–')} {_num(peer_best[0])} ({ratios})",
+                    _ok(v > peer_best[0] if peer_best[0] else None),
+                )
             )
         v = _med(_tp(results, "agentswarm-redis", agents))
         rt, srv = _ceiling(results, agents)
         if v is not None and rt:
             rows.append(
-                ("Throughput, agentswarm (Redis), 4 agents: ≥ ¼ of the Redis ceiling (same command mix, 4 connections)",
-                 "≥ 0.25", f"{v / rt:.2f} of {_num(rt)} tasks/s", _ok(v / rt >= 0.25))  # fmt: skip
+                (
+                    "Throughput, agentswarm (Redis), 4 agents: ≥ ¼ of the Redis ceiling (same command mix, 4 connections)",
+                    "≥ 0.25",
+                    f"{v / rt:.2f} of {_num(rt)} tasks/s",
+                    _ok(v / rt >= 0.25),
+                )
             )
         if v is not None and srv:
             rows.append(
-                ("… and of the server-bound ceiling (50 connections, pipeline 16)",
-                 "≥ 0.25", f"{v / srv:.2f} of {_num(srv)} tasks/s", _ok(v / srv >= 0.25))  # fmt: skip
+                (
+                    "… and of the server-bound ceiling (50 connections, pipeline 16)",
+                    "≥ 0.25",
+                    f"{v / srv:.2f} of {_num(srv)} tasks/s",
+                    _ok(v / srv >= 0.25),
+                )
             )
         lat = sec["queues"].get("latency", {})
         for ours in OURS:
             idle = (lat.get(ours) or {}).get("idle") or {}
             if idle.get("p99_ms") is not None:
                 rows.append(
-                    (f"Dispatch latency p99, idle, {LABELS[ours]}", "< 5 ms",
-                     f"{idle['p99_ms']:.1f} ms (p50 {idle['p50_ms']:.1f} ms, {idle['samples']} tasks)",
-                     _ok(idle["p99_ms"] < 5.0))  # fmt: skip
+                    (
+                        f"Dispatch latency p99, idle, {LABELS[ours]}",
+                        "< 5 ms",
+                        f"{idle['p99_ms']:.1f} ms (p50 {idle['p50_ms']:.1f} ms, {idle['samples']} tasks)",
+                        _ok(idle["p99_ms"] < 5.0),
+                    )
                 )
     if "recovery" in sec:
         rec = sec["recovery"]
@@ -98,10 +113,13 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             redone = [t["steps_redone"] for t in data["trials"] if t.get("steps_redone") is not None]
             complete = len(redone) == len(data["trials"]) and redone
             rows.append(
-                (f"Recovery after SIGKILL, {scen}: work redone ≤ one checkpoint interval (1 of {steps} steps)",
-                 "≤ 1 step", f"max {max(redone) if redone else '–'} step(s) redone over {len(data['trials'])} kills; "
-                 f"back in {_sum(data['recovery_s'], 2, ' s')}",
-                 _ok(bool(complete) and max(redone) <= 1))  # fmt: skip
+                (
+                    f"Recovery after SIGKILL, {scen}: work redone ≤ one checkpoint interval (1 of {steps} steps)",
+                    "≤ 1 step",
+                    f"max {max(redone) if redone else '–'} step(s) redone over {len(data['trials'])} kills; "
+                    f"back in {_sum(data['recovery_s'], 2, ' s')}",
+                    _ok(bool(complete) and max(redone) <= 1),
+                )
             )
     if "wscap" in sec:
         ws = sec["wscap"]
@@ -111,10 +129,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         kib = _med(co.get("kib_per_connection"))
         if held is not None and kib is not None:
             rows.append(
-                (f"Websockets: {ws['connections']:,} idle connections on one coordinator process (one core), ≤ 20 KiB each",
-                 "10,000 at ≤ 20 KiB",
-                 f"{_num(held)} held, {kib:.1f} KiB each (bare websockets server: {_num(_med(bare.get('kib_per_connection')), 1)} KiB)",
-                 _ok(held >= 10000 and kib <= 20))  # fmt: skip
+                (
+                    f"Websockets: {ws['connections']:,} idle connections on one coordinator process (one core), ≤ 20 KiB each",
+                    "10,000 at ≤ 20 KiB",
+                    f"{_num(held)} held, {kib:.1f} KiB each (bare websockets server: {_num(_med(bare.get('kib_per_connection')), 1)} KiB)",
+                    _ok(held >= 10000 and kib <= 20),
+                )
             )
     if "pulumi" in sec:
         p = sec["pulumi"]
@@ -125,11 +145,13 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         best = [d["seconds"]["min"] for d in p.values()]
         tflat = max(best) / min(best) < 2.0 if best else False
         rows.append(
-            ("Pulumi program under mocks, GKE stack, 5 → 5,000 agents: resources and time flat",
-             "same count; fastest time within 2×",
-             f"{'/'.join(str(c[0]) for c in counts.values())} resources; median {' / '.join(f'{t:.2f}' for t in times)} s, "
-             f"fastest {' / '.join(f'{t:.2f}' for t in best)} s",
-             _ok(flat and tflat))  # fmt: skip
+            (
+                "Pulumi program under mocks, GKE stack, 5 → 5,000 agents: resources and time flat",
+                "same count; fastest time within 2×",
+                f"{'/'.join(str(c[0]) for c in counts.values())} resources; median {' / '.join(f'{t:.2f}' for t in times)} s, "
+                f"fastest {' / '.join(f'{t:.2f}' for t in best)} s",
+                _ok(flat and tflat),
+            )
         )
     return rows
 
@@ -154,12 +176,24 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
             med = [data[str(x)]["median"] if str(x) in data else data[x]["median"] for x in xs]
             lo = [m - (data[str(x)]["min"]) for x, m in zip(xs, med, strict=True)]
             hi = [(data[str(x)]["max"]) - m for x, m in zip(xs, med, strict=True)]
-            ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=3, label=LABELS[system],
-                        linewidth=2.5 if system.startswith("agentswarm") else 1.2)  # fmt: skip
+            ax.errorbar(
+                xs,
+                med,
+                yerr=[lo, hi],
+                marker="o",
+                capsize=3,
+                label=LABELS[system],
+                linewidth=2.5 if system.startswith("agentswarm") else 1.2,
+            )
         c = sec.get("ceiling") or {}
         if c.get("round_trip"):
             xs = sorted(int(k) for k in c["round_trip"])
-            ax.plot(xs, [c["round_trip"][str(x)]["median"] for x in xs], "k--", label="Redis ceiling (same mix, N conns)")
+            ax.plot(
+                xs,
+                [c["round_trip"][str(x)]["median"] for x in xs],
+                "k--",
+                label="Redis ceiling (same mix, N conns)",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
         ax.set_yscale("log")
@@ -177,11 +211,21 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
         width = 0.2
         for k, (phase, pct, color) in enumerate(
-            [("idle", "p50_ms", "#9ecae1"), ("idle", "p99_ms", "#3182bd"), ("load", "p50_ms", "#fdae6b"), ("load", "p99_ms", "#e6550d")]
+            [
+                ("idle", "p50_ms", "#9ecae1"),
+                ("idle", "p99_ms", "#3182bd"),
+                ("load", "p50_ms", "#fdae6b"),
+                ("load", "p99_ms", "#e6550d"),
+            ]
         ):
             vals = [q["latency"][s][phase].get(pct) or float("nan") for s in systems]
-            ax.bar([i + (k - 1.5) * width for i in range(len(systems))], vals, width, color=color,
-                   label=f"{phase} {pct.removesuffix('_ms')}")  # fmt: skip
+            ax.bar(
+                [i + (k - 1.5) * width for i in range(len(systems))],
+                vals,
+                width,
+                color=color,
+                label=f"{phase} {pct.removesuffix('_ms')}",
+            )
         ax.axhline(5.0, color="k", linestyle="--", linewidth=1, label="goal: p99 idle < 5 ms")
         ax.set_xticks(range(len(systems)), [LABELS[s] for s in systems], fontsize=8)
         ax.set_yscale("log")
@@ -197,9 +241,14 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     rec = sec.get("recovery")
     if rec and rec.get("scenarios"):
         names = list(rec["scenarios"])
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4))
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
         med = [rec["scenarios"][n]["recovery_s"]["median"] for n in names]
-        bounds = [max((t.get("bound_s") or 0) for t in rec["scenarios"][n]["trials"]) if rec["scenarios"][n]["trials"] else 0 for n in names]
+        bounds = [
+            max((t.get("bound_s") or 0) for t in rec["scenarios"][n]["trials"])
+            if rec["scenarios"][n]["trials"]
+            else 0
+            for n in names
+        ]
         shown = [m if not math.isnan(m) else b for m, b in zip(med, bounds, strict=True)]
         colors = ["#3182bd" if n.startswith("agentswarm") else "#969696" for n in names]
         hatches = ["" if not math.isnan(m) else "//" for m in med]
@@ -207,11 +256,11 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         for bar, h in zip(bars, hatches, strict=True):
             bar.set_hatch(h)
         a1.set_xscale("log")
-        a1.set_xlabel("SIGKILL → task running again (s); hatched = not back within the bound")
+        a1.set_xlabel("SIGKILL → running again (s)\nhatched: not back within the bound", fontsize=9)
         a1.invert_yaxis()
         red = [rec["scenarios"][n]["redone_fraction"]["median"] for n in names]
         a2.barh(names, [0 if math.isnan(r) else r * 100 for r in red], color=colors)
-        a2.set_xlabel("steps redone (% of the task)")
+        a2.set_xlabel("steps redone (% of the task)", fontsize=9)
         a2.set_yticks(range(len(names)), [""] * len(names))
         a2.invert_yaxis()
         fig.suptitle("Recovery from SIGKILL mid-task (median)")
@@ -224,10 +273,16 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     if ws or pl:
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         if ws:
-            kinds = [k for k in ("coordinator", "bare") if k in ws["servers"]]
+            kinds = [k for k in ("coordinator", "bare", "coordinator-nodeflate") if k in ws["servers"]]
             vals = [ws["servers"][k]["kib_per_connection"]["median"] for k in kinds]
-            axes[0].bar(["agentswarm coordinator" if k == "coordinator" else "bare websockets" for k in kinds], vals,
-                        color=["#3182bd", "#969696"][: len(kinds)])  # fmt: skip
+            short = {
+                "coordinator": "coordinator",
+                "bare": "bare\nwebsockets",
+                "coordinator-nodeflate": "coordinator,\nno deflate\n(experiment)",
+            }
+            axes[0].bar(
+                [short[k] for k in kinds], vals, color=["#3182bd", "#969696", "#9ecae1"][: len(kinds)]
+            )
             axes[0].axhline(20, color="k", linestyle="--", linewidth=1, label="goal ≤ 20 KiB")
             axes[0].set_ylabel("KiB of server RSS per idle connection")
             axes[0].set_title(f"{ws['connections']:,} idle websockets, one process")
@@ -273,7 +328,9 @@ def _queues_md(results: dict[str, Any]) -> list[str]:
             continue
         v4 = _med(_tp(results, s, 4))
         ratio = f"{ours4 / v4:.2f}×" if ours4 and v4 else "–"
-        lines.append(f"| {LABELS[s]} | " + " | ".join(_sum(_tp(results, s, n)) for n in counts) + f" | {ratio} |")
+        lines.append(
+            f"| {LABELS[s]} | " + " | ".join(_sum(_tp(results, s, n)) for n in counts) + f" | {ratio} |"
+        )
     c = results["sections"].get("ceiling")
     if c:
         lines.append(
@@ -321,7 +378,7 @@ def _recovery_md(results: dict[str, Any]) -> list[str]:
     lines = ["## 3. Recovery from SIGKILL mid-task", ""]
     lines += [
         f"Task of {cfg['steps']} steps × {cfg['delay']} s; the worker running it is SIGKILLed right after step "
-        f"{cfg['kill_after']} ran. Every system's \"abandoned\" timeout is {cfg['abandon_s']:g} s (agentswarm "
+        f'{cfg["kill_after"]} ran. Every system\'s "abandoned" timeout is {cfg["abandon_s"]:g} s (agentswarm '
         "`claim_idle_ms`, Celery `visibility_timeout`, arq `job_timeout`; their defaults are 60 s, 1 h and 300 s). "
         "agentswarm checkpoints after every step; arq and Celery have no checkpoints.",
         "",
@@ -329,7 +386,9 @@ def _recovery_md(results: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for name, d in rec["scenarios"].items():
-        resumed = sorted({t["resumed_from_step"] for t in d["trials"] if t.get("resumed_from_step") is not None})
+        resumed = sorted(
+            {t["resumed_from_step"] for t in d["trials"] if t.get("resumed_from_step") is not None}
+        )
         bound = max((t.get("bound_s") or 0) for t in d["trials"]) if d["trials"] else 0
         back = _sum(d["recovery_s"], 2) if d["recovery_s"]["n"] else f"> {bound:g} (bound)"
         lines.append(
@@ -351,7 +410,11 @@ def _ws_md(results: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for kind, d in ws["servers"].items():
-        label = "agentswarm coordinator" if kind == "coordinator" else "bare `websockets` server"
+        label = {
+            "coordinator": "agentswarm coordinator",
+            "bare": "bare `websockets` server (defaults)",
+            "coordinator-nodeflate": "experiment: coordinator with permessage-deflate off (not the product)",
+        }.get(kind, kind)
         lines.append(
             f"| {label} | {_sum(d['held'])} | {_sum(d['kib_per_connection'], 1)} | "
             f"{_sum(d.get('kib_per_connection_trimmed'), 1)} | {_sum(d['connect_seconds'], 1)} | {_sum(d['idle_cpu_fraction'], 2)} |"

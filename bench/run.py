@@ -2,7 +2,7 @@
 
 Runs the sections in order (ceiling, queues, recovery, wscap, pulumi), each with its own private servers on
 free loopback ports, bounded in task count and time. Writes ``bench/results.json`` (raw numbers),
-``bench/RESULTS.md`` and ``bench/*.png``. A failing section is recorded in the report and the others still run.
+``bench/RESULTS.md`` and ``bench/*.png``. A failing section is recorded in the report; the others still run.
 """
 
 from __future__ import annotations
@@ -39,8 +39,14 @@ def _profile(quick: bool) -> dict[str, Any]:
             "load_seconds": 1.5,
             "ceiling_requests": 2000,
             "ceiling_repeats": 1,
-            "recovery": {"trials": 1, "steps": 10, "kill_after": 5, "celery_bound_s": 20.0, "celery_trials": 1,
-                         "bound_s": 30.0},  # fmt: skip
+            "recovery": {
+                "trials": 1,
+                "steps": 10,
+                "kill_after": 5,
+                "celery_bound_s": 20.0,
+                "celery_trials": 1,
+                "bound_s": 30.0,
+            },
             "ws_connections": 1000,
             "ws_repeats": 1,
             "pulumi_repeats": 1,
@@ -56,8 +62,14 @@ def _profile(quick: bool) -> dict[str, Any]:
         "load_seconds": 4.0,
         "ceiling_requests": 10000,
         "ceiling_repeats": 3,
-        "recovery": {"trials": 3, "steps": 20, "kill_after": 10, "celery_bound_s": 130.0, "celery_trials": 2,
-                     "bound_s": 45.0},  # fmt: skip
+        "recovery": {
+            "trials": 3,
+            "steps": 20,
+            "kill_after": 10,
+            "celery_bound_s": 130.0,
+            "celery_trials": 2,
+            "bound_s": 45.0,
+        },
         "ws_connections": 10000,
         "ws_repeats": 2,
         "pulumi_repeats": 5,
@@ -107,9 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small counts, one repeat")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where RESULTS.md, results.json and the PNGs go (default bench/, --quick: bench/quick/)")
-    parser.add_argument("--report-only", action="store_true", help="re-render RESULTS.md/PNGs from results.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where RESULTS.md, results.json and the PNGs go (default bench/, --quick: bench/quick/)",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render RESULTS.md/PNGs from results.json"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.out is None:
@@ -120,14 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     from bench.report import write_report
 
     if args.report_only:
-        results = json.loads(results_path.read_text())
-        write_report(results, args.out)
+        write_report(json.loads(results_path.read_text()), args.out)
         return 0
 
     prof = _profile(args.quick)
     sections = tuple(args.only or SECTIONS)
     results: dict[str, Any] = {
-        "command": "python -m bench" + (" --quick" if args.quick else "") + (f" --only {' '.join(sections)}" if args.only else ""),
+        "command": "python -m bench"
+        + (" --quick" if args.quick else "")
+        + (f" --only {' '.join(sections)}" if args.only else ""),
         "quick": args.quick,
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": machine(),
@@ -151,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"][name] = _section(name, prof, Path(tmp) / name, tuple(args.systems))
             except Exception as exc:
                 log.exception("section %s failed", name)
-                results["section_errors"][name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}"
+                results["section_errors"][name] = (
+                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}"
+                )
             results["section_seconds"][name] = time.monotonic() - t0
             results_path.write_text(json.dumps(results, indent=1, default=str))
     results["uptime_end"] = uptime_line()

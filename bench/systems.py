@@ -39,11 +39,11 @@ class System(abc.ABC):
     @abc.abstractmethod
     def worker(self, index: int, **options: Any) -> Child: ...
 
-    async def open(self) -> None:
-        pass
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect the producer side (subclasses that need a connection override this)."""
 
-    async def close(self) -> None:
-        pass
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Close what :meth:`open` opened."""
 
     @abc.abstractmethod
     async def submit_many(self, items: Sequence[Item]) -> None: ...
@@ -182,8 +182,12 @@ class ArqSystem(_RedisKeys):
         env = {"BENCH_REDIS_PORT": str(self.port)}
         if "job_timeout" in options:
             env["BENCH_ARQ_JOB_TIMEOUT"] = str(options["job_timeout"])
-        return Child(f"arq-{index}", [script("arq"), "bench.peers.arq_worker.WorkerSettings"], env,
-                     self.workdir / f"arq-{index}.log")  # fmt: skip
+        return Child(
+            f"arq-{index}",
+            [script("arq"), "bench.peers.arq_worker.WorkerSettings"],
+            env,
+            self.workdir / f"arq-{index}.log",
+        )
 
     async def open(self) -> None:
         await super().open()
@@ -225,9 +229,23 @@ class CelerySystem(_RedisKeys):
         env = {"BENCH_REDIS_PORT": str(self.port)}
         if "visibility_timeout" in options:
             env["BENCH_CELERY_VISIBILITY_TIMEOUT"] = str(options["visibility_timeout"])
-        argv = [script("celery"), "-A", "bench.peers.celery_app", "worker", "-P", "solo", "-c", "1",
-                "-n", f"w{index}-{uuid.uuid4().hex[:6]}@bench", "-l", "WARNING",
-                "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+        argv = [
+            script("celery"),
+            "-A",
+            "bench.peers.celery_app",
+            "worker",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-n",
+            f"w{index}-{uuid.uuid4().hex[:6]}@bench",
+            "-l",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
         return Child(f"celery-{index}", argv, env, self.workdir / f"celery-{index}.log")
 
     async def open(self) -> None:
@@ -273,10 +291,21 @@ class TaskiqSystem(_RedisKeys):
     label = "taskiq"
 
     def worker(self, index: int, **options: Any) -> Child:
-        argv = [script("taskiq"), "worker", "bench.peers.taskiq_app:broker", "--workers", "1",
-                "--log-level", "WARNING"]  # fmt: skip
-        return Child(f"taskiq-{index}", argv, {"BENCH_REDIS_PORT": str(self.port)},
-                     self.workdir / f"taskiq-{index}.log")  # fmt: skip
+        argv = [
+            script("taskiq"),
+            "worker",
+            "bench.peers.taskiq_app:broker",
+            "--workers",
+            "1",
+            "--log-level",
+            "WARNING",
+        ]
+        return Child(
+            f"taskiq-{index}",
+            argv,
+            {"BENCH_REDIS_PORT": str(self.port)},
+            self.workdir / f"taskiq-{index}.log",
+        )
 
     async def open(self) -> None:
         await super().open()
@@ -318,7 +347,8 @@ def make_system(name: str, redis: Any, nats: Any, workdir: Path) -> System:
         return AgentswarmSystem(redis.url, redis.port, workdir, "redis")
     if name == "agentswarm-nats":
         return AgentswarmSystem(nats.url, nats.port, workdir, "nats")
-    cls = {"arq": ArqSystem, "celery": CelerySystem, "taskiq": TaskiqSystem}[name]
+    peers: dict[str, type[_RedisKeys]] = {"arq": ArqSystem, "celery": CelerySystem, "taskiq": TaskiqSystem}
+    cls = peers[name]
     return cls(redis.url, redis.port, workdir)
 
 

@@ -9,7 +9,10 @@ server's CPU time over a quiet window while holding them is reported too. A seco
 server ran ``gc.collect()`` + glibc ``malloc_trim(0)`` (on SIGUSR1): live memory without the allocator
 fragmentation the handshakes leave behind.
 
-    python -m bench.wscap serve {coordinator|bare} PORT REDIS_URL
+    python -m bench.wscap serve {coordinator|bare|coordinator-nodeflate} PORT REDIS_URL
+
+``coordinator-nodeflate`` is an experiment (see bench/FINDINGS.md): the coordinator with permessage-deflate
+off, to show where the memory per connection goes.
     python -m bench.wscap clients URL TOKEN COUNT
 """
 
@@ -34,7 +37,7 @@ TOKEN = "bench-token-0123456789"
 
 
 def _raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -57,12 +60,20 @@ async def _serve(kind: str, port: int, redis_url: str) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, _trim)
-    if kind == "coordinator":
+    if kind.startswith("coordinator"):
         from agentswarm.broker.redis_streams import RedisStreamsBroker
         from agentswarm.coordinator import Coordinator, CoordinatorConfig
 
         broker = RedisStreamsBroker(redis_url, namespace="wscap")
         await broker.connect()
+        if kind == "coordinator-nodeflate":
+            # Experiment for bench/FINDINGS.md, not the product: the same coordinator with permessage-deflate
+            # switched off (websockets keeps a zlib compressor + decompressor per connection otherwise).
+            import functools
+
+            import agentswarm.coordinator.server as server_module
+
+            server_module.serve = functools.partial(server_module.serve, compression=None)
         coordinator = Coordinator(broker, CoordinatorConfig(api_token=TOKEN, host="127.0.0.1", port=port))
         await coordinator.start()
         print("READY", flush=True)
@@ -94,8 +105,12 @@ async def _clients(url: str, token: str, count: int) -> None:
             for _ in range(3):
                 try:
                     conns.append(
-                        await connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                                      ping_interval=None, open_timeout=30)  # fmt: skip
+                        await connect(
+                            url,
+                            additional_headers={"Authorization": f"Bearer {token}"},
+                            ping_interval=None,
+                            open_timeout=30,
+                        )
                     )
                     return
                 except Exception:
@@ -113,9 +128,18 @@ async def _clients(url: str, token: str, count: int) -> None:
 
 # ---------------------------------------------------------------------------------------------- orchestrator
 def _spawn(args: list[str], cpus: set[int]) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.wscap", *args], stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT, start_new_session=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.wscap", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     with contextlib.suppress(OSError):
         os.sched_setaffinity(proc.pid, cpus)
     return proc
@@ -129,7 +153,7 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     if not sel.select(timeout):
-        raise TimeoutError(f"no output from {proc.args} within {timeout}s")
+        raise TimeoutError(f"no output from {proc.args!r} within {timeout}s")
     return proc.stdout.readline().strip()
 
 
@@ -145,7 +169,9 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait(timeout=10)
 
 
-def _one_run(kind: str, redis: RedisServer, connections: int, client_procs: int, timeout: float) -> dict[str, Any]:
+def _one_run(
+    kind: str, redis: RedisServer, connections: int, client_procs: int, timeout: float
+) -> dict[str, Any]:
     import psutil
 
     ncpu = os.cpu_count() or 1
@@ -164,7 +190,10 @@ def _one_run(kind: str, redis: RedisServer, connections: int, client_procs: int,
         os.kill(server.pid, signal.SIGUSR1)
         time.sleep(0.3)
         before_trim = ps.memory_info().rss
-        per = [connections // client_procs + (1 if i < connections % client_procs else 0) for i in range(client_procs)]
+        per = [
+            connections // client_procs + (1 if i < connections % client_procs else 0)
+            for i in range(client_procs)
+        ]
         t0 = time.monotonic()
         clients = [_spawn(["clients", f"ws://127.0.0.1:{port}/ws", TOKEN, str(n)], client_cpus) for n in per]
         opened = failed = 0
@@ -175,7 +204,11 @@ def _one_run(kind: str, redis: RedisServer, connections: int, client_procs: int,
             failed += int(parts[2])
         connect_s = time.monotonic() - t0
         time.sleep(2.0)  # let the server settle (welcome frames sent, buffers released)
-        held = sum(1 for c in ps.net_connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+        held = sum(
+            1
+            for c in ps.net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+        )
         after = ps.memory_info().rss
         os.kill(server.pid, signal.SIGUSR1)
         time.sleep(0.5)
@@ -201,12 +234,22 @@ def _one_run(kind: str, redis: RedisServer, connections: int, client_procs: int,
         _stop(server)
 
 
-def run_wscap(workdir: Path, connections: int, repeats: int, client_procs: int = 4, timeout: float = 180) -> dict[str, Any]:
+KINDS = ("coordinator", "bare", "coordinator-nodeflate")
+
+
+def run_wscap(
+    workdir: Path,
+    connections: int,
+    repeats: int,
+    client_procs: int = 4,
+    timeout: float = 180,
+    kinds: tuple[str, ...] = KINDS,
+) -> dict[str, Any]:
     nofile = _raise_nofile()
     out: dict[str, Any] = {"rlimit_nofile": nofile, "connections": connections, "servers": {}, "errors": []}
     with RedisServer(workdir / "redis-ws") as redis:
         assert isinstance(redis, RedisServer)
-        for kind in ("coordinator", "bare"):
+        for kind in kinds:
             runs = []
             for k in range(repeats):
                 try:
@@ -219,7 +262,9 @@ def run_wscap(workdir: Path, connections: int, repeats: int, client_procs: int =
                 "runs": runs,
                 "held": Summary.of([r["connections_held"] for r in runs]).as_dict(),
                 "kib_per_connection": Summary.of([r["kib_per_connection"] for r in runs]).as_dict(),
-                "kib_per_connection_trimmed": Summary.of([r["kib_per_connection_trimmed"] for r in runs]).as_dict(),
+                "kib_per_connection_trimmed": Summary.of(
+                    [r["kib_per_connection_trimmed"] for r in runs]
+                ).as_dict(),
                 "connect_seconds": Summary.of([r["connect_seconds"] for r in runs]).as_dict(),
                 "idle_cpu_fraction": Summary.of([r["idle_cpu_fraction"] for r in runs]).as_dict(),
             }

@@ -1,6 +1,7 @@
 """arq worker settings: ``arq bench.peers.arq_worker.WorkerSettings``.
 
-arq's defaults (``max_jobs`` 10 jobs in flight per process, ``poll_delay`` 0.5 s), except ``job_timeout`` from ``BENCH_ARQ_JOB_TIMEOUT`` for the recovery benchmark
+arq's defaults (``max_jobs`` 10 jobs in flight per process, ``poll_delay`` 0.5 s), except
+``job_timeout`` from ``BENCH_ARQ_JOB_TIMEOUT`` for the recovery benchmark
 (arq retries a job whose worker died only after its in-progress key expires: job_timeout + 10 s).
 """
 

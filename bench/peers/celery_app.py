@@ -24,7 +24,9 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": int(os.environ.get("BENCH_CELERY_VISIBILITY_TIMEOUT", "3600"))},
+    broker_transport_options={
+        "visibility_timeout": int(os.environ.get("BENCH_CELERY_VISIBILITY_TIMEOUT", "3600"))
+    },
     worker_hijack_root_logger=False,
 )
 
