@@ -213,3 +213,34 @@ def test_every_pod_meets_pod_security_restricted(stack: str, stack_recordings: d
                 sc.get("readOnlyRootFilesystem") is True
             )  # stricter than restricted: docs/runtime-contract.md
             assert "privileged" not in sc or sc["privileged"] is False
+
+
+_FREE_FORM_MAPS = {"labels", "annotations", "data", "stringData", "matchLabels", "nodeSelector", "metadata"}
+
+
+def _snake_keys(value: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if "_" in key and not key.startswith("__"):
+                found.append(f"{path}/{key}")
+            if key not in _FREE_FORM_MAPS or key == "metadata":
+                found.extend(_snake_keys(inner, f"{path}/{key}"))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(_snake_keys(item, path))
+    return found
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_every_input_key_reaches_the_engine_in_provider_spelling(
+    stack: str, stack_recordings: dict[str, Recording]
+) -> None:
+    """The SDKs translate the Python names they know into the provider's camelCase and pass unknown keys
+    through verbatim: a snake_case key on the wire is a misspelled or unknown field."""
+    for res in stack_recordings[stack].resources:
+        assert _snake_keys(res.values) == [], (res.type, res.name)
+
+
+def test_snake_key_detector_can_fail() -> None:
+    assert _snake_keys({"spec": {"timeout_sec": 1, "labels": {"a_b": "x"}}}) == ["/spec/timeout_sec"]
