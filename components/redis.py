@@ -90,6 +90,20 @@ class Redis(pulumi.ComponentResource):
             ),
             opts=_k8s.child_opts(self),
         )
+        # The StatefulSet's governing Service must be headless; clients use the ClusterIP Service above, whose
+        # address survives pod restarts.
+        headless = k8s.core.v1.Service(
+            f"{name}-headless-service",
+            metadata=_k8s.metadata(f"{svc_name}-headless", ns, instance, component),
+            spec=_k8s.spec(
+                {
+                    "clusterIP": "None",
+                    "selector": sel,
+                    "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+                }
+            ),
+            opts=_k8s.child_opts(self),
+        )
         # The password reaches the server through an included file mounted from a Secret: it is neither in
         # the manifest nor on the command line.
         server_args = ["/usr/local/etc/redis/redis.conf"]
@@ -128,7 +142,7 @@ class Redis(pulumi.ComponentResource):
             metadata=_k8s.metadata(svc_name, ns, instance, component),
             spec=_k8s.spec(
                 {
-                    "serviceName": svc_name,
+                    "serviceName": f"{svc_name}-headless",
                     "replicas": 1,
                     "selector": {"matchLabels": sel},
                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
@@ -192,7 +206,7 @@ class Redis(pulumi.ComponentResource):
                     "volumeClaimTemplates": [volume_claim],
                 }
             ),
-            opts=_k8s.child_opts(self, depends_on=[service]),
+            opts=_k8s.child_opts(self, depends_on=[service, headless]),
         )
         clients = args.get("client_selectors", [])
         k8s.networking.v1.NetworkPolicy(

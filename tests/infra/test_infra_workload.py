@@ -156,6 +156,9 @@ def test_redis_statefulset_aof_pvc_probes_password() -> None:
     assert "appendfsync everysec" in conf.splitlines()
     assert "requirepass" not in conf  # the password is only in a Secret
     assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert manifest(rec, "Service", sts["serviceName"])["spec"]["clusterIP"] == "None"  # governing service
+    client_svc = manifest(rec, "Service", "agentswarm-redis")["spec"]
+    assert "clusterIP" not in client_svc and client_svc["selector"] == sts["selector"]["matchLabels"]
     assert {"readinessProbe", "livenessProbe"} <= set(container)
     for env in container["env"]:
         assert "value" not in env, env  # every env value comes from a Secret
