@@ -99,7 +99,9 @@ class Redis(pulumi.ComponentResource):
                 {
                     "clusterIP": "None",
                     "selector": sel,
-                    "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+                    "ports": [
+                        {"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}
+                    ],
                 }
             ),
             opts=_k8s.child_opts(self),
