@@ -127,13 +127,15 @@ class ImageConfig(_Model):
     """The one agentswarm image used by the coordinator and the agents."""
 
     repository: str = Field(
-        default="ghcr.io/agentswarm/agentswarm",
+        default="agentswarm",
         min_length=1,
-        description="Image repository. With `build.enabled` on GKE, the Artifact Registry path replaces it.",
+        description=(
+            "Image repository. The default is the local name `docker build -t agentswarm:dev agent_image/` "
+            "gives; without `build.enabled` on GKE set your registry's path. With `build.enabled` on GKE the "
+            "Artifact Registry path replaces it."
+        ),
     )
-    tag: str | None = Field(
-        default="0.1.0", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="Tag."
-    )
+    tag: str | None = Field(default="dev", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="Tag.")
     digest: str | None = Field(
         default=None,
         pattern=r"^sha256:[a-f0-9]{64}$",
@@ -659,7 +661,6 @@ def config_json_schema() -> dict[str, Any]:
     """JSON Schema of the ``agentswarm:`` namespace (written to docs/config.schema.json)."""
     schema = SwarmConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://github.com/agentswarm/agentswarm/docs/config.schema.json"
     return schema
 
 

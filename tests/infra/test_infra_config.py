@@ -30,7 +30,7 @@ def test_defaults_are_sane() -> None:
     assert cfg.agents.checkpoint_path == "/var/lib/agentswarm"
     assert cfg.redis.mode == "in-cluster"
     assert cfg.redis.aof is True
-    assert cfg.image.reference == "ghcr.io/agentswarm/agentswarm:0.1.0"
+    assert cfg.image.reference == "agentswarm:dev"
     assert parse_config({"platform": "kind", "cluster": {"create": False}}).exposure == "nodeport"
 
 
