@@ -163,6 +163,7 @@ class Coordinator(pulumi.ComponentResource):
             opts=_k8s.child_opts(self),
         )
 
+        self.address: pulumi.Output[str] = pulumi.Output.from_input("")
         if cfg.exposure == "ingress":
             self._ingress(name, cfg, ns, svc_name, backend_config_name, service)
         elif cfg.exposure == "gateway":
@@ -180,6 +181,7 @@ class Coordinator(pulumi.ComponentResource):
                 "port": self.port,
                 "api_token_secret_name": self.api_token_secret_name,
                 "health_path": self.health_path,
+                "address": self.address,
             }
         )
 
@@ -210,7 +212,7 @@ class Coordinator(pulumi.ComponentResource):
         }
         if c.hostname:
             rule["host"] = c.hostname
-        k8s.networking.v1.Ingress(
+        ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata=_k8s.metadata(
                 svc_name, ns, instance, "coordinator", {gke.INGRESS_CLASS_ANNOTATION: gke.GKE_INGRESS_CLASS}
@@ -218,6 +220,8 @@ class Coordinator(pulumi.ComponentResource):
             spec=_k8s.spec({"defaultBackend": backend, "rules": [rule]}),
             opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
         )
+        # the load balancer's IP once GKE has provisioned it (empty until then, and under render-to-YAML)
+        self.address = ingress.status.apply(_ingress_ip)
 
     def _gateway(
         self, name: str, cfg: SwarmConfig, ns: pulumi.Input[str], svc_name: str, service: k8s.core.v1.Service
@@ -285,3 +289,14 @@ class Coordinator(pulumi.ComponentResource):
             spec=gke.health_check_policy_spec(svc_name, READY_PATH, c.port),
             opts=_k8s.child_opts(self, depends_on=[service]),
         )
+
+
+def _ingress_ip(status: Any) -> str:
+    try:
+        entries = status.load_balancer.ingress or []
+    except AttributeError:
+        return ""
+    for entry in entries:
+        if getattr(entry, "ip", None) or getattr(entry, "hostname", None):
+            return str(entry.ip or entry.hostname)
+    return ""

@@ -155,6 +155,7 @@ def deploy(cfg: SwarmConfig) -> Deployment:
             "namespace": swarm.namespace,
             "coordinator_service": swarm.coordinator_service,
             "coordinator_port": swarm.coordinator_port,
+            "coordinator_address": swarm.coordinator_address,
             "api_token_secret_name": swarm.api_token_secret_name,
             "agent_statefulset": swarm.agent_statefulset,
             "agent_replicas": swarm.agent_replicas,

@@ -45,6 +45,8 @@ class AgentSwarm(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     coordinator_service: pulumi.Output[str]
     coordinator_port: pulumi.Output[int]
+    coordinator_address: pulumi.Output[str]
+    """Public IP of the GKE Ingress load balancer (empty for other exposures and until provisioned)."""
     api_token_secret_name: pulumi.Output[str]
     redis_url: pulumi.Output[str]
     agent_statefulset: pulumi.Output[str]
@@ -101,6 +103,7 @@ class AgentSwarm(pulumi.ComponentResource):
         self.namespace = ns
         self.coordinator_service = coordinator.service_name
         self.coordinator_port = coordinator.port
+        self.coordinator_address = coordinator.address
         self.api_token_secret_name = coordinator.api_token_secret_name
         self.redis_url = pulumi.Output.from_input(conn.url)
         self.agent_statefulset = agents.statefulset_name
@@ -110,6 +113,7 @@ class AgentSwarm(pulumi.ComponentResource):
                 "namespace": self.namespace,
                 "coordinator_service": self.coordinator_service,
                 "coordinator_port": self.coordinator_port,
+                "coordinator_address": self.coordinator_address,
                 "api_token_secret_name": self.api_token_secret_name,
                 "redis_url": self.redis_url,
                 "agent_statefulset": self.agent_statefulset,

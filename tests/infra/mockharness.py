@@ -147,6 +147,8 @@ class RecordingMocks(Mocks):
             )
         elif typ == "command:local:Command":
             state["stdout"] = FAKE_KUBECONFIG if "kubeconfig" in str(args.inputs.get("create", "")) else ""
+        elif typ == "kubernetes:networking.k8s.io/v1:Ingress":
+            state["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}
         elif typ == "gcp:artifactregistry/repository:Repository":
             state["name"] = args.inputs.get("repositoryId", args.name)
         elif typ == "docker-build:index:Image":
@@ -199,7 +201,9 @@ def run_mocked(
 
     @pulumi.runtime.test
     def program() -> Any:
-        return body()
+        result = body()
+        # an Output returned by the body is awaited, and its value kept as outputs["result"]
+        return pulumi.Output.from_input(result).apply(lambda v: recording.outputs.__setitem__("result", v))
 
     try:
         program()

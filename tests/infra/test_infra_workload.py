@@ -508,3 +508,13 @@ def test_raw_mock_shapes_camel_case_and_floats() -> None:
     sts = rec.by_name("swarm-agents-statefulset").inputs["spec"]
     assert {"podManagementPolicy", "volumeClaimTemplates", "persistentVolumeClaimRetentionPolicy"} <= set(sts)
     assert sts["replicas"] == 50.0
+
+
+def test_coordinator_address_output() -> None:
+    """The Ingress load balancer's IP (from the Ingress status) is a flat output; other exposures give ''."""
+    cfg = parse_config(cfg_with())
+    rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
+    assert rec.outputs["result"] == "198.51.100.7"
+    cfg = parse_config(cfg_with(exposure="gateway"))
+    rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
+    assert rec.outputs["result"] == ""
