@@ -137,10 +137,14 @@ def run(cmd: Sequence[str], cwd: Path, env: dict[str, str], report: Report, log:
     elapsed = time.monotonic() - start
     with log.open("a") as fh:
         fh.write(f"$ {' '.join(cmd)}  # exit {proc.returncode}, {elapsed:.1f}s\n{proc.stdout}{proc.stderr}\n")
+    shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
-        raise CheckFailed(f"`{' '.join(cmd)}` exited {proc.returncode}:\n{tail}")
-    report.step(f"{' '.join(cmd[:3])} ok ({elapsed:.1f}s)")
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        # The engine's diagnostics say what went wrong; a program's traceback after an engine error is noise.
+        errors = list(dict.fromkeys(line.strip() for line in lines if "error:" in line))
+        summary = "\n".join(errors[:10] or lines[-30:])
+        raise CheckFailed(f"`{shown}` exited {proc.returncode} (full output: {log}):\n{summary}")
+    report.step(f"{shown} ok ({elapsed:.1f}s)")
     return proc.stdout
 
 
@@ -177,12 +181,21 @@ def prepare_virtualenv(src: Path, dst: Path) -> str:
     existing = src / venv
     if (existing / "bin" / "python").exists():
         (dst / venv).symlink_to(existing)
-        return f"virtualenv {venv}: the work tree's {existing}"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(dst / venv)],
-        check=True,
-    )
-    return f"virtualenv {venv}: created with --system-site-packages from {sys.executable}"
+        what = f"virtualenv {venv}: the work tree's {existing}"
+    else:
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(dst / venv)],
+            check=True,
+        )
+        what = f"virtualenv {venv}: created with --system-site-packages from {sys.executable}"
+    # Pulumi passes the relative option unchanged (PULUMI_RUNTIME_VIRTUALENV) to dynamic-provider hosts, which
+    # resolve it against the program directory (`main:`), not the project root; point that path at it too.
+    main = project.get("main")
+    if isinstance(main, str) and main.strip("./"):
+        alias = dst / main / venv
+        if not alias.exists():
+            alias.symlink_to((dst / venv).resolve())
+    return what
 
 
 # --- manifests ------------------------------------------------------------------------------------------
@@ -349,7 +362,7 @@ def check(args: argparse.Namespace) -> Report:
         home, state, project, render = tmp / "home", tmp / "state", tmp / "project", tmp / "render"
         home.mkdir()
         state.mkdir()
-        log = Path(args.log) if args.log else tmp / "pulumi.log"
+        log = Path(args.log) if args.log else Path(tempfile.gettempdir()) / "agentswarm-render-check.log"
         log.write_text("")
         copy_project(src, project)
         report.step(prepare_virtualenv(src, project))
