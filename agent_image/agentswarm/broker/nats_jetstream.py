@@ -11,7 +11,8 @@ Server objects (``NS`` = namespace upper-cased, ``ns`` as given):
   an event id is the stream sequence, and watchers read the next message of their subject after it.
 * KV buckets ``ns_tasks`` (task data; makes enqueue idempotent and serves ``get_task``), ``ns_results``
   (``create``: first result wins), ``ns_errors`` (last error), ``ns_attempts`` (deliveries so far),
-  ``ns_ckpt`` (history 2: the newest two checkpoint blobs per task).
+  ``ns_leases`` (who works on a task, refreshed by keep-alive; see ``_lease_holder``), ``ns_ckpt``
+  (history 2: the newest two checkpoint blobs per task).
 
 Keep-alive is an in-progress ack (``+WPI``), which resets AckWait, so long tasks are not redelivered while
 their agent lives. JetStream has no per-consumer pending list, so "own pending first" is implemented with a
@@ -214,7 +215,8 @@ class NatsJetStreamBroker(Broker):
             # An existing consumer with other settings: keep it working, say what differs.
             log.warning("consumer %s exists with other settings (%s); using it as is", self.durable, exc)
         self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.s_tasks)
-        for name, history in (("tasks", 1), ("results", 1), ("errors", 1), ("attempts", 1), ("ckpt", 2)):
+        buckets = (("tasks", 1), ("results", 1), ("errors", 1), ("attempts", 1), ("leases", 1), ("ckpt", 2))
+        for name, history in buckets:
             bucket = f"{self.ns}_{name}"
             try:
                 self._kv[name] = await self.js.key_value(bucket)
@@ -336,6 +338,19 @@ class NatsJetStreamBroker(Broker):
         The server's ``num_delivered`` does not see a restarted agent re-taking its own delivery, so the
         attempt number is also kept in the ``attempts`` bucket and the larger of the two wins.
         """
+        holder = await self._lease_holder(delivery.task.id, delivery.consumer)
+        if holder is not None:
+            log.warning(
+                "task %s is redelivered but %s is still working on it (fresh lease): not running it twice",
+                delivery.task.id,
+                holder,
+            )
+            if delivery.source == "own":
+                self._forget(delivery)  # it is someone else's now
+            else:
+                await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
+            return None
+        await self._put_lease(delivery.task.id, delivery.consumer)
         attempts = self.kv("attempts")
         try:
             seen = int((await attempts.get(delivery.task.id)).value or b"0")
@@ -446,17 +461,70 @@ class NatsJetStreamBroker(Broker):
     async def keep_alive(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:
             await self.nc.publish(d.handle.reply, b"+WPI")
+            await self._put_lease(d.task.id, d.consumer)
         await self.nc.flush(timeout=5)
 
-    async def _ack_reply(self, reply: str, payload: bytes) -> None:
+    # A lease (KV ``leases``: task id -> consumer + time of its last keep-alive) stops a second agent from
+    # running a task its owner is still working on. JetStream normally guarantees that through AckWait, but
+    # a nats-server crash can lose recent consumer state and hand in-flight messages out again.
+    async def _lease_holder(self, task_id: str, consumer: str) -> str | None:
+        """The other consumer holding a fresh lease on ``task_id``, if any."""
         try:
-            await self.nc.request(reply, payload, timeout=5)
+            entry = await self.kv("leases").get(task_id)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        try:
+            data = json.loads(entry.value or b"{}")
+            holder, at = str(data["consumer"]), float(data["at"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        # A live owner refreshes every keep-alive (claim_idle_ms / 4 by default); a dead one's lease is at
+        # least claim_idle_ms old by the time AckWait redelivers its message.
+        if holder != consumer and time.time() - at < 0.75 * self.claim_idle_ms / 1000.0:
+            return holder
+        return None
+
+    async def _put_lease(self, task_id: str, consumer: str) -> None:
+        await self.kv("leases").put(task_id, json.dumps({"consumer": consumer, "at": time.time()}).encode())
+
+    async def _drop_lease(self, task_id: str) -> None:
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+            await self.kv("leases").delete(task_id)
+
+    async def _nak(self, reply: str, delay: float) -> None:
+        nak = b"-NAK" + (b" " + json.dumps({"delay": int(delay * 1e9)}).encode() if delay > 0 else b"")
+        await self._ack_reply(reply, nak)
+
+    async def _ack_reply(self, reply: str, payload: bytes) -> bool:
+        """Send an ack-type reply and wait for the server's confirmation; False if none came."""
+        try:
+            await self.nc.request(reply, payload, timeout=3)
         except nats.errors.NoRespondersError:
-            pass  # the server answers acks only when asked to; no responder means nothing more to do
+            pass  # nothing listens on that reply subject any more: nothing to confirm
+        except nats.errors.TimeoutError:
+            if not self.nc.is_connected:
+                raise  # a real outage: the caller retries
+            return False
+        return True
+
+    async def _finish(self, handle: _Handle) -> None:
+        """Remove a task message for good: ack it, or delete it if the server ignores the ack.
+
+        After a nats-server crash the consumer may have forgotten this delivery and silently drop acks on its
+        reply subject; deleting the message from the work-queue stream by sequence has the same effect.
+        """
+        if await self._ack_reply(handle.reply, b"+ACK"):
+            return
+        log.warning(
+            "ack of message %d was not confirmed; deleting it from %s instead", handle.seq, self.s_tasks
+        )
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self.js.delete_msg(self.s_tasks, handle.seq)
 
     async def ack(self, delivery: Delivery) -> None:
-        await self._ack_reply(delivery.handle.reply, b"+ACK")
+        await self._finish(delivery.handle)
         self._forget(delivery)
+        await self._drop_lease(delivery.task.id)
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
         await self.kv("errors").put(delivery.task.id, error.encode())
@@ -474,9 +542,8 @@ class NatsJetStreamBroker(Broker):
                 self._save_ledger(delivery.consumer)
             return False
         # Redeliver to any agent after the backoff.
-        delay = self.retry_delay(delivery.attempt)
-        nak = b"-NAK" + (b" " + json.dumps({"delay": int(delay * 1e9)}).encode() if delay else b"")
-        await self._ack_reply(delivery.handle.reply, nak)
+        await self._drop_lease(delivery.task.id)
+        await self._nak(delivery.handle.reply, self.retry_delay(delivery.attempt))
         self._forget(delivery)
         return False
 
@@ -501,8 +568,9 @@ class NatsJetStreamBroker(Broker):
             json.dumps(event).encode(),
             headers={"Nats-Msg-Id": f"dead-{task.id}"},
         )
-        await self._ack_reply(delivery.handle.reply, b"+ACK")
+        await self._finish(delivery.handle)
         self._forget(delivery)
+        await self._drop_lease(task.id)
         log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
