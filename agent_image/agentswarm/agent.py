@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -269,6 +270,11 @@ class Agent:
                 return
             except Exception as exc:
                 await self._failed(delivery, exc)
+                return
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                await self._failed(delivery, TypeError(f"handler returned a value that is not JSON: {exc}"))
                 return
             result = TaskResult(
                 task_id=task.id,

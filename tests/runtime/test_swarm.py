@@ -412,3 +412,40 @@ async def test_file_checkpoints_of_task_finished_elsewhere_are_swept(
         stop_all([first, second])
     finally:
         await broker.close()
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        ("bad_handlers:returns_set", "TypeError: handler returned a value that is not JSON"),
+        ("bad_handlers:emits_non_json", "TypeError: Object of type bytes is not JSON serializable"),
+    ],
+)
+async def test_non_json_output_is_a_clear_task_error(
+    redis_server: Any,
+    unique_namespace: str,
+    tmp_path: Path,
+    agents_cleanup: list[AgentProcess],
+    handler: str,
+    error: str,
+) -> None:
+    env = agent_env("redis", redis_server.url, unique_namespace, max_deliveries=2, handler=handler)
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker("redis", redis_server.url, unique_namespace)
+    await broker.connect()
+    try:
+        await broker.enqueue_many([TaskSpec({}, "bad"), TaskSpec({}, "bad2")])
+        agent.start()
+
+        async def dead() -> bool:
+            return (await broker.stats()).dead_lettered == 2
+
+        await wait_until(dead, within=60, what="both tasks dead-lettered")
+        agent.stop()
+        assert agent.starts == 1  # the agent itself never crashed
+        for d in await broker.dead_letters():
+            assert d.error.startswith(error) and d.deliveries == 2
+    finally:
+        await broker.close()
