@@ -154,14 +154,21 @@ def run(cmd: Sequence[str], cwd: Path, env: dict[str, str], report: Report, log:
 def copy_project(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache", ".pytest_cache")
-    for item in PROJECT_ITEMS:
+    manifest = src / "Pulumi.yaml"
+    if not manifest.is_file():
+        raise CheckFailed(f"no Pulumi.yaml in {src}")
+    main = (yaml.safe_load(manifest.read_text()) or {}).get("main")
+    items = list(PROJECT_ITEMS)
+    if isinstance(main, str) and main.strip("./"):
+        items.append(main.strip("/"))
+    else:  # the program is the project root itself
+        items.extend(p.name for p in src.glob("*.py"))
+    for item in dict.fromkeys(items):
         path = src / item
         if path.is_dir():
             shutil.copytree(path, dst / item, ignore=ignore)
         elif path.is_file():
             shutil.copy2(path, dst / item)
-    if not (dst / "Pulumi.yaml").is_file():
-        raise CheckFailed(f"no Pulumi.yaml in {src}")
 
 
 def prepare_virtualenv(src: Path, dst: Path) -> str:
@@ -380,6 +387,18 @@ def check(args: argparse.Namespace) -> Report:
                 report,
                 log,
             )
+            for item in args.secret:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise CheckFailed(f"--secret wants KEY=VALUE, got {item!r}")
+                # Passed on stdin so the value never shows in a process list or the log.
+                secret_cmd = [pulumi, "config", "set", "--secret", key, "-s", stack]
+                proc = subprocess.run(
+                    secret_cmd, cwd=project, env=env, input=value, capture_output=True, text=True, check=False
+                )
+                if proc.returncode != 0:
+                    raise CheckFailed(f"setting secret {key} failed: {proc.stderr.strip()}")
+                report.step(f"pulumi config set --secret {key} ok")
             flags = ["-s", stack, "--non-interactive", "--color", "never"]
             run([pulumi, "preview", *flags], project, env, report, log)
             if render.exists() and any(render.rglob("*.yaml")):
@@ -442,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--coordinator", default="coordinator", help="substring of the coordinator Service name"
+    )
+    parser.add_argument(
+        "--secret", action="append", default=[], metavar="KEY=VALUE", help="set a secret config value first"
     )
     parser.add_argument("--no-seed-facts", action="store_true", help="skip the GKE fact checks")
     parser.add_argument("--keep", help="copy the rendered manifests to this directory")
