@@ -50,7 +50,7 @@ from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
 from agentswarm.checkpoint import CheckpointStore, FileCheckpointStore, make_store
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
-from agentswarm.settings import Settings, SettingsError, load_settings
+from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 
 log = logging.getLogger("agentswarm.agent")
 T = TypeVar("T")
@@ -322,6 +322,8 @@ async def run(settings: Settings) -> int:
     except HandlerLoadError as exc:
         print(f"agentswarm agent: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    for name in unknown_variables():
+        log.warning("ignoring unknown environment variable %s (a typo?)", name)
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()

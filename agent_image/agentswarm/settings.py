@@ -7,7 +7,9 @@ at start-up with one line per bad variable naming it, the value and what is allo
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,6 +153,26 @@ class Settings(BaseSettings):
     def heartbeat_file(self) -> Path:
         """The exec probe's heartbeat file: ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat``."""
         return self.checkpoint_dir / ".heartbeat"
+
+
+#: AGENTSWARM_* variables read by other parts of the runtime (clients, logging, example handlers).
+OTHER_KNOWN_VARIABLES = frozenset(
+    {
+        "AGENTSWARM_LOG_LEVEL",
+        "AGENTSWARM_URL",
+        "AGENTSWARM_LLM_BASE_URL",
+        "AGENTSWARM_LLM_MODEL",
+        "AGENTSWARM_LLM_API_KEY",
+        "AGENTSWARM_LLM_TIMEOUT_SECONDS",
+    }
+)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``AGENTSWARM_*`` variables that nothing reads: most likely typos (``AGENTSWARM_BROKR``)."""
+    env = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentswarm.settings import SettingsError, load_settings
+from agentswarm.settings import SettingsError, load_settings, unknown_variables
 
 
 def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,3 +77,13 @@ def test_agent_refuses_unloadable_handler(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert b"has no 'nope'" in proc.stderr
+
+
+def test_unknown_variables_are_reported() -> None:
+    env = {
+        "AGENTSWARM_BROKR": "nats",
+        "AGENTSWARM_BROKER": "nats",
+        "AGENTSWARM_LOG_LEVEL": "DEBUG",
+        "HOME": "/",
+    }
+    assert unknown_variables(env) == ["AGENTSWARM_BROKR"]
