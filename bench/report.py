@@ -125,6 +125,12 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ws = sec["wscap"]
         co = ws["servers"].get("coordinator") or {}
         bare = ws["servers"].get("bare") or {}
+        nodeflate = _med((ws["servers"].get("coordinator-nodeflate") or {}).get("kib_per_connection"))
+        extra = (
+            f"; coordinator with permessage-deflate off: {nodeflate:.1f} KiB, see FINDINGS.md"
+            if nodeflate
+            else ""
+        )
         held = _med(co.get("held"))
         kib = _med(co.get("kib_per_connection"))
         if held is not None and kib is not None:
@@ -132,7 +138,8 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 (
                     f"Websockets: {ws['connections']:,} idle connections on one coordinator process (one core), ≤ 20 KiB each",
                     "10,000 at ≤ 20 KiB",
-                    f"{_num(held)} held, {kib:.1f} KiB each (bare websockets server: {_num(_med(bare.get('kib_per_connection')), 1)} KiB)",
+                    f"{_num(held)} held, {kib:.1f} KiB each (bare websockets server: "
+                    f"{_num(_med(bare.get('kib_per_connection')), 1)} KiB{extra})",
                     _ok(held >= 10000 and kib <= 20),
                 )
             )
@@ -441,6 +448,75 @@ def _pulumi_md(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def glance(results: dict[str, Any]) -> list[str]:
+    """Systems side by side: the table to copy into the README."""
+    sec = results["sections"]
+    cols = [s for s in SYSTEMS if s in ((sec.get("queues") or {}).get("throughput") or {})]
+    if not cols:
+        return []
+    lines = ["| | " + " | ".join(LABELS[c] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    ours4 = _med(_tp(results, "agentswarm-redis", 4))
+    for n in (1, 4, 8):
+        if any(_tp(results, c, n) for c in cols):
+            lines.append(
+                f"| no-op tasks/s, {n} worker{'s' if n > 1 else ''} | "
+                + " | ".join(_sum(_tp(results, c, n)) for c in cols)
+                + " |"
+            )
+    if ours4:
+        lines.append(
+            "| agentswarm (Redis) ÷ system, 4 workers | "
+            + " | ".join(f"{ours4 / v:.2f}×" if (v := _med(_tp(results, c, 4))) else "–" for c in cols)
+            + " |"
+        )
+    lat = (sec.get("queues") or {}).get("latency") or {}
+    if lat:
+        lines.append(
+            "| dispatch p50 / p99, idle (ms) | "
+            + " | ".join(
+                f"{_num(lat[c]['idle']['p50_ms'], 1)} / {_num(lat[c]['idle']['p99_ms'], 1)}"
+                if c in lat
+                else "–"
+                for c in cols
+            )
+            + " |"
+        )
+        rate = (sec.get("queues") or {}).get("config", {}).get("load_rate", 0)
+        lines.append(
+            f"| dispatch p50 / p99 at {rate:g} tasks/s (ms) | "
+            + " | ".join(
+                f"{_num(lat[c]['load']['p50_ms'], 1)} / {_num(lat[c]['load']['p99_ms'], 1)}"
+                if c in lat
+                else "–"
+                for c in cols
+            )
+            + " |"
+        )
+    rec = (sec.get("recovery") or {}).get("scenarios") or {}
+    if rec:
+
+        def cell(system: str, what: str) -> str:
+            parts = []
+            for scen, d in rec.items():
+                name, mode = scen.split("/")
+                if name != system:
+                    continue
+                if what == "time":
+                    bound = max((t.get("bound_s") or 0) for t in d["trials"]) if d["trials"] else 0
+                    val = _sum(d["recovery_s"], 1, " s") if d["recovery_s"]["n"] else f"> {bound:g} s"
+                else:
+                    red = d["redone_fraction"]
+                    val = f"{red['median'] * 100:.0f} %" if red["n"] else "–"
+                parts.append(f"{mode}: {val}")
+            return "; ".join(parts) or "–"
+
+        lines.append(
+            "| SIGKILL mid-task → running again | " + " | ".join(cell(c, "time") for c in cols) + " |"
+        )
+        lines.append("| work redone after SIGKILL | " + " | ".join(cell(c, "redone") for c in cols) + " |")
+    return lines
+
+
 def headline(results: dict[str, Any]) -> list[str]:
     rows = goals(results)
     lines = ["| Goal (issue 6) | Target | Measured (median, same run) | Status |", "|---|---|---|---|"]
@@ -469,6 +545,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
         "## Headline",
+        "",
+        *glance(results),
+        "",
+        "Celery's and arq's recovery used the same 5 s abandon timeout as agentswarm; taskiq is not in the recovery "
+        "benchmark (issue 6 asks for Celery and arq). Redis ceiling and the websocket and Pulumi numbers are below.",
+        "",
+        "### Goals of issue 6",
         "",
         *headline(results),
         "",

@@ -54,13 +54,13 @@ def _profile(quick: bool) -> dict[str, Any]:
         }
     return {
         "agent_counts": (1, 2, 4, 8),
-        "tasks": 1000,
+        "tasks": 1500,
         "repeats": 3,
         "idle_samples": 200,
         "idle_budget_s": 15.0,
         "load_rate": 100.0,
         "load_seconds": 4.0,
-        "ceiling_requests": 10000,
+        "ceiling_requests": 5000,
         "ceiling_repeats": 3,
         "recovery": {
             "trials": 3,
