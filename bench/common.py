@@ -291,6 +291,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_state() -> str:
+    """HEAD of the checkout plus the runtime files that differ from it (the runtime is installed editable,
+    so uncommitted changes are what runs)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "agent_image", "infra", "components"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
 def versions() -> dict[str, str]:
     from importlib import metadata
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, uptime_line, versions
+from bench.common import git_state, machine, uptime_line, versions
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("ceiling", "queues", "recovery", "wscap", "pulumi")
@@ -112,6 +113,10 @@ def _section(name: str, prof: dict[str, Any], workdir: Path, systems: tuple[str,
     raise ValueError(name)
 
 
+def _raise_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.systems import SYSTEMS
 
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "--report-only", action="store_true", help="re-render RESULTS.md/PNGs from results.json"
     )
     args = parser.parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so every section's finally-blocks stop its servers and workers
+    # (they run in their own sessions and would otherwise outlive us).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if args.out is None:
         args.out = HERE / "quick" if args.quick else HERE
@@ -151,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": machine(),
         "versions": versions(),
+        "git": git_state(),
         "uptime_start": uptime_line(),
         "profile": prof,
         "sections": {},
