@@ -288,7 +288,8 @@ class Agent:
             self.tasks_done += 1
             log.info("task %s done (%s)", task.id, "recorded" if recorded else "result already recorded")
             try:
-                await self.store.clear(task.id)
+                if restored is not None or ctx.last_version is not None:
+                    await self.store.clear(task.id)
             except Exception as exc:  # leftovers are harmless: a finished task is never resumed
                 log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
         finally:

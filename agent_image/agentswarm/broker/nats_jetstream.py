@@ -130,6 +130,7 @@ class NatsJetStreamBroker(Broker):
         self._inflight: set[int] = set()
         self._ledgers: dict[str, dict[str, dict[str, Any]]] = {}
         self._last_saturation_check = 0.0
+        self._ledger_lock = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsJetStreamBroker:
@@ -266,9 +267,19 @@ class NatsJetStreamBroker(Broker):
             known = await asyncio.gather(*(exists(task_id) for task_id, _ in chunk))
             fresh = [(task_id, spec) for (task_id, spec), k in zip(chunk, known, strict=True) if not k]
             # Publish in order (FIFO); Nats-Msg-Id makes a retried publish within 2 minutes a no-op.
+            # Pipelined: sent in order on one connection, acks awaited together.
+            pending = []
             for task_id, spec in fresh:
                 body = json.dumps({"id": task_id, "payload": spec.payload, "enqueued_at": now}).encode()
-                await self.js.publish(self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"})
+                pending.append(
+                    await self.js.publish_async(
+                        self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"}
+                    )
+                )
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            except TimeoutError:
+                raise nats.errors.TimeoutError from None
             await asyncio.gather(
                 *(
                     kv.put(task_id, json.dumps({"payload": spec.payload, "enqueued_at": now}).encode())
@@ -303,24 +314,33 @@ class NatsJetStreamBroker(Broker):
             self._ledgers[consumer] = data
         return self._ledgers[consumer]
 
-    def _save_ledger(self, consumer: str) -> None:
+    async def _save_ledger(self, consumer: str) -> None:
+        """Persist the ledger: write + rename in a worker thread, without fsync.
+
+        The ledger only speeds up the "restart under the same identity" path. A process crash cannot lose
+        the renamed file (the page cache survives SIGKILL); a node crash can, and then the delivery simply
+        comes back after AckWait, so an fsync per task (5-10 ms on a busy disk) is not worth paying.
+        """
         path = self._ledger_path(consumer)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        with tmp.open("w") as f:
-            json.dump(self._ledgers.get(consumer, {}), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        snapshot = json.dumps(self._ledgers.get(consumer, {}))
 
-    def _forget(self, delivery: Delivery) -> None:
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(snapshot)
+            os.replace(tmp, path)
+
+        async with self._ledger_lock:
+            await asyncio.to_thread(write)
+
+    async def _forget(self, delivery: Delivery) -> None:
         handle: _Handle = delivery.handle
         self._inflight.discard(handle.seq)
         ledger = self._ledger(delivery.consumer)
         if ledger.pop(str(handle.seq), None) is not None:
-            self._save_ledger(delivery.consumer)
+            await self._save_ledger(delivery.consumer)
 
     # -- consuming ----------------------------------------------------------------------------------------
     async def _task_for(self, task_id: str) -> tuple[Task | None, str | None]:
@@ -346,7 +366,7 @@ class NatsJetStreamBroker(Broker):
                 holder,
             )
             if delivery.source == "own":
-                self._forget(delivery)  # it is someone else's now
+                await self._forget(delivery)  # it is someone else's now
             else:
                 await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
             return None
@@ -371,7 +391,7 @@ class NatsJetStreamBroker(Broker):
             "task_id": delivery.task.id,
             "attempt": delivery.attempt,
         }
-        self._save_ledger(delivery.consumer)
+        await self._save_ledger(delivery.consumer)
         return delivery
 
     async def claim(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
@@ -387,7 +407,7 @@ class NatsJetStreamBroker(Broker):
                 await self.js.get_msg(self.s_tasks, int(seq_s))
             except nats.js.errors.NotFoundError:  # acknowledged meanwhile (by whoever got it after AckWait)
                 ledger.pop(seq_s, None)
-                self._save_ledger(consumer)
+                await self._save_ledger(consumer)
                 continue
             await self.nc.publish(entry["reply"], b"+WPI")  # take it back before AckWait hands it to others
             task, err = await self._task_for(entry["task_id"])
@@ -523,7 +543,7 @@ class NatsJetStreamBroker(Broker):
 
     async def ack(self, delivery: Delivery) -> None:
         await self._finish(delivery.handle)
-        self._forget(delivery)
+        await self._forget(delivery)
         await self._drop_lease(delivery.task.id)
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
@@ -539,12 +559,12 @@ class NatsJetStreamBroker(Broker):
             if entry is not None:
                 entry["attempt"] = delivery.attempt
                 entry["retry_at"] = time.time() + self.retry_delay(delivery.attempt)
-                self._save_ledger(delivery.consumer)
+                await self._save_ledger(delivery.consumer)
             return False
         # Redeliver to any agent after the backoff.
         await self._drop_lease(delivery.task.id)
         await self._nak(delivery.handle.reply, self.retry_delay(delivery.attempt))
-        self._forget(delivery)
+        await self._forget(delivery)
         return False
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
@@ -569,7 +589,7 @@ class NatsJetStreamBroker(Broker):
             headers={"Nats-Msg-Id": f"dead-{task.id}"},
         )
         await self._finish(delivery.handle)
-        self._forget(delivery)
+        await self._forget(delivery)
         await self._drop_lease(task.id)
         log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
 

@@ -153,6 +153,7 @@ class RedisStreamsBroker(Broker):
         self._autoclaim_cursor = "0-0"
         self._last_autoclaim = 0.0
         self._inflight: set[str] = set()
+        self._own_clear: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamsBroker:
@@ -305,11 +306,16 @@ class RedisStreamsBroker(Broker):
             return []
 
     async def _claim(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        # 1. own pending entries not being worked on in this process (a restart, or a failed attempt)
-        own = await self.r.xpending_range(
-            self.stream, self.group, min="-", max="+", count=100, consumername=consumer
-        )
+        # 1. own pending entries not being worked on in this process (a restart, or a failed attempt).
+        # Once none are left, only fail() can add one, so the XPENDING round trip is skipped until then.
+        own: list[dict[str, Any]] = []
+        if consumer not in self._own_clear:
+            own = await self.r.xpending_range(
+                self.stream, self.group, min="-", max="+", count=100, consumername=consumer
+            )
         candidates = [row["message_id"] for row in own if row["message_id"] not in self._inflight]
+        if consumer not in self._own_clear and not candidates:
+            self._own_clear.add(consumer)
         mine: list[Any] = []
         if candidates:
             # Failed attempts wait for their backoff (kept in Redis, so it holds across a restart too).
@@ -368,6 +374,7 @@ class RedisStreamsBroker(Broker):
             await self.dead_letter(delivery, error)
             return True
         # Stays in this consumer's pending list; claim() re-takes it once the backoff has passed.
+        self._own_clear.discard(delivery.consumer)
         retry_at = time.time() + self.retry_delay(delivery.attempt)
         await _aw(self.r.hset(self.k_retry_at, str(delivery.handle), f"{retry_at:.3f}"))
         return False
