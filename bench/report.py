@@ -530,14 +530,13 @@ def headline(results: dict[str, Any]) -> list[str]:
 NOTES = [
     "## Why the numbers look like this",
     "",
-    "- **Per-task cost.** An agentswarm agent spends 7 Redis round trips and 2 thread hops on a no-op task "
-    "(own-pending check, read, task data, result check, `started` event, result, ack; checkpoint load/clear), "
-    "and runs one task at a time by design (an agent is one long-running AI worker with its own volume). "
-    "taskiq needs about 3 round trips per task and keeps up to 100 tasks in flight per process, arq 10, which is "
-    "why no-op throughput favours them; see FINDINGS.md §3 for the two round trips that could go.",
-    "- **NATS backend.** Its throughput and latency were bounded by two fsyncs per task in the event loop "
-    "(FINDINGS.md §1); the runtime owner was changing this while the benchmarks ran, so check the "
-    "*Code measured* line above for which version these numbers belong to.",
+    "- **Per-task cost.** An agentswarm agent spends 6 Redis round trips and a thread hop on a no-op task "
+    "(read, task data, result check, `started` event, result, ack; checkpoint load) and runs one task at a "
+    "time by design (an agent is one long-running AI worker with its own volume). taskiq needs about 3 round "
+    "trips per task and keeps up to 100 tasks in flight per process, arq 10. FINDINGS.md §3: two more round "
+    "trips per task were removed in `a4f0fa5`.",
+    "- **NATS backend.** Until `a4f0fa5` its throughput and latency were bounded by two fsyncs per task in the "
+    "event loop (FINDINGS.md §1). The *Code measured* line above says which code these numbers belong to.",
     "- **Latency p99.** On a 2-core machine shared with other jobs the 99th percentile is mostly scheduler delay; "
     "it hits every system. The p50 and the comparison within this run are the robust part. arq's latency is its "
     "0.5 s queue poll.",
