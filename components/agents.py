@@ -13,11 +13,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s
-from components.config import SwarmConfig
+from components.config import AgentsConfig, SwarmConfig
 from components.redis import RedisConnection, redis_ca_volume, redis_egress_rule, redis_env
 
 CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
+
+
+def agent_shutdown_grace(agents: AgentsConfig) -> float:
+    """Seconds the agent runtime may wait for a checkpoint after SIGTERM: 3/4 of the pod's grace period."""
+    return round(agents.termination_grace_seconds * 0.75, 2)
 
 
 def agent_service_account_name(instance: str) -> str:
@@ -86,6 +91,9 @@ class AgentPool(pulumi.ComponentResource):
             *redis_env(conn),
             {"name": "AGENTSWARM_CHECKPOINT_DIR", "value": a.checkpoint_path},
             {"name": "AGENTSWARM_HANDLER", "value": a.handler},
+            # The agent waits this long for the handler's next checkpoint after SIGTERM; the rest of the
+            # pod's grace period is left for writing that checkpoint and exiting before the SIGKILL.
+            {"name": "AGENTSWARM_SHUTDOWN_GRACE_SECONDS", "value": str(agent_shutdown_grace(a))},
         ]
         probe = {
             "exec": {"command": ["agentswarm", "probe", "--max-age-seconds", str(a.probe_max_age_seconds)]}

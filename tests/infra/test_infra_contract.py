@@ -1,0 +1,67 @@
+"""The runtime contract, checked from both sides: every AGENTSWARM_* variable the components give a pod is
+one the runtime reads, and the values the components compute parse under the runtime's own settings model.
+
+docs/runtime-contract.md is the prose version; this test is what keeps the two packages honest when either
+renames a variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from agentswarm.settings import Settings, unknown_variables
+from mockharness import STACK_NAMES, only_tools_on_path, run_stack
+
+PLACEHOLDER = {
+    "AGENTSWARM_AGENT_ID": "agent-0",
+    "AGENTSWARM_REDIS_PASSWORD": "from-a-secret",
+    "AGENTSWARM_API_TOKEN": "from-a-secret",
+}
+
+
+def runtime_containers(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The coordinator and agent containers of every Deployment/StatefulSet, keyed by their role."""
+    found: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        if m["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        for c in m["spec"]["template"]["spec"]["containers"]:
+            if c.get("args") in (["coordinator"], ["agent"]):
+                found[c["args"][0]] = {"container": c, "pod": m["spec"]["template"]["spec"]}
+    return found
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        else:
+            assert e["name"] in PLACEHOLDER, f"{e['name']} comes from {e['valueFrom']}: no placeholder"
+            env[e["name"]] = PLACEHOLDER[e["name"]]
+    return env
+
+
+@pytest.mark.parametrize("stack", STACK_NAMES)
+def test_every_variable_is_read_by_the_runtime(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with only_tools_on_path("kind", "docker"):  # the local stack's preflight; mocks never run them
+        roles = runtime_containers(run_stack(stack).manifests())
+    assert set(roles) == {"coordinator", "agent"}
+    for role, found in roles.items():
+        env = env_of(found["container"])
+        assert unknown_variables(env) == [], (stack, role)
+        for key in list(env):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        if role == "agent":
+            assert str(settings.checkpoint_dir) == env["AGENTSWARM_CHECKPOINT_DIR"]
+            # the agent must give up waiting for a checkpoint before the kubelet's SIGKILL
+            assert settings.shutdown_grace_seconds < found["pod"]["terminationGracePeriodSeconds"]
+        else:
+            assert settings.port == found["container"]["ports"][0]["containerPort"]
+            assert settings.shutdown_drain_seconds < found["pod"]["terminationGracePeriodSeconds"]
+        for key in env:
+            monkeypatch.delenv(key)
