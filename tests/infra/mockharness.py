@@ -5,6 +5,7 @@ Each run gets fresh mocks, monitor, root stack and config, so no state leaks bet
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -193,6 +194,10 @@ def run_mocked(
     Pass ``recording`` to inspect what was registered even when the program raises.
     """
     recording = Recording() if recording is None else recording
+    # A fresh event loop per run: pytest-asyncio closes and unsets the loop of each async test, and the
+    # mocked engine (from set_mocks on, which registers the root stack) needs a current one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = RecordingMocks(recording)
     monitor = MockMonitor(mocks)
     pulumi_settings.ROOT.set(None)
@@ -208,6 +213,8 @@ def run_mocked(
     try:
         program()
     finally:
+        asyncio.set_event_loop(None)
+        loop.close()
         by_key = {}
         for urn in monitor.resources:
             _, _, qualified, name = urn.split("::", 3)
