@@ -13,10 +13,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AgentsConfig",
@@ -49,6 +57,12 @@ _HANDLER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z
 
 Quantity = Annotated[str, Field(pattern=_QUANTITY, description="Kubernetes quantity, e.g. `500m`, `1Gi`.")]
 DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, max_length=63)]
+
+
+#: Stack-config keys that hold secrets: they must be stored with `pulumi config set --secret`.
+SECRET_KEYS = ("api_token", "redis_password")
+#: Shortest accepted user-supplied token or password.
+MIN_SECRET_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -461,6 +475,16 @@ class SwarmConfig(_Model):
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Coordinator API token; unset: generated (pulumi-random). Set it with "
+        "`pulumi config set --secret agentswarm:api_token ...`.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="In-cluster Redis password; unset: generated (pulumi-random). Set it with "
+        "`pulumi config set --secret agentswarm:redis_password ...`.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -494,6 +518,15 @@ class SwarmConfig(_Model):
                 self.coordinator.connection_draining_seconds,
                 "must be shorter than coordinator.termination_grace_seconds",
             )
+        if self.redis_password is not None and self.redis.mode == "memorystore":
+            raise ConfigError(
+                "redis_password",
+                "<secret>",
+                "must be unset with redis.mode memorystore (its AUTH string is used)",
+            )
+        for key, secret in (("api_token", self.api_token), ("redis_password", self.redis_password)):
+            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+                raise ConfigError(key, "<secret>", f"must be at least {MIN_SECRET_LENGTH} characters")
         if self.cluster.create and self.kubernetes.context is not None:
             raise ConfigError(
                 "kubernetes.context",
@@ -636,11 +669,15 @@ def _decode(raw: str) -> Any:
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load_stack_config(values: Mapping[str, str] | None = None) -> SwarmConfig:
+def load_stack_config(
+    values: Mapping[str, str] | None = None, secret_keys: Collection[str] | None = None
+) -> SwarmConfig:
     """Read every ``agentswarm:*`` key of the current stack and validate it.
 
     ``values`` maps ``"agentswarm:<key>"`` (or bare ``<key>``) to the raw string Pulumi stores; structured
-    values arrive JSON-encoded. Without it the running program's config is read.
+    values arrive JSON-encoded. Without it the running program's config is read. ``secret_keys`` are the
+    full keys stored encrypted (default: the running program's); a :data:`SECRET_KEYS` value outside them
+    is refused, so a token never sits in plain text in a stack file.
     """
     if values is None:
         from pulumi.runtime import config as runtime_config  # keeps the models importable without an engine
@@ -653,7 +690,18 @@ def load_stack_config(values: Mapping[str, str] | None = None) -> SwarmConfig:
             continue
         if not _KEY.match(key):
             raise ConfigError(key, raw, "config keys are snake_case names")
-        data[key] = _decode(raw) if isinstance(raw, str) else raw
+        data[key] = _decode(raw) if isinstance(raw, str) and key not in SECRET_KEYS else raw
+    if secret_keys is None:
+        from pulumi.runtime import config as runtime_config
+
+        secret_keys = {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()}
+    for key in SECRET_KEYS:
+        if key in data and f"{NAMESPACE}:{key}" not in secret_keys:
+            raise ConfigError(
+                key,
+                "<plain text>",
+                f"store it encrypted: `pulumi config set --secret {NAMESPACE}:{key} <value>`",
+            )
     return parse_config(data)
 
 

@@ -56,14 +56,18 @@ class Coordinator(pulumi.ComponentResource):
         svc_name = f"{instance}-coordinator"
         backend_config_name = f"{instance}-coordinator"
 
-        token = random.RandomPassword(
-            f"{name}-api-token", length=48, special=False, opts=_k8s.child_opts(self)
-        )
+        token_value: pulumi.Input[str]
+        if cfg.api_token is not None:
+            token_value = pulumi.Output.secret(cfg.api_token.get_secret_value())
+        else:
+            token_value = random.RandomPassword(
+                f"{name}-api-token", length=48, special=False, opts=_k8s.child_opts(self)
+            ).result
         token_secret = k8s.core.v1.Secret(
             f"{name}-api-token-secret",
             metadata=_k8s.metadata(f"{instance}-api-token", ns, instance, component),
             type="Opaque",
-            string_data={API_TOKEN_KEY: token.result},
+            string_data={API_TOKEN_KEY: token_value},
             opts=_k8s.child_opts(self),
         )
         ca_volumes, ca_mounts = redis_ca_volume(conn)

@@ -43,13 +43,16 @@ class RedisArgs(TypedDict, total=False):
     """Validated ``redis`` section; a plain mapping is validated here."""
     client_selectors: list[dict[str, str]]
     """Pod label sets allowed to connect (coordinator and agents)."""
+    password: pulumi.Input[str]
+    """The server password; unset: a generated ``RandomPassword``. Kept secret either way."""
 
 
 class Redis(pulumi.ComponentResource):
-    """A single-replica Redis StatefulSet with a PVC, AOF (appendfsync everysec) and a generated password.
+    """A single-replica Redis StatefulSet with a PVC, AOF (appendfsync everysec) and a password.
 
-    The password is a ``RandomPassword`` stored only in a Secret; the server reads it from a file mounted from
-    that Secret, clients from ``secretKeyRef``. A NetworkPolicy admits only coordinator and agent pods.
+    The password (given, or a generated ``RandomPassword``) is stored only in a Secret; the server reads it
+    from a file mounted from that Secret, clients from ``secretKeyRef``. A NetworkPolicy admits only
+    coordinator and agent pods.
     """
 
     host: pulumi.Output[str]
@@ -67,14 +70,18 @@ class Redis(pulumi.ComponentResource):
         svc_name = f"{instance}-redis"
         secret_name = f"{instance}-redis-auth"
 
-        password = random.RandomPassword(
-            f"{name}-password", length=32, special=False, opts=_k8s.child_opts(self)
-        )
+        password: pulumi.Output[str]
+        if args.get("password") is not None:
+            password = pulumi.Output.secret(args["password"])
+        else:
+            password = random.RandomPassword(
+                f"{name}-password", length=32, special=False, opts=_k8s.child_opts(self)
+            ).result
         secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=_k8s.metadata(secret_name, ns, instance, component),
             type="Opaque",
-            string_data={PASSWORD_KEY: password.result},
+            string_data={PASSWORD_KEY: password},
             opts=_k8s.child_opts(self),
         )
         service = k8s.core.v1.Service(
@@ -131,7 +138,7 @@ class Redis(pulumi.ComponentResource):
                 **({"storageClassName": cfg.storage_class} if cfg.storage_class else {}),
             },
         }
-        auth_conf = password.result.apply(lambda p: f"requirepass {p}\n")
+        auth_conf = password.apply(lambda p: f"requirepass {p}\n")  # password is secret, so is this
         auth_secret = k8s.core.v1.Secret(
             f"{name}-server-auth",
             metadata=_k8s.metadata(f"{instance}-redis-server-auth", ns, instance, component),

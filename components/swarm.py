@@ -13,7 +13,7 @@ from components.agents import AgentPool
 from components.config import SwarmConfig, parse_config
 from components.coordinator import Coordinator
 from components.namespace import SwarmNamespace
-from components.redis import Redis, RedisConnection
+from components.redis import Redis, RedisArgs, RedisConnection
 
 MANAGED_REDIS_PASSWORD_KEY = "auth-string"
 MANAGED_REDIS_CA_KEY = "ca.crt"
@@ -69,16 +69,15 @@ class AgentSwarm(pulumi.ComponentResource):
 
         conn: RedisConnection
         if cfg.redis.mode == "in-cluster":
-            redis = Redis(
-                f"{name}-redis",
-                {
-                    "namespace": ns,
-                    "instance": instance,
-                    "config": cfg.redis,
-                    "client_selectors": [coordinator_sel, agent_sel],
-                },
-                in_ns,
-            )
+            redis_args: RedisArgs = {
+                "namespace": ns,
+                "instance": instance,
+                "config": cfg.redis,
+                "client_selectors": [coordinator_sel, agent_sel],
+            }
+            if cfg.redis_password is not None:
+                redis_args["password"] = cfg.redis_password.get_secret_value()
+            redis = Redis(f"{name}-redis", redis_args, in_ns)
             conn = redis.connection
         else:
             conn = self._managed_redis(name, instance, ns, args["managed_redis"], in_ns)

@@ -12,7 +12,7 @@ import os
 import runpy
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,8 +188,11 @@ def run_mocked(
     config: Mapping[str, Any] | None = None,
     stack: str = "test",
     recording: Recording | None = None,
+    secret_keys: Collection[str] = (),
 ) -> Recording:
     """Run ``body`` as a Pulumi program under fresh mocks; return everything it registered.
+
+    ``secret_keys`` are the config keys the engine would report as stored with ``--secret``.
 
     Pass ``recording`` to inspect what was registered even when the program raises.
     """
@@ -201,7 +204,7 @@ def run_mocked(
     mocks = RecordingMocks(recording)
     monitor = MockMonitor(mocks)
     pulumi_settings.ROOT.set(None)
-    pulumi.runtime.set_all_config(encode_config(config or {}))
+    pulumi.runtime.set_all_config(encode_config(config or {}), list(secret_keys))
     pulumi.runtime.set_mocks(mocks, project="agentswarm", stack=stack, preview=False, monitor=monitor)
 
     @pulumi.runtime.test
@@ -221,15 +224,20 @@ def run_mocked(
             by_key[(qualified.split("$")[-1], name)] = urn
         for res in recording.resources:
             res.urn = by_key.get((res.type, res.name), "")
-        pulumi.runtime.set_all_config({})
+        pulumi.runtime.set_all_config({}, [])
     return recording
 
 
 def run_program(
-    config: Mapping[str, Any], stack: str = "test", recording: Recording | None = None
+    config: Mapping[str, Any],
+    stack: str = "test",
+    recording: Recording | None = None,
+    secret_keys: Collection[str] = (),
 ) -> Recording:
     """Run the real infra/__main__.py with this stack config (keys like "agentswarm:platform")."""
-    return run_mocked(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), config, stack, recording)
+    return run_mocked(
+        lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), config, stack, recording, secret_keys
+    )
 
 
 def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> Recording:

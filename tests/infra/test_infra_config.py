@@ -7,7 +7,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from mockharness import ROOT, Recording, run_program, stack_config
+from mockharness import ROOT, Recording, is_secret, run_program, stack_config
 
 from components.config import (
     ConfigError,
@@ -241,3 +241,56 @@ def test_config_doc_is_generated_and_covers_every_key() -> None:
     assert "agents.egress_allow[].cidr" in keys
     assert "kubernetes.render_yaml_to_directory" in keys
     assert set(SwarmConfig.model_fields) <= {k.split(".")[0] for k in keys}
+
+
+# ---------------------------------------------------------------- secrets from stack config
+
+TOKEN = "t0ken-from-the-stack-config-xyz"
+REDIS_PW = "redis-pw-from-the-stack-config"
+GKE_EXISTING = {"agentswarm:platform": "gke", "agentswarm:cluster": {"create": False}}
+SECRET_KEYS = ["agentswarm:api_token", "agentswarm:redis_password"]
+
+
+def test_secrets_from_config_replace_random_and_stay_secret() -> None:
+    rec = run_program(
+        {**GKE_EXISTING, "agentswarm:api_token": TOKEN, "agentswarm:redis_password": REDIS_PW},
+        secret_keys=SECRET_KEYS,
+    )
+    assert rec.of_type("random:index/randomPassword:RandomPassword") == []
+    secrets = {r.name: r for r in rec.of_type("kubernetes:core/v1:Secret")}
+    for name in (
+        "agentswarm-coordinator-api-token-secret",
+        "agentswarm-redis-secret",
+        "agentswarm-redis-server-auth",
+    ):
+        assert is_secret(secrets[name].inputs["stringData"]), name
+    assert secrets["agentswarm-coordinator-api-token-secret"].values["stringData"] == {"token": TOKEN}
+    assert secrets["agentswarm-redis-secret"].values["stringData"] == {"password": REDIS_PW}
+
+
+def test_secrets_unset_are_generated() -> None:
+    rec = run_program(GKE_EXISTING)
+    assert len(rec.of_type("random:index/randomPassword:RandomPassword")) == 2
+
+
+@pytest.mark.parametrize("key", ["api_token", "redis_password"])
+def test_a_secret_in_plain_config_is_refused(key: str) -> None:
+    recording = Recording()
+    with pytest.raises(pulumi.RunError) as info:
+        run_program({**GKE_EXISTING, f"agentswarm:{key}": "x" * 32}, recording=recording)
+    assert str(info.value) == (
+        f"invalid stack config {key}: got '<plain text>'; "
+        f"store it encrypted: `pulumi config set --secret agentswarm:{key} <value>`"
+    )
+    assert "x" * 32 not in str(info.value)
+    assert recording.resources == []
+
+
+def test_a_short_secret_is_refused_without_echoing_it() -> None:
+    recording = Recording()
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(
+            {**GKE_EXISTING, "agentswarm:api_token": "short"}, recording=recording, secret_keys=SECRET_KEYS
+        )
+    assert str(info.value) == "invalid stack config api_token: got '<secret>'; must be at least 16 characters"
+    assert recording.resources == []

@@ -113,11 +113,12 @@ def test_components_usable_alone() -> None:
         )
 
     rec = run_mocked(body)
-    assert [r.type for r in rec.resources if r.type.startswith("agentswarm:")] == [
-        "agentswarm:index:SwarmNamespace",
-        "agentswarm:index:Redis",
-        "agentswarm:index:Coordinator",
+    # the engine sees registrations in the order their inputs resolve, not program order: compare as a set
+    assert sorted(r.type for r in rec.resources if r.type.startswith("agentswarm:")) == [
         "agentswarm:index:AgentPool",
+        "agentswarm:index:Coordinator",
+        "agentswarm:index:Redis",
+        "agentswarm:index:SwarmNamespace",
     ]
     assert manifest(rec, "Namespace", "team-a")["metadata"]["labels"][
         "pod-security.kubernetes.io/enforce"
