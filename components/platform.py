@@ -13,6 +13,7 @@ The workload layer (AgentSwarm) is the same in every case; only its provider and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +38,22 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
+def render_directory(path: str) -> str:
+    """A relative render directory is taken from the project root (where Pulumi.yaml is), not from the
+    program's working directory (``main: infra/``), so `render: render` means `<project>/render`."""
+    root = pulumi.get_root_directory()  # None under mocks
+    if os.path.isabs(path) or not root:
+        return path
+    return os.path.join(root, path)
+
+
 def kubernetes_provider(name: str, cfg: SwarmConfig) -> k8s.Provider:
     """A Kubernetes provider for an existing cluster: ambient context, a named context, or render-to-YAML."""
     kwargs: dict[str, Any] = {"enable_server_side_apply": True}
     if cfg.kubernetes.context:
         kwargs["context"] = cfg.kubernetes.context
     if cfg.kubernetes.render_yaml_to_directory:
-        kwargs["render_yaml_to_directory"] = cfg.kubernetes.render_yaml_to_directory
+        kwargs["render_yaml_to_directory"] = render_directory(cfg.kubernetes.render_yaml_to_directory)
     return k8s.Provider(name, **kwargs)
 
 

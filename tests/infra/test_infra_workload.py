@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pulumi
@@ -433,7 +434,8 @@ def test_program_exports_and_provider_from_context() -> None:
     config = stack_config("render")
     rec = run_program(config, "render")
     provider = rec.one("pulumi:providers:kubernetes")
-    assert provider.inputs["renderYamlToDirectory"] == "render"
+    # a relative directory is taken from the project root (Pulumi.yaml), not from the program's cwd (infra/)
+    assert provider.inputs["renderYamlToDirectory"] == os.path.join(pulumi.get_root_directory(), "render")
     assert "kubeconfig" not in provider.inputs
     for res in rec.resources:
         if res.is_kubernetes:
@@ -467,15 +469,22 @@ def test_component_validates_plain_mapping() -> None:
     assert pulumi is not None
 
 
-def test_readme_example_runs() -> None:
-    """The 10-line import example of docs/infra.md (pasted into the README) runs as written."""
+@pytest.mark.parametrize(
+    ("doc", "heading"),
+    [
+        ("docs/infra.md", "## Using the components in another Pulumi program"),
+        ("README.md", "## Using the components in your own Pulumi program"),
+    ],
+)
+def test_readme_example_runs(doc: str, heading: str) -> None:
+    """The 10-line import example of docs/infra.md and the README runs as written."""
     from mockharness import ROOT
 
-    text = (ROOT / "docs" / "infra.md").read_text()
-    block = text.split("## Using the components in another Pulumi program", 1)[1].split("```python\n", 1)[1]
+    text = (ROOT / doc).read_text()
+    block = text.split(heading, 1)[1].split("```python\n", 1)[1]
     code = block.split("```", 1)[0]
     assert len(code.strip().splitlines()) <= 12
-    rec = run_mocked(lambda: exec(compile(code, "docs/infra.md", "exec"), {}))
+    rec = run_mocked(lambda: exec(compile(code, doc, "exec"), {}))
     sts = manifest(rec, "StatefulSet", "agentswarm-agent")
     assert sts["metadata"]["namespace"] == "research"
     assert sts["spec"]["replicas"] == 200
