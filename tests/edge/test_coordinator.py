@@ -163,6 +163,15 @@ async def test_bad_frames_get_errors_and_the_connection_stays_usable(redis_swarm
     assert 'agentswarm_frame_errors_total{code="bad_json"} 2.0' in metrics
 
 
+async def test_no_per_connection_compression(redis_swarm: Swarm) -> None:
+    """The client offers permessage-deflate (websockets does by default); the coordinator declines it, so an
+    idle connection carries no zlib state."""
+    async with connect(redis_swarm.url, additional_headers=AUTH) as ws:
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        assert (await recv_frame(ws))["type"] == "welcome"
+
+
 async def test_sigterm_drains_then_closes_with_1012(redis_swarm: Swarm) -> None:
     coord = redis_swarm.start_coordinator(AGENTSWARM_SHUTDOWN_DRAIN_SECONDS="2")
     async with connect(redis_swarm.url, additional_headers=AUTH) as ws:

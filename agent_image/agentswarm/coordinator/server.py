@@ -124,6 +124,10 @@ class Coordinator:
             # The library closes with 1009 above max_size; keep that far above the application limit
             # so that merely-too-large frames get an error frame and the connection survives.
             max_size=self.config.hard_max_frame_bytes,
+            # No permessage-deflate: frames are small JSON documents, and a zlib compressor plus
+            # decompressor per connection costs ~35 KiB of every idle websocket (bench/FINDINGS.md #2),
+            # which decides how many agents' watchers one coordinator holds.
+            compression=None,
             server_header="agentswarm-coordinator",
         )
         log.info("coordinator listening on %s:%s", self.config.host, self.port)
