@@ -16,6 +16,7 @@ import pytest
 from agentswarm import protocol as p
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
 
 from .helpers import TOKEN, Proc, Swarm, pid_alive, wait_until
 
@@ -149,13 +150,17 @@ async def test_bad_frames_get_errors_and_the_connection_stays_usable(redis_swarm
         frame = await recv_frame(ws)
         assert frame == {"type": "submitted", "ref": "ok", "task_ids": ["t-ok"]}
 
-    # Beyond the hard cap the library closes with 1009 (documented); the server carries on.
-    async with connect(redis_swarm.url, additional_headers=AUTH, max_size=None) as ws:
-        await recv_frame(ws)
+    # Beyond the hard cap the library closes with 1009 (documented); the server carries on. The frame goes
+    # out uncompressed (the coordinator declines permessage-deflate), so the server closes while the client
+    # is still writing: no `async with`, whose close() would trip over the already torn-down transport.
+    ws = await connect(redis_swarm.url, additional_headers=AUTH, max_size=None)
+    await recv_frame(ws)
+    with contextlib.suppress(ConnectionClosed):
         await ws.send("x" * (p.DEFAULT_HARD_MAX_FRAME_BYTES + 1))
-        with pytest.raises(ConnectionClosed):
-            await recv_frame(ws)
-        assert ws.close_code == 1009
+    with pytest.raises(ConnectionClosed):
+        await recv_frame(ws)
+    assert ws.close_code == 1009
+    assert ws.state is State.CLOSED
     async with connect(redis_swarm.url, additional_headers=AUTH) as ws:
         assert (await recv_frame(ws))["type"] == "welcome"
     async with httpx.AsyncClient() as http:
@@ -166,6 +171,7 @@ async def test_bad_frames_get_errors_and_the_connection_stays_usable(redis_swarm
 async def test_no_per_connection_compression(redis_swarm: Swarm) -> None:
     """The client offers permessage-deflate (websockets does by default); the coordinator declines it, so an
     idle connection carries no zlib state."""
+    redis_swarm.start_coordinator()
     async with connect(redis_swarm.url, additional_headers=AUTH) as ws:
         assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
