@@ -544,9 +544,9 @@ NOTES = [
     "checkpoint (at most the step in flight is redone); another agent takes over after `claim_idle_ms`. Celery "
     "with Redis brings an unacknowledged task back only when kombu's restore cycle runs (every ~100 s, after "
     "`visibility_timeout`); arq after `job_timeout + 10 s`; both start the task over.",
-    "- **Websocket memory.** ~35 of the ~50 KiB per idle connection are the permessage-deflate zlib contexts "
-    "websockets keeps for every connection; without compression the same coordinator holds 10,000 connections "
-    "at ~16 KiB each (FINDINGS.md §2).",
+    "- **Websocket memory.** With websockets' defaults ~35 of the ~50 KiB per idle connection are the "
+    "permessage-deflate zlib contexts kept for every connection (the bare server row); the coordinator turns "
+    "compression off since FINDINGS.md §2, and the experiment row forces it off regardless of the code measured.",
     "",
 ]
 

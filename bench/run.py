@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in sections:
             log.info("=== %s (load %s)", name, os.getloadavg())
             t0 = time.monotonic()
+            results.setdefault("section_git", {})[name] = (
+                git_state()
+            )  # the runtime may change between sections
             try:
                 results["sections"][name] = _section(name, prof, Path(tmp) / name, tuple(args.systems))
             except Exception as exc:
