@@ -55,6 +55,16 @@ _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _HANDLER = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
+
+def _check_cidr(value: str) -> str:
+    """``value`` unchanged if it is a network address with its prefix (host bits zero), else ValueError."""
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR block ({exc})") from None
+    return value
+
+
 Quantity = Annotated[str, Field(pattern=_QUANTITY, description="Kubernetes quantity, e.g. `500m`, `1Gi`.")]
 DnsLabel = Annotated[str, Field(pattern=_DNS_LABEL, max_length=63)]
 
@@ -245,10 +255,7 @@ class EgressRule(_Model):
     @classmethod
     def _cidr(cls, value: str | list[str]) -> str | list[str]:
         for item in [value] if isinstance(value, str) else value:
-            try:
-                ipaddress.ip_network(item, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"not a CIDR block ({exc})") from None
+            _check_cidr(item)
         return value
 
 
@@ -370,11 +377,7 @@ class AuthorizedNetwork(_Model):
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
-        try:
-            ipaddress.ip_network(value, strict=True)
-        except ValueError as exc:
-            raise ValueError(f"not a CIDR block ({exc})") from None
-        return value
+        return _check_cidr(value)
 
 
 class MaintenanceWindow(_Model):
@@ -414,11 +417,7 @@ class GkeClusterConfig(_Model):
     @field_validator("network_cidr", "pods_cidr", "services_cidr", "master_cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
-        try:
-            ipaddress.ip_network(value, strict=True)
-        except ValueError as exc:
-            raise ValueError(f"not a CIDR block ({exc})") from None
-        return value
+        return _check_cidr(value)
 
 
 class KindClusterConfig(_Model):
