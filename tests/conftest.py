@@ -24,10 +24,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
-from agentswarm.servers import NatsServer, RedisServer
+from agentswarm.servers import NatsServer, RedisServer, ServerProcess
+
+S = TypeVar("S", bound=ServerProcess)
 
 __all__ = ["NatsServer", "RedisServer"]
 
@@ -48,32 +50,28 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     server.stop()
 
 
-@pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
-    started: list[RedisServer] = []
+def _private_servers(cls: type[S], workdir: Path, prefix: str) -> Iterator[Callable[[], S]]:
+    """Yield a maker of fresh started servers of ``cls``, each in its own directory; stop them all after."""
+    started: list[S] = []
 
-    def make() -> RedisServer:
-        server = RedisServer(tmp_path / f"redis-{len(started)}")
+    def make() -> S:
+        server = cls(workdir / f"{prefix}-{len(started)}")
         started.append(server)
         return server.start()
 
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    yield from _private_servers(RedisServer, tmp_path, "redis")
 
 
 @pytest.fixture
 def nats_factory(tmp_path: Path) -> Iterator[Callable[[], NatsServer]]:
-    started: list[NatsServer] = []
-
-    def make() -> NatsServer:
-        server = NatsServer(tmp_path / f"nats-{len(started)}")
-        started.append(server)
-        return server.start()
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from _private_servers(NatsServer, tmp_path, "nats")
 
 
 @pytest.fixture
