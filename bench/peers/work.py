@@ -15,15 +15,8 @@ import os
 import time
 from typing import Any
 
-
-def log_line(path: str | None, line: str) -> None:
-    if not path:
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+# the same append-only line writer as agentswarm's step handler: concurrent workers never interleave lines
+from agentswarm.handlers.steps import append_line as log_line
 
 
 def started(task_id: str, payload: dict[str, Any], start_step: int) -> None:

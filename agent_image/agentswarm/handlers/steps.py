@@ -42,7 +42,8 @@ def expected_result(task_id: str, steps: int) -> dict[str, Any]:
     return {"steps": steps, "acc": acc}
 
 
-def _log(path: str | None, line: str) -> None:
+def append_line(path: str | None, line: str) -> None:
+    """Append one line to ``path`` (no-op without a path), atomically with respect to other processes."""
     if not path:
         return
     # One write() on an O_APPEND descriptor: lines from concurrent agent processes never interleave.
@@ -68,9 +69,9 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     for step in range(next_step, steps):
         if delay:
             await asyncio.sleep(delay)
-        _log(log_path, f"exec {task.id} {step} {ctx.agent_id} {ctx.attempt}")
+        append_line(log_path, f"exec {task.id} {step} {ctx.agent_id} {ctx.attempt}")
         acc = _fold(acc, task.id, step)
         await ctx.emit({"type": "progress", "step": step + 1, "of": steps})
         await ctx.checkpoint({"next_step": step + 1, "acc": acc})
-        _log(log_path, f"ckpt {task.id} {step} {ctx.agent_id} {ctx.attempt}")
+        append_line(log_path, f"ckpt {task.id} {step} {ctx.agent_id} {ctx.attempt}")
     return {"steps": steps, "acc": acc}
