@@ -88,7 +88,12 @@ def deploy(cfg: SwarmConfig) -> Deployment:
                 image.digest,  # reload whenever the build changes
                 _k8s.child_opts(kind, depends_on=[image, kind.command]),
             )
+            # The pods' reference stays `repository:tag`; only after the node holds the new build do the
+            # reference and the digest (a pod-template annotation: a new build rolls the pods) reach them.
             swarm_args["image"] = pulumi.Output.all(image.ref, loaded.stdout).apply(lambda v: str(v[0]))
+            swarm_args["image_digest"] = pulumi.Output.all(image.digest, loaded.stdout).apply(
+                lambda v: str(v[0])
+            )
     elif cfg.platform == "gke" and cfg.cluster.create:
         assert cfg.gcp is not None  # enforced by SwarmConfig
         gke = GkeCluster(
