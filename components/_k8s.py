@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 PART_OF = "agentswarm"
@@ -120,6 +121,35 @@ def given_or_random(
     if given is not None:
         return pulumi.Output.secret(given)
     return random.RandomPassword(name, length=length, special=False, opts=child_opts(parent)).result
+
+
+def opaque_secret(
+    name: str,
+    secret_name: str,
+    namespace: pulumi.Input[str],
+    instance: str,
+    component: str,
+    data: Mapping[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """A Secret holding ``data``; pods read it as files or ``secretKeyRef``, never as literal values."""
+    return k8s.core.v1.Secret(
+        name,
+        metadata=metadata(secret_name, namespace, instance, component),
+        type="Opaque",
+        string_data=dict(data),
+        opts=opts,
+    )
+
+
+def volume_claim(
+    name: str, instance: str, component: str, size: str, storage_class: str | None
+) -> dict[str, Any]:
+    """A ``volumeClaimTemplates`` entry: one ReadWriteOnce PVC per pod; no class = the cluster default."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "labels": labels(instance, component)}, "spec": spec}
 
 
 def pod_template(

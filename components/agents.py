@@ -7,15 +7,15 @@ its own PVC and resumes from its last checkpoint. The specs are pure functions; 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s
 from components.config import AgentsConfig
-from components.redis import RedisConnection, redis_ca_volume, redis_egress_rule, redis_env
+from components.redis import RedisConnection
+from components.workload import RuntimeWorkloadArgs, redis_ca_volume, redis_egress_rule, redis_env
 
 CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -32,27 +32,15 @@ def agent_service_account_name(instance: str) -> str:
     return f"{instance}-agent"
 
 
-class AgentPoolArgs(TypedDict):
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
-    instance: str
-    """Swarm instance name (labels and object names)."""
+class AgentPoolArgs(RuntimeWorkloadArgs):
     config: AgentsConfig
     """Validated ``agents`` section; a plain mapping is validated here."""
-    image: pulumi.Input[str]
-    """Image reference of the agentswarm runtime."""
-    redis: RedisConnection
-    """Where the broker is."""
     coordinator_selector: dict[str, str]
     """Labels of the coordinator pods (egress peer)."""
     coordinator_port: int
     """Coordinator port (egress)."""
-    image_pull_policy: NotRequired[str]
-    """Kubernetes imagePullPolicy; default ``IfNotPresent``."""
     gcp_service_account: NotRequired[pulumi.Input[str]]
     """Email of the GCP service account bound through Workload Identity."""
-    pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
-    """Pod-template annotations; a changed value rolls the StatefulSet (the kind build digest)."""
 
 
 class AgentPool(pulumi.ComponentResource):
@@ -187,12 +175,6 @@ def statefulset_spec(
     cfg: AgentsConfig, instance: str, sts_name: str, sel: dict[str, str], template: dict[str, Any]
 ) -> dict[str, Any]:
     """Parallel pod management, rolling updates, one checkpoint PVC per agent that outlives its pod."""
-    claim: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": cfg.storage_size}},
-    }
-    if cfg.storage_class:
-        claim["storageClassName"] = cfg.storage_class
     return {
         "serviceName": sts_name,
         "replicas": cfg.replicas,
@@ -206,10 +188,7 @@ def statefulset_spec(
         },
         "template": template,
         "volumeClaimTemplates": [
-            {
-                "metadata": {"name": CHECKPOINT_VOLUME, "labels": _k8s.labels(instance, COMPONENT)},
-                "spec": claim,
-            }
+            _k8s.volume_claim(CHECKPOINT_VOLUME, instance, COMPONENT, cfg.storage_size, cfg.storage_class)
         ],
     }
 

@@ -7,15 +7,15 @@ BackendConfig), ``gateway`` (Gateway + HTTPRoute + GCPBackendPolicy + HealthChec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s, gke_lb
 from components.config import CoordinatorConfig
-from components.redis import RedisConnection, redis_ca_volume, redis_egress_rule, redis_env
+from components.redis import RedisConnection
+from components.workload import RuntimeWorkloadArgs, redis_ca_volume, redis_egress_rule, redis_env
 
 HEALTH_PATH = "/healthz"
 """Liveness: 200 while the process serves HTTP (docs/runtime-contract.md)."""
@@ -27,25 +27,13 @@ COMPONENT = "coordinator"
 Exposure = Literal["ingress", "gateway", "nodeport"]
 
 
-class CoordinatorArgs(TypedDict):
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
-    instance: str
-    """Swarm instance name (labels and object names)."""
+class CoordinatorArgs(RuntimeWorkloadArgs):
     config: CoordinatorConfig
     """Validated ``coordinator`` section; a plain mapping is validated here."""
     exposure: Exposure
     """How clients reach the coordinator (the swarm config's ``exposure``)."""
-    image: pulumi.Input[str]
-    """Image reference of the agentswarm runtime."""
-    redis: RedisConnection
-    """Where the broker is."""
-    image_pull_policy: NotRequired[str]
-    """Kubernetes imagePullPolicy; default ``IfNotPresent``."""
     api_token: NotRequired[pulumi.Input[str]]
     """The API token clients present; unset: a generated ``RandomPassword``. Kept secret either way."""
-    pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
-    """Pod-template annotations; a changed value rolls the Deployment (the kind build digest)."""
 
 
 class Coordinator(pulumi.ComponentResource):
@@ -67,12 +55,14 @@ class Coordinator(pulumi.ComponentResource):
         child = _k8s.child_opts(self)
 
         token = _k8s.given_or_random(self, f"{name}-api-token", args.get("api_token"), 48)
-        token_secret = k8s.core.v1.Secret(
+        token_secret = _k8s.opaque_secret(
             f"{name}-api-token-secret",
-            metadata=_k8s.metadata(f"{instance}-api-token", ns, instance, COMPONENT),
-            type="Opaque",
-            string_data={API_TOKEN_KEY: token},
-            opts=child,
+            f"{instance}-api-token",
+            ns,
+            instance,
+            COMPONENT,
+            {API_TOKEN_KEY: token},
+            child,
         )
         pod = pod_spec(cfg, args["image"], args.get("image_pull_policy", "IfNotPresent"), conn, token_secret)
         deployment = k8s.apps.v1.Deployment(
@@ -103,11 +93,9 @@ class Coordinator(pulumi.ComponentResource):
             spec={"selector": {"matchLabels": sel}, "maxUnavailable": 1},
             opts=child,
         )
-        self.address = pulumi.Output.from_input("")
-        if exposure == "ingress":
-            self.address = self._ingress(name, cfg, ns, instance, svc_name, service)
-        elif exposure == "gateway":
-            self._gateway(name, cfg, ns, instance, svc_name, service)
+        self.address = self._expose(
+            name, cfg, exposure, _k8s.metadata(svc_name, ns, instance, COMPONENT), service
+        )
 
         self.service_name = service.metadata.name
         self.port = pulumi.Output.from_input(cfg.port)
@@ -125,89 +113,72 @@ class Coordinator(pulumi.ComponentResource):
             }
         )
 
-    def _ingress(
-        self,
-        name: str,
-        cfg: CoordinatorConfig,
-        ns: pulumi.Input[str],
-        instance: str,
-        svc_name: str,
-        service: k8s.core.v1.Service,
+    def _expose(
+        self, name: str, cfg: CoordinatorConfig, exposure: Exposure, meta: dict[str, Any], service: Any
     ) -> pulumi.Output[str]:
-        """BackendConfig + Ingress; returns the load balancer's address."""
-        backend_config = k8s.apiextensions.CustomResource(
-            f"{name}-backend-config",
-            api_version=gke_lb.BACKEND_CONFIG_API,
-            kind="BackendConfig",
-            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
-            spec=gke_lb.backend_config_spec(
-                cfg.websocket_backend_timeout_seconds, cfg.connection_draining_seconds, READY_PATH, cfg.port
-            ),
-            opts=_k8s.child_opts(self),
-        )
-        ingress_class = {gke_lb.INGRESS_CLASS_ANNOTATION: gke_lb.GKE_INGRESS_CLASS}
-        ingress = k8s.networking.v1.Ingress(
-            f"{name}-ingress",
-            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT, ingress_class),
-            spec=gke_lb.ingress_spec(svc_name, cfg.port, cfg.hostname),
-            opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
-        )
-        # empty until GKE has provisioned the load balancer, and under render-to-YAML
-        return ingress.status.apply(gke_lb.ingress_address)
-
-    def _gateway(
-        self,
-        name: str,
-        cfg: CoordinatorConfig,
-        ns: pulumi.Input[str],
-        instance: str,
-        svc_name: str,
-        service: k8s.core.v1.Service,
-    ) -> None:
-        """Gateway + HTTPRoute + the two GKE policies that carry the timeout, draining and health check."""
-        gateway_name = f"{instance}-gateway"
-        gateway = k8s.apiextensions.CustomResource(
-            f"{name}-gateway",
-            api_version=gke_lb.GATEWAY_API,
-            kind="Gateway",
-            metadata=_k8s.metadata(gateway_name, ns, instance, COMPONENT),
-            spec=gke_lb.gateway_spec(cfg.gateway_class, cfg.hostname),
-            opts=_k8s.child_opts(self),
-        )
+        """The load-balancer objects of ``ingress`` or ``gateway`` (nothing for ``nodeport``); returns the
+        Ingress load balancer's address, empty until GKE has provisioned it and for the other exposures."""
+        svc_name = meta["name"]
         after_service = _k8s.child_opts(self, depends_on=[service])
-        for suffix, api, kind, spec, opts in (
-            (
-                "http-route",
-                gke_lb.GATEWAY_API,
-                "HTTPRoute",
-                gke_lb.http_route_spec(gateway_name, svc_name, cfg.port, cfg.hostname),
-                _k8s.child_opts(self, depends_on=[gateway, service]),
-            ),
-            (
-                "backend-policy",
-                gke_lb.GKE_POLICY_API,
-                "GCPBackendPolicy",
-                gke_lb.gcp_backend_policy_spec(
-                    svc_name, cfg.websocket_backend_timeout_seconds, cfg.connection_draining_seconds
+        if exposure == "ingress":
+            backend_config = k8s.apiextensions.CustomResource(
+                f"{name}-backend-config",
+                api_version=gke_lb.BACKEND_CONFIG_API,
+                kind="BackendConfig",
+                metadata=meta,
+                spec=gke_lb.backend_config_spec(
+                    cfg.websocket_backend_timeout_seconds,
+                    cfg.connection_draining_seconds,
+                    READY_PATH,
+                    cfg.port,
                 ),
-                after_service,
-            ),
-            (
-                "health-check-policy",
-                gke_lb.GKE_POLICY_API,
-                "HealthCheckPolicy",
-                gke_lb.health_check_policy_spec(svc_name, READY_PATH, cfg.port),
-                after_service,
-            ),
-        ):
-            k8s.apiextensions.CustomResource(
-                f"{name}-{suffix}",
-                api_version=api,
-                kind=kind,
-                metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
-                spec=spec,
-                opts=opts,
+                opts=_k8s.child_opts(self),
             )
+            ingress = k8s.networking.v1.Ingress(
+                f"{name}-ingress",
+                metadata={**meta, "annotations": {gke_lb.INGRESS_CLASS_ANNOTATION: gke_lb.GKE_INGRESS_CLASS}},
+                spec=gke_lb.ingress_spec(svc_name, cfg.port, cfg.hostname),
+                opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
+            )
+            return ingress.status.apply(gke_lb.ingress_address)
+        if exposure == "gateway":
+            gateway_name = f"{meta['labels']['app.kubernetes.io/instance']}-gateway"
+            gateway = k8s.apiextensions.CustomResource(
+                f"{name}-gateway",
+                api_version=gke_lb.GATEWAY_API,
+                kind="Gateway",
+                metadata={**meta, "name": gateway_name},
+                spec=gke_lb.gateway_spec(cfg.gateway_class, cfg.hostname),
+                opts=_k8s.child_opts(self),
+            )
+            timeouts = (cfg.websocket_backend_timeout_seconds, cfg.connection_draining_seconds)
+            for suffix, api, kind, spec, opts in (
+                (
+                    "http-route",
+                    gke_lb.GATEWAY_API,
+                    "HTTPRoute",
+                    gke_lb.http_route_spec(gateway_name, svc_name, cfg.port, cfg.hostname),
+                    _k8s.child_opts(self, depends_on=[gateway, service]),
+                ),
+                (
+                    "backend-policy",
+                    gke_lb.GKE_POLICY_API,
+                    "GCPBackendPolicy",
+                    gke_lb.gcp_backend_policy_spec(svc_name, *timeouts),
+                    after_service,
+                ),
+                (
+                    "health-check-policy",
+                    gke_lb.GKE_POLICY_API,
+                    "HealthCheckPolicy",
+                    gke_lb.health_check_policy_spec(svc_name, READY_PATH, cfg.port),
+                    after_service,
+                ),
+            ):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{suffix}", api_version=api, kind=kind, metadata=meta, spec=spec, opts=opts
+                )
+        return pulumi.Output.from_input("")
 
 
 def pod_spec(

@@ -2,8 +2,7 @@
 
 - ``cluster.create`` on ``kind``: preflight (kind, docker), KindCluster, optional image build + ``kind load``.
 - ``cluster.create`` on ``gke``: GkeCluster (its kubeconfig feeds the provider), optional Artifact Registry
-  build,
-  Workload Identity for agents, optional Memorystore.
+  build, Workload Identity for agents, optional Memorystore.
 - otherwise: a provider for an existing kubeconfig context, or one rendering YAML to a directory.
 
 The workload layer (AgentSwarm) is the same in every case; only its provider and inputs differ.

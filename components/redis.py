@@ -1,5 +1,5 @@
-"""Redis, the queue and state store (Redis Streams): the in-cluster StatefulSet, a managed instance's Secrets,
-and how clients reach either (:class:`RedisConnection` and the env, volume and egress rule built from it).
+"""Redis, the queue and state store (Redis Streams): the in-cluster StatefulSet, or a managed instance's
+Secrets, and the :class:`RedisConnection` that tells the runtime pods how to reach either.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ MANAGED_REDIS_PORT = 6378
 PASSWORD_KEY = "password"
 MANAGED_PASSWORD_KEY = "auth-string"
 MANAGED_CA_KEY = "ca.crt"
-CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
 REDIS_UID = 999
 """UID/GID of the ``redis`` user in the official image."""
 COMPONENT = "redis"
@@ -77,12 +76,14 @@ class Redis(pulumi.ComponentResource):
         child = _k8s.child_opts(self)
 
         password = _k8s.given_or_random(self, f"{name}-password", args.get("password"), 32)
-        secret = k8s.core.v1.Secret(
+        secret = _k8s.opaque_secret(
             f"{name}-secret",
-            metadata=_k8s.metadata(f"{instance}-redis-auth", ns, instance, COMPONENT),
-            type="Opaque",
-            string_data={PASSWORD_KEY: password},
-            opts=child,
+            f"{instance}-redis-auth",
+            ns,
+            instance,
+            COMPONENT,
+            {PASSWORD_KEY: password},
+            child,
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -106,14 +107,15 @@ class Redis(pulumi.ComponentResource):
         )
         # The password reaches the server through an included file mounted from a Secret: it is neither in
         # the manifest nor on the command line.
-        auth_secret = k8s.core.v1.Secret(
+        auth_conf = password.apply(lambda p: f"requirepass {p}\n")  # secret, like password
+        auth_secret = _k8s.opaque_secret(
             f"{name}-server-auth",
-            metadata=_k8s.metadata(f"{instance}-redis-server-auth", ns, instance, COMPONENT),
-            type="Opaque",
-            string_data={
-                "auth.conf": password.apply(lambda p: f"requirepass {p}\n")
-            },  # secret, like password
-            opts=child,
+            f"{instance}-redis-server-auth",
+            ns,
+            instance,
+            COMPONENT,
+            {"auth.conf": auth_conf},
+            child,
         )
         pod = pod_spec(cfg, secret, config_map, auth_secret)
         k8s.apps.v1.StatefulSet(
@@ -214,12 +216,6 @@ def statefulset_spec(
     cfg: RedisConfig, instance: str, svc_name: str, sel: dict[str, str], template: dict[str, Any]
 ) -> dict[str, Any]:
     """One replica with its data PVC, kept when the StatefulSet is deleted or scaled."""
-    claim: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": cfg.storage_size}},
-    }
-    if cfg.storage_class:
-        claim["storageClassName"] = cfg.storage_class
     return {
         "serviceName": f"{svc_name}-headless",
         "replicas": 1,
@@ -227,7 +223,7 @@ def statefulset_spec(
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
         "template": template,
         "volumeClaimTemplates": [
-            {"metadata": {"name": "data", "labels": _k8s.labels(instance, COMPONENT)}, "spec": claim}
+            _k8s.volume_claim("data", instance, COMPONENT, cfg.storage_size, cfg.storage_class)
         ],
     }
 
@@ -259,19 +255,24 @@ def managed_redis_connection(
     name: str, instance: str, ns: pulumi.Input[str], managed: ManagedRedis, opts: pulumi.ResourceOptions
 ) -> RedisConnection:
     """Secrets for a managed instance's AUTH string and CA; clients use ``rediss://`` (TLS)."""
-    auth = k8s.core.v1.Secret(
+    auth_string = pulumi.Output.secret(managed["auth_string"])
+    auth = _k8s.opaque_secret(
         f"{name}-managed-redis-auth",
-        metadata=_k8s.metadata(f"{instance}-redis-auth", ns, instance, COMPONENT),
-        type="Opaque",
-        string_data={MANAGED_PASSWORD_KEY: pulumi.Output.secret(managed["auth_string"])},
-        opts=opts,
+        f"{instance}-redis-auth",
+        ns,
+        instance,
+        COMPONENT,
+        {MANAGED_PASSWORD_KEY: auth_string},
+        opts,
     )
-    ca = k8s.core.v1.Secret(
+    ca = _k8s.opaque_secret(
         f"{name}-managed-redis-ca",
-        metadata=_k8s.metadata(f"{instance}-redis-ca", ns, instance, COMPONENT),
-        type="Opaque",
-        string_data={MANAGED_CA_KEY: managed["ca_certificate"]},
-        opts=opts,
+        f"{instance}-redis-ca",
+        ns,
+        instance,
+        COMPONENT,
+        {MANAGED_CA_KEY: managed["ca_certificate"]},
+        opts,
     )
     host = pulumi.Output.from_input(managed["host"])
     port = pulumi.Output.from_input(managed["port"])
@@ -284,34 +285,3 @@ def managed_redis_connection(
         ip_block=host.apply(lambda h: f"{h}/32"),
         port=MANAGED_REDIS_PORT,
     )
-
-
-def redis_env(conn: RedisConnection) -> list[dict[str, object]]:
-    """The broker env of docs/runtime-contract.md: URL without password, password and CA from Secrets."""
-    env: list[dict[str, object]] = [
-        {"name": "AGENTSWARM_BROKER", "value": "redis"},
-        {"name": "AGENTSWARM_REDIS_URL", "value": conn.url},
-        _k8s.secret_env("AGENTSWARM_REDIS_PASSWORD", conn.password_secret, conn.password_key),
-    ]
-    if conn.ca_secret is not None and conn.ca_key is not None:
-        env.append({"name": "AGENTSWARM_REDIS_CA_FILE", "value": f"{CA_MOUNT_DIR}/{conn.ca_key}"})
-    return env
-
-
-def redis_ca_volume(conn: RedisConnection) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(volumes, mounts) carrying the managed instance's CA certificate, empty for in-cluster Redis."""
-    if conn.ca_secret is None:
-        return [], []
-    return (
-        [{"name": "redis-ca", "secret": {"secretName": conn.ca_secret}}],
-        [{"name": "redis-ca", "mountPath": CA_MOUNT_DIR, "readOnly": True}],
-    )
-
-
-def redis_egress_rule(conn: RedisConnection) -> dict[str, object]:
-    """NetworkPolicy egress rule reaching Redis: its pods in-cluster, or the managed instance's address."""
-    if conn.pod_selector is not None:
-        peer: dict[str, object] = {"podSelector": {"matchLabels": conn.pod_selector}}
-    else:
-        peer = {"ipBlock": {"cidr": conn.ip_block}}
-    return {"to": [peer], "ports": [{"protocol": "TCP", "port": conn.port}]}
