@@ -7,9 +7,9 @@ from components.agents import AgentPool, AgentPoolArgs
 from components.config import ConfigError, SwarmConfig, parse_config
 from components.coordinator import Coordinator, CoordinatorArgs
 from components.namespace import SwarmNamespace, SwarmNamespaceArgs
-from components.redis import Redis, RedisArgs, RedisConnection
+from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection
 from components.stack_config import load_stack_config
-from components.swarm import AgentSwarm, AgentSwarmArgs, ManagedRedis
+from components.swarm import AgentSwarm, AgentSwarmArgs
 
 __all__ = [
     "AgentPool",

@@ -8,8 +8,10 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 
 from components import _k8s
+from components.agents import COMPONENT as AGENT
 from components.agents import AgentPool, AgentPoolArgs
 from components.config import SwarmConfig, parse_config
+from components.coordinator import COMPONENT as COORDINATOR
 from components.coordinator import Coordinator, CoordinatorArgs
 from components.namespace import SwarmNamespace
 from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
@@ -58,8 +60,8 @@ class AgentSwarm(pulumi.ComponentResource):
         )
         ns = ns_component.namespace
         in_ns = _k8s.child_opts(self, depends_on=[ns_component])
-        coordinator_sel = _k8s.selector_labels(instance, "coordinator")
-        agent_sel = _k8s.selector_labels(instance, "agent")
+        coordinator_sel = _k8s.selector_labels(instance, COORDINATOR)
+        agent_sel = _k8s.selector_labels(instance, AGENT)
 
         conn: RedisConnection
         if cfg.redis.mode == "in-cluster":
