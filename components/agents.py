@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 from components import _k8s
 from components.config import AgentsConfig
 from components.redis import RedisConnection
-from components.workload import RuntimeWorkloadArgs, redis_ca_volume, redis_egress_rule, redis_env
+from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
 
 CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -115,7 +115,6 @@ def pod_spec(
     service_account: k8s.core.v1.ServiceAccount,
 ) -> dict[str, Any]:
     """The agent pod: its identity from the pod name, the checkpoint volume, heartbeat-file probes."""
-    ca_volumes, ca_mounts = redis_ca_volume(conn)
     env: list[Any] = [
         {
             "name": "AGENTSWARM_AGENT_ID",
@@ -131,14 +130,7 @@ def pod_spec(
     probe = {
         "exec": {"command": ["agentswarm", "probe", "--max-age-seconds", str(cfg.probe_max_age_seconds)]}
     }
-    container = {
-        "name": COMPONENT,
-        "image": image,
-        "imagePullPolicy": pull_policy,
-        "args": ["agent"],
-        "env": env,
-        "resources": cfg.resources.to_k8s(),
-        "securityContext": _k8s.container_security_context(),
+    probes = {
         "livenessProbe": {
             **probe,
             "initialDelaySeconds": cfg.probe_max_age_seconds,
@@ -147,20 +139,19 @@ def pod_spec(
             "failureThreshold": 3,
         },
         "startupProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 10, "failureThreshold": 60},
-        "volumeMounts": [
-            {"name": CHECKPOINT_VOLUME, "mountPath": cfg.checkpoint_path},
-            _k8s.tmp_mount(),
-            *ca_mounts,
-        ],
     }
-    pod: dict[str, Any] = {
-        "serviceAccountName": service_account.metadata.name,
-        "automountServiceAccountToken": False,
-        "securityContext": _k8s.pod_security_context(),
-        "terminationGracePeriodSeconds": cfg.termination_grace_seconds,
-        "containers": [container],
-        "volumes": [_k8s.tmp_volume(), *ca_volumes],
-    }
+    pod = runtime_pod(
+        COMPONENT,
+        image,
+        pull_policy,
+        conn,
+        env,
+        cfg.resources,
+        cfg.termination_grace_seconds,
+        probes,
+        mounts=[{"name": CHECKPOINT_VOLUME, "mountPath": cfg.checkpoint_path}],
+        pod={"serviceAccountName": service_account.metadata.name},
+    )
     if cfg.dedicated_nodes:
         pool = {_k8s.AGENT_POOL_LABEL: _k8s.AGENT_POOL_VALUE}
         pod["nodeSelector"] = pool

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 from components import _k8s, gke_lb
 from components.config import CoordinatorConfig
 from components.redis import RedisConnection
-from components.workload import RuntimeWorkloadArgs, redis_ca_volume, redis_egress_rule, redis_env
+from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
 
 HEALTH_PATH = "/healthz"
 """Liveness: 200 while the process serves HTTP (docs/runtime-contract.md)."""
@@ -189,21 +189,14 @@ def pod_spec(
     token_secret: k8s.core.v1.Secret,
 ) -> dict[str, Any]:
     """The coordinator pod: the runtime env of docs/runtime-contract.md, probes, and a preStop pause."""
-    ca_volumes, ca_mounts = redis_ca_volume(conn)
+    env = [
+        *redis_env(conn),
+        {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
+        _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
+        {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
+    ]
     container = {
-        "name": COMPONENT,
-        "image": image,
-        "imagePullPolicy": pull_policy,
-        "args": ["coordinator"],
         "ports": [{"name": "http", "containerPort": cfg.port, "protocol": "TCP"}],
-        "env": [
-            *redis_env(conn),
-            {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
-            _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
-            {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
-        ],
-        "resources": cfg.resources.to_k8s(),
-        "securityContext": _k8s.container_security_context(),
         "readinessProbe": {
             "httpGet": {"path": READY_PATH, "port": "http", "scheme": "HTTP"},
             "periodSeconds": 5,
@@ -219,15 +212,10 @@ def pod_spec(
         },
         # Let endpoint removal reach the load balancer before the process starts draining.
         "lifecycle": {"preStop": {"sleep": {"seconds": cfg.prestop_delay_seconds}}},
-        "volumeMounts": [_k8s.tmp_mount(), *ca_mounts],
     }
-    return {
-        "automountServiceAccountToken": False,
-        "securityContext": _k8s.pod_security_context(),
-        "terminationGracePeriodSeconds": cfg.termination_grace_seconds,
-        "containers": [container],
-        "volumes": [_k8s.tmp_volume(), *ca_volumes],
-    }
+    return runtime_pod(
+        COMPONENT, image, pull_policy, conn, env, cfg.resources, cfg.termination_grace_seconds, container
+    )
 
 
 def deployment_spec(cfg: CoordinatorConfig, sel: dict[str, str], template: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """What the coordinator and the agent pods share: the args naming the runtime image, the broker and the pod
-annotations, and the broker env, CA volume and egress rule built from a :class:`RedisConnection`.
+annotations, the pod skeleton, and the broker env, CA volume and egress rule built from a
+:class:`RedisConnection`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NotRequired, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
 from components import _k8s
+from components.config import Resources
 from components.redis import RedisConnection
 
 CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
@@ -31,6 +33,44 @@ class RuntimeWorkloadArgs(TypedDict):
     """Kubernetes imagePullPolicy; default ``IfNotPresent``."""
     pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
     """Pod-template annotations; a changed value rolls the pods (the kind build digest)."""
+
+
+def runtime_pod(
+    role: str,
+    image: pulumi.Input[str],
+    pull_policy: str,
+    conn: RedisConnection,
+    env: Sequence[Any],
+    resources: Resources,
+    grace_seconds: int,
+    container: Mapping[str, Any],
+    mounts: Sequence[Mapping[str, Any]] = (),
+    pod: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A pod running ``agentswarm <role>`` from the runtime image: the restricted security profile, a
+    read-only root with /tmp, the broker's CA when it has one. ``container`` adds ports and probes, ``pod``
+    pod fields."""
+    ca_volumes, ca_mounts = redis_ca_volume(conn)
+    return {
+        **(pod or {}),
+        "automountServiceAccountToken": False,
+        "securityContext": _k8s.pod_security_context(),
+        "terminationGracePeriodSeconds": grace_seconds,
+        "containers": [
+            {
+                "name": role,
+                "image": image,
+                "imagePullPolicy": pull_policy,
+                "args": [role],
+                "env": list(env),
+                "resources": resources.to_k8s(),
+                "securityContext": _k8s.container_security_context(),
+                **container,
+                "volumeMounts": [*mounts, _k8s.tmp_mount(), *ca_mounts],
+            }
+        ],
+        "volumes": [_k8s.tmp_volume(), *ca_volumes],
+    }
 
 
 def redis_env(conn: RedisConnection) -> list[dict[str, object]]:
