@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pydantic
 import pytest
-from agentswarm.client import DEFAULT_URL
+from agentswarm import defaults as runtime_defaults
 from agentswarm.settings import Settings, unknown_variables
 from mockharness import STACK_NAMES, only_tools_on_path, run_stack
 
@@ -84,11 +84,22 @@ def test_every_variable_is_read_by_the_runtime(stack: str, monkeypatch: pytest.M
 def test_components_defaults_are_the_runtimes() -> None:
     """Each setting both packages know has one default on each side of the boundary, and they are equal."""
     runtime = Settings.model_fields
-    assert runtime["port"].default == COORDINATOR_PORT == CoordinatorConfig().port
-    assert runtime["handler"].default == DEFAULT_HANDLER == AgentsConfig().handler
-    assert str(runtime["checkpoint_dir"].default) == CHECKPOINT_DIR == AgentsConfig().checkpoint_path
+    assert (
+        runtime["port"].default
+        == runtime_defaults.DEFAULT_PORT
+        == COORDINATOR_PORT
+        == CoordinatorConfig().port
+    )
+    assert runtime["handler"].default == runtime_defaults.DEFAULT_HANDLER == DEFAULT_HANDLER
+    assert DEFAULT_HANDLER == AgentsConfig().handler
+    assert (
+        str(runtime["checkpoint_dir"].default)
+        == str(runtime_defaults.DEFAULT_CHECKPOINT_DIR)
+        == CHECKPOINT_DIR
+    )
+    assert CHECKPOINT_DIR == AgentsConfig().checkpoint_path
     # a kind swarm answers where the CLI and the client look when given no URL
-    assert urlsplit(DEFAULT_URL).port == KindClusterConfig().host_port == COORDINATOR_PORT
+    assert urlsplit(runtime_defaults.DEFAULT_URL).port == KindClusterConfig().host_port == COORDINATOR_PORT
 
 
 HANDLERS = [
