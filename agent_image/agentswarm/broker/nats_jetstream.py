@@ -4,13 +4,13 @@ Server objects (``NS`` = namespace upper-cased, ``ns`` as given):
 
 * stream ``NS_TASKS`` (subject ``ns.tasks``, work-queue retention, file storage): acknowledged = deleted.
   Durable pull consumer ``ns-agents``: explicit acks, ``AckWait = claim_idle_ms``, ``MaxAckPending`` from
-  settings, ``MaxDeliver = max_deliveries + 2`` as a server-side backstop only (the broker dead-letters
-  itself when ``num_delivered`` exceeds ``max_deliveries``, so no message is ever left stuck after the
-  server's last delivery).
+  settings, no ``MaxDeliver`` (restarts must not use up deliveries; the broker counts strikes itself and
+  dead-letters, so no message is ever left stuck after a server-side last delivery).
 * stream ``NS_DEAD`` (``ns.dead``): dead letters. Stream ``NS_EVENTS`` (``ns.events.<task id>``): event logs;
   an event id is the stream sequence, and watchers read the next message of their subject after it.
 * KV buckets ``ns_tasks`` (task data; makes enqueue idempotent and serves ``get_task``), ``ns_results``
-  (``create``: first result wins), ``ns_errors`` (last error), ``ns_attempts`` (deliveries so far),
+  (``create``: first result wins), ``ns_errors`` (last error), ``ns_attempts`` (the task's
+  :class:`~agentswarm.broker.base.DeliveryRecord`: deliveries and strikes so far),
   ``ns_leases`` (who works on a task, refreshed by keep-alive; see ``_lease_holder``), ``ns_ckpt``
   (history 2: the newest two checkpoint blobs per task).
 
@@ -56,10 +56,12 @@ from agentswarm.broker.base import (
     BrokerStats,
     DeadLetter,
     Delivery,
+    DeliveryRecord,
+    NewTask,
     Task,
     TaskEvent,
     TaskResult,
-    TaskSpec,
+    abandoned_reason,
     new_task_id,
     validate_task_id,
 )
@@ -206,7 +208,7 @@ class NatsJetStreamBroker(Broker):
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.claim_idle_ms / 1000.0,
-            max_deliver=self.max_deliveries + 2,
+            max_deliver=-1,  # the broker counts strikes itself (DeliveryRecord): redeliver without limit
             max_ack_pending=self.max_ack_pending,
             max_waiting=4096,
         )
@@ -250,7 +252,7 @@ class NatsJetStreamBroker(Broker):
             return False
 
     # -- producing ----------------------------------------------------------------------------------------
-    async def enqueue_many(self, tasks: Sequence[TaskSpec]) -> list[str]:
+    async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
         ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
         kv = self.kv("tasks")
 
@@ -371,18 +373,15 @@ class NatsJetStreamBroker(Broker):
                 await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
             return None
         await self._put_lease(delivery.task.id, delivery.consumer)
-        attempts = self.kv("attempts")
-        try:
-            seen = int((await attempts.get(delivery.task.id)).value or b"0")
-        except nats.js.errors.KeyNotFoundError:
-            seen = 0
-        delivery.attempt = max(delivery.attempt, seen + 1)
-        await attempts.put(delivery.task.id, str(delivery.attempt).encode())
-        if delivery.attempt > self.max_deliveries:
+        record = await self._record(delivery.task.id)
+        delivery.attempt = max(delivery.attempt, record.attempt + 1)
+        record.attempt = delivery.attempt
+        record.admit()
+        if record.strikes >= self.max_deliveries:
             delivery.attempt -= 1  # this hand-out never reaches a handler
-            reason = delivery.last_error or f"abandoned {delivery.attempt} times without a result"
-            await self.dead_letter(delivery, reason)
+            await self.dead_letter(delivery, abandoned_reason(delivery.last_error, record))
             return None
+        await self._put_record(delivery.task.id, record)
         handle: _Handle = delivery.handle
         self._inflight.add(handle.seq)
         ledger = self._ledger(delivery.consumer)
@@ -393,6 +392,27 @@ class NatsJetStreamBroker(Broker):
         }
         await self._save_ledger(delivery.consumer)
         return delivery
+
+    async def _record(self, task_id: str) -> DeliveryRecord:
+        try:
+            return DeliveryRecord.loads((await self.kv("attempts").get(task_id)).value)
+        except nats.js.errors.KeyNotFoundError:
+            return DeliveryRecord()
+
+    async def _put_record(self, task_id: str, record: DeliveryRecord) -> None:
+        await self.kv("attempts").put(task_id, record.dumps().encode())
+
+    async def progress(self, delivery: Delivery) -> None:
+        record = await self._record(delivery.task.id)
+        record.progressed = True
+        await self._put_record(delivery.task.id, record)
+
+    async def release(self, delivery: Delivery) -> None:
+        record = await self._record(delivery.task.id)
+        record.released()
+        await self._put_record(delivery.task.id, record)
+        # It stays in this consumer's ledger: a restart under the same identity takes it first.
+        self._inflight.discard(delivery.handle.seq)
 
     async def claim(self, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[Delivery]:
         out: list[Delivery] = []
@@ -548,7 +568,10 @@ class NatsJetStreamBroker(Broker):
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
         await self.kv("errors").put(delivery.task.id, error.encode())
-        if delivery.attempt >= self.max_deliveries:
+        record = await self._record(delivery.task.id)
+        record.failed()
+        await self._put_record(delivery.task.id, record)
+        if record.strikes >= self.max_deliveries:
             await self.dead_letter(delivery, error)
             return True
         if delivery.source == "own":
@@ -666,12 +689,8 @@ class NatsJetStreamBroker(Broker):
         self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
     ) -> list[TaskEvent]:
         subject = self._events_subject(validate_task_id(task_id))
-        try:
-            seq = int(after) if after not in (None, "") else 0
-        except ValueError:
-            raise ValueError(
-                f"invalid event id {after!r} for the nats broker: expected a sequence number"
-            ) from None
+        self.check_cursor(after)
+        seq = int(after) if after not in (None, "") else 0
         if block_ms <= 0:
             return await self._read_after(subject, seq, limit, task_id)
         # Subscribe before reading so that an event published in between wakes us up.

@@ -7,7 +7,8 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
 * ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
   script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
 * ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
-  ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack).
+  ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack),
+  ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
 * ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
   newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
 
@@ -27,6 +28,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -45,10 +47,12 @@ from agentswarm.broker.base import (
     BrokerStats,
     DeadLetter,
     Delivery,
+    DeliveryRecord,
+    NewTask,
     Task,
     TaskEvent,
     TaskResult,
-    TaskSpec,
+    abandoned_reason,
     new_task_id,
     validate_task_id,
 )
@@ -96,13 +100,14 @@ return lost
 """
 
 _DEAD_LUA = """
--- KEYS: stream, dead stream, events stream, retry_at hash.
+-- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash.
 -- ARGV: group, entry id, dead fields json, event json, task id
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
 redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[5])
 return 1
 """
 
@@ -122,6 +127,8 @@ class RedisStreamsBroker(Broker):
     """The Redis Streams implementation of :class:`~agentswarm.broker.base.Broker`."""
 
     name = "redis"
+    cursor_pattern = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
+    cursor_hint = "a stream entry id such as 1700000000000-0"
 
     def __init__(
         self,
@@ -148,6 +155,7 @@ class RedisStreamsBroker(Broker):
         self.k_errors = f"{namespace}:errors"
         self.k_retry_at = f"{namespace}:retry_at"
         self.k_dead = f"{namespace}:dead"
+        self.k_records = f"{namespace}:deliveries"
         self.k_counters = f"{namespace}:counters"
         self._redis: aioredis.Redis | None = None
         self._autoclaim_cursor = "0-0"
@@ -227,7 +235,7 @@ class RedisStreamsBroker(Broker):
             return False
 
     # -- producing ----------------------------------------------------------------------------------------
-    async def enqueue_many(self, tasks: Sequence[TaskSpec]) -> list[str]:
+    async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
         ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
         now = time.time()
         for start in range(0, len(ids), _ENQUEUE_CHUNK):
@@ -257,9 +265,12 @@ class RedisStreamsBroker(Broker):
         pipe = self.r.pipeline(transaction=False)
         pipe.hmget(self.k_taskdata, task_ids)
         pipe.hmget(self.k_errors, task_ids)
-        datas, errors = await pipe.execute()
+        pipe.hmget(self.k_records, task_ids)
+        datas, errors, raw_records = await pipe.execute()
         out: list[Delivery] = []
-        for (entry_id, _fields), task_id, raw, err in zip(entries, task_ids, datas, errors, strict=True):
+        updated: dict[str, str] = {}
+        rows = zip(entries, task_ids, datas, errors, raw_records, strict=True)
+        for (entry_id, _fields), task_id, raw, err, raw_record in rows:
             if raw is None:  # should not happen; never hand out a task we cannot describe
                 log.error("stream entry %s has no task data (task id %r); dropping it", entry_id, task_id)
                 await self.r.xack(self.stream, self.group, entry_id)
@@ -274,14 +285,35 @@ class RedisStreamsBroker(Broker):
                 handle=entry_id,
                 last_error=err,
             )
-            if delivery.attempt > self.max_deliveries:
+            record = DeliveryRecord.loads(raw_record)
+            record.admit()
+            record.attempt = delivery.attempt
+            if record.strikes >= self.max_deliveries:
                 delivery.attempt -= 1  # this hand-out never reaches a handler
-                reason = err or f"abandoned {delivery.attempt} times without a result"
-                await self.dead_letter(delivery, reason)
+                await self.dead_letter(delivery, abandoned_reason(err, record))
                 continue
+            updated[task_id] = record.dumps()
             self._inflight.add(entry_id)
             out.append(delivery)
+        if updated:
+            await _aw(self.r.hset(self.k_records, mapping=updated))
         return out
+
+    async def _update_record(self, task_id: str, change: str) -> DeliveryRecord:
+        record = DeliveryRecord.loads(await _aw(self.r.hget(self.k_records, task_id)))
+        getattr(record, change)()
+        await _aw(self.r.hset(self.k_records, task_id, record.dumps()))
+        return record
+
+    async def progress(self, delivery: Delivery) -> None:
+        record = DeliveryRecord.loads(await _aw(self.r.hget(self.k_records, delivery.task.id)))
+        record.progressed = True
+        await _aw(self.r.hset(self.k_records, delivery.task.id, record.dumps()))
+
+    async def release(self, delivery: Delivery) -> None:
+        await self._update_record(delivery.task.id, "released")
+        self._inflight.discard(str(delivery.handle))
+        self._own_clear.discard(delivery.consumer)
 
     async def _counts(self, entry_ids: list[str]) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
@@ -364,13 +396,15 @@ class RedisStreamsBroker(Broker):
         pipe.xack(self.stream, self.group, delivery.handle)
         pipe.xdel(self.stream, delivery.handle)
         pipe.hdel(self.k_retry_at, delivery.handle)
+        pipe.hdel(self.k_records, delivery.task.id)
         await pipe.execute()
         self._inflight.discard(str(delivery.handle))
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
         await _aw(self.r.hset(self.k_errors, delivery.task.id, error))
         self._inflight.discard(str(delivery.handle))
-        if delivery.attempt >= self.max_deliveries:
+        record = await self._update_record(delivery.task.id, "failed")
+        if record.strikes >= self.max_deliveries:
             await self.dead_letter(delivery, error)
             return True
         # Stays in this consumer's pending list; claim() re-takes it once the backoff has passed.
@@ -391,7 +425,13 @@ class RedisStreamsBroker(Broker):
         }
         event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
         await self._dead_script(
-            keys=[self.stream, self.k_dead, self._events_key(delivery.task.id), self.k_retry_at],
+            keys=[
+                self.stream,
+                self.k_dead,
+                self._events_key(delivery.task.id),
+                self.k_retry_at,
+                self.k_records,
+            ],
             args=[self.group, delivery.handle, json.dumps(dead), json.dumps(event), delivery.task.id],
         )
         self._inflight.discard(str(delivery.handle))
@@ -439,6 +479,7 @@ class RedisStreamsBroker(Broker):
         self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
     ) -> list[TaskEvent]:
         key = self._events_key(validate_task_id(task_id))
+        self.check_cursor(after)
         start = after if after not in (None, "", "0") else "0-0"
         resp = await self.r.xread({key: start}, count=limit, block=block_ms if block_ms > 0 else None)
         out: list[TaskEvent] = []
