@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         description="'file': the agent volume (a task resumes on the agent that owned it); "
         "'broker': Redis hash / NATS KV, so any agent that takes the task over resumes it",
     )
+    broker_state_dir: Path | None = Field(
+        default=None,
+        description="where the broker keeps an agent's state that must survive its restarts (the NATS "
+        "in-flight ledger), apart from the checkpoints; default <checkpoint_dir>/broker-state",
+    )
     checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
     handler: str = Field(
         default="agentswarm.handlers.steps:handle", description="module:function of the handler"
@@ -148,6 +153,11 @@ class Settings(BaseSettings):
         """Effective keep-alive period in seconds."""
         ms = self.keepalive_interval_ms or self.claim_idle_ms // 4
         return max(ms, 50) / 1000.0
+
+    @property
+    def broker_state_path(self) -> Path:
+        """The effective ``broker_state_dir``."""
+        return self.broker_state_dir or self.checkpoint_dir / "broker-state"
 
     @property
     def heartbeat_file(self) -> Path:

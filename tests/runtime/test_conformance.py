@@ -389,3 +389,54 @@ async def test_failed_attempt_is_retried_after_backoff_not_before(brokers, owner
 
     await wait_until(retried, within=20, what="retry after backoff")
     assert (got[0].task.id, got[0].attempt, got[0].last_error) == ("flaky2", 2, "Timeout")
+
+
+async def test_nats_outage_logs_one_line_per_state_change(
+    nats_factory, unique_namespace, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the server is away nats-py retries every 0.5 s: no traceback per retry, one line lost/back."""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+
+    server = nats_factory()
+    b = NatsJetStreamBroker(server.url, namespace=unique_namespace, ledger_dir=tmp_path)
+    await b.connect()
+    try:
+        with caplog.at_level("DEBUG"):
+            server.kill()
+            await asyncio.sleep(4)  # about eight reconnect attempts
+            server.start()
+
+            async def back() -> bool:
+                return await b.ping()
+
+            await wait_until(back, within=30, what="the connection to come back")
+        records = [r for r in caplog.records if r.name.startswith(("nats", "agentswarm")) and r.levelno >= 30]
+        assert not [r for r in records if r.exc_info], [r.getMessage() for r in records]
+        messages = [r.getMessage() for r in records]
+        assert sum("connection lost" in m for m in messages) == 1, messages
+        assert sum("connection back" in m for m in messages) == 1, messages
+    finally:
+        await b.close()
+
+
+async def test_nats_ledger_lives_in_the_broker_state_dir(nats_server, unique_namespace, tmp_path) -> None:
+    from agentswarm.broker import make_broker
+    from agentswarm.settings import Settings
+
+    settings = Settings(
+        broker="nats", nats_url=nats_server.url, namespace=unique_namespace, checkpoint_dir=tmp_path / "ckpt"
+    )
+    assert settings.broker_state_path == tmp_path / "ckpt" / "broker-state"
+    settings = settings.model_copy(update={"broker_state_dir": tmp_path / "state"})
+    b = make_broker(settings)
+    await b.connect()
+    try:
+        await b.enqueue({}, "t")
+        (d,) = await b.claim("agent-0", block_ms=2000)
+        assert [p.name for p in (tmp_path / "state").iterdir()] == [
+            f".nats-inflight-{unique_namespace}-agent-0.json"
+        ]
+        assert not (tmp_path / "ckpt").exists()
+        await b.ack(d)
+    finally:
+        await b.close()
