@@ -56,7 +56,11 @@ class Settings(BaseSettings):
         description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
     )
     max_deliveries: int = Field(
-        default=5, ge=1, le=1000, description="attempts before a task is dead-lettered"
+        default=5,
+        ge=1,
+        le=1000,
+        description="unproductive deliveries (the handler raised, or the agent died without checkpoint "
+        "progress) before a task is dead-lettered",
     )
     retry_backoff_ms: int = Field(
         default=500,

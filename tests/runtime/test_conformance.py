@@ -440,3 +440,27 @@ async def test_nats_ledger_lives_in_the_broker_state_dir(nats_server, unique_nam
         await b.ack(d)
     finally:
         await b.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+async def test_backend_errors_reach_callers_only_as_contract_errors(
+    kind: str, request: pytest.FixtureRequest, unique_namespace: str, tmp_path: Path
+) -> None:
+    """With the server gone every operation raises BrokerUnavailable (a BrokerError), never a raw
+    redis-py / nats-py exception, and the broker calls it transient."""
+    from agentswarm.broker import BrokerError, BrokerUnavailable
+    from rt_support import make_test_broker
+
+    server = request.getfixturevalue(f"{kind}_factory")()
+    b = make_test_broker(kind, server.url, unique_namespace, ledger_dir=tmp_path)
+    await b.connect()
+    try:
+        await b.enqueue({}, "t")
+        server.kill()
+        for operation in (lambda: b.get_task("t"), lambda: b.enqueue({}, "u")):
+            with pytest.raises(BrokerUnavailable) as caught:
+                await operation()
+            assert isinstance(caught.value, BrokerError) and b.is_transient(caught.value)
+            assert caught.value.__cause__ is not None  # the backend's own exception, kept as the cause
+    finally:
+        await b.close()

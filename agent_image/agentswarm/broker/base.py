@@ -25,6 +25,12 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
   ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
 
+Errors: a contract operation raises only :class:`BrokerError` and its subclasses, one per kind of problem
+(:class:`InvalidTaskId`, :class:`InvalidCursor` for malformed input; :class:`BrokerUnavailable` when the
+server is unreachable or restarting), never redis-py's or nats-py's own exceptions, so that the coordinator
+maps them to error frames without knowing the backend. The only exceptions let through are ``TypeError`` /
+``ValueError`` for data that is not JSON (the caller's bug, reported as it is).
+
 Task ids are caller-chosen or generated (uuid4 hex); they must match :data:`TASK_ID_PATTERN` because
 NATS uses them as subject tokens and Redis as key suffixes.
 """
@@ -41,6 +47,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentswarm.broker.errors import (
+    CONTRACT_OPERATIONS,
+    BrokerError,
+    BrokerUnavailable,
+    InvalidCursor,
+    InvalidTaskId,
+    contract_errors,
+)
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "InvalidCursor",
+    "InvalidTaskId",
+]
+
 #: Allowed task ids: letters, digits, ``_`` and ``-``, 1 to 128 characters.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -49,22 +71,6 @@ TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
 
 JSON = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
-
-
-class BrokerError(RuntimeError):
-    """A broker operation failed for a reason the caller can act on (bad input, server refused, ...)."""
-
-
-class InvalidTaskId(BrokerError, ValueError):
-    """A task id does not match :data:`TASK_ID_PATTERN`."""
-
-
-class InvalidCursor(BrokerError, ValueError):
-    """An event cursor (``after``) is not an event id of this backend (see :meth:`Broker.check_cursor`)."""
-
-
-class BrokerUnavailable(BrokerError):
-    """The server is unreachable or restarting: retry later (:meth:`Broker.is_transient` is True)."""
 
 
 def validate_task_id(task_id: str) -> str:
@@ -251,6 +257,12 @@ class Broker(abc.ABC):
     """
 
     name: str = "abstract"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for operation in CONTRACT_OPERATIONS:
+            if operation in cls.__dict__:
+                setattr(cls, operation, contract_errors(cls.__dict__[operation]))
 
     def __init__(self, *, max_deliveries: int, claim_idle_ms: int, retry_backoff_ms: int = 0) -> None:
         self.max_deliveries = max_deliveries
