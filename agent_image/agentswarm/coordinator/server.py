@@ -23,6 +23,7 @@ from http import HTTPStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
 from agentswarm.coordinator.auth import bearer_token, token_matches
 from agentswarm.coordinator.metrics import CoordinatorMetrics
@@ -168,16 +169,16 @@ class Coordinator:
         coordinator that merely waits for Redis/NATS to come up; ``/readyz`` stays 503 meanwhile.
         """
         self.broker_connected = False
-        delay = 0.2
+        backoff = Backoff(initial=0.2, maximum=max_delay)
         while True:
             try:
                 await self.broker.connect()
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning(
                     "broker not reachable yet (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
                 )
                 await asyncio.sleep(delay)
-                delay = min(max_delay, delay * 2)
                 continue
             self.broker_connected = True
             log.info("broker connected (%s)", self.broker.name)
