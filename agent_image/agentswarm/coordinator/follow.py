@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agentswarm import protocol as p
+from agentswarm.backoff import Backoff
 from agentswarm.broker.base import TERMINAL_EVENT_TYPES, Broker, BrokerError, InvalidCursor, TaskEvent
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import ServerOptions
@@ -42,7 +43,7 @@ class Follower:
     async def run(self, after: str | None) -> None:
         cursor = after
         poll = self.options.poll_interval_seconds
-        delay = poll
+        backoff = Backoff(initial=poll, maximum=5.0)
         # Idle subscriptions poll less often (up to 5x the interval) so that thousands of watched
         # long tasks do not hammer the broker; any new event resets the pace.
         idle = poll
@@ -68,10 +69,9 @@ class Follower:
                         task_id=self.task_id,
                     )
                 )
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            delay = poll
+            backoff.reset()
             for event in events:
                 await self.send(p.EventFrame(task_id=self.task_id, event_id=event.id, data=event.data))
                 cursor = event.id

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from agentswarm import protocol as p
 from agentswarm.coordinator.auth import DEFAULT_AUTH_TIMEOUT_SECONDS
+from agentswarm.defaults import DEFAULT_PORT
 
 #: Close code sent to every client when the coordinator shuts down ("service restart": reconnect).
 CLOSE_SERVICE_RESTART = 1012
@@ -23,7 +24,7 @@ class ServerOptions:
 
     api_token: str
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = DEFAULT_PORT
     shutdown_drain_seconds: float = 5.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
