@@ -203,6 +203,62 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.platform == "kind" and s.image.build.enabled and s.image.pull_policy == "Always",
     ),
     _swarm(
+        "coordinator.tls.mode",
+        "platform kind serves plain HTTP on the host: allowed 'none'",
+        lambda s: s.platform == "kind" and s.tls_mode != "none",
+    ),
+    _swarm(
+        "coordinator.hostname",
+        "needed by coordinator.tls.mode managed (the gke default): the certificate's domain; or choose "
+        "coordinator.tls.mode pre-shared, or none explicitly",
+        lambda s: s.tls_mode == "managed" and s.coordinator.hostname is None,
+    ),
+    _swarm(
+        "coordinator.tls.pre_shared_certificates",
+        "coordinator.tls.mode pre-shared needs at least one certificate name",
+        lambda s: s.tls_mode == "pre-shared" and not s.coordinator.tls.pre_shared_certificates,
+    ),
+    _swarm(
+        "coordinator.tls.pre_shared_certificates",
+        "only with coordinator.tls.mode pre-shared",
+        lambda s: s.tls_mode != "pre-shared" and bool(s.coordinator.tls.pre_shared_certificates),
+    ),
+    _swarm(
+        "coordinator.tls.static_ip_name",
+        "a reserved global address serves global load balancers only (exposure ingress or a global "
+        "coordinator.gateway_class)",
+        lambda s: s.coordinator.tls.static_ip_name is not None and not s.global_load_balancer,
+    ),
+    _swarm(
+        "coordinator.tls.static_ip_name",
+        "TLS on a global load balancer needs a stable address for the hostname's DNS record: name a "
+        "reserved global address, or add the gcp section so one is reserved",
+        lambda s: (
+            s.platform == "gke"
+            and s.tls_mode != "none"
+            and s.global_load_balancer
+            and s.gcp is None
+            and s.coordinator.tls.static_ip_name is None
+        ),
+    ),
+    _swarm(
+        "coordinator.tls.mode",
+        "managed certificates on a Gateway come from Certificate Manager: add the gcp section, or use "
+        "pre-shared",
+        lambda s: s.exposure == "gateway" and s.tls_mode == "managed" and s.gcp is None,
+    ),
+    _swarm(
+        "coordinator.cloud_armor.enabled",
+        "the security policy is a GCP resource: needs the gcp section",
+        lambda s: s.coordinator.cloud_armor.enabled and s.gcp is None,
+    ),
+    _swarm(
+        "coordinator.cloud_armor.enabled",
+        "the components create a global security policy: exposure ingress or a global "
+        "coordinator.gateway_class",
+        lambda s: s.coordinator.cloud_armor.enabled and not s.global_load_balancer,
+    ),
+    _swarm(
         "gcp",
         "platform kind creates no GCP resource; remove gcp",
         lambda s: s.platform == "kind" and s.gcp is not None,

@@ -12,7 +12,7 @@ from components.agents import COMPONENT as AGENT
 from components.agents import AgentPool, AgentPoolArgs
 from components.config import SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
-from components.coordinator import Coordinator, CoordinatorArgs
+from components.coordinator import Coordinator, CoordinatorArgs, EdgeRefs
 from components.namespace import SwarmNamespace
 from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
 
@@ -33,6 +33,8 @@ class AgentSwarmArgs(TypedDict):
     """Required when ``redis.mode`` is ``memorystore``: connection data of the managed instance."""
     gcp_service_account: NotRequired[pulumi.Input[str]]
     """GCP service account email to bind the agents' ServiceAccount to (Workload Identity)."""
+    edge: NotRequired[EdgeRefs]
+    """Names of the GCP objects in front of the coordinator (:class:`components.gke_edge.CoordinatorEdge`)."""
 
 
 class AgentSwarm(pulumi.ComponentResource):
@@ -86,7 +88,10 @@ class AgentSwarm(pulumi.ComponentResource):
             "image": image,
             "image_pull_policy": cfg.image.pull_policy,
             "redis": conn,
+            "tls_mode": cfg.tls_mode,
         }
+        if "edge" in args:
+            coordinator_args["edge"] = args["edge"]
         pool_args: AgentPoolArgs = {
             "namespace": ns,
             "instance": instance,

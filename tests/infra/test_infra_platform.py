@@ -184,7 +184,7 @@ def test_memorystore_instance(stack_recordings: dict[str, Recording]) -> None:
     assert inst["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
     assert inst["connectMode"] == "PRIVATE_SERVICE_ACCESS"
     assert inst["memorySizeGb"] == 5
-    addr = rec.one("gcp:compute/globalAddress:GlobalAddress").values
+    addr = rec.by_name("agentswarm-memorystore-peering-range").values
     assert addr["purpose"] == "VPC_PEERING" and addr["addressType"] == "INTERNAL"
     conn = rec.one("gcp:servicenetworking/connection:Connection").values
     assert conn["service"] == "servicenetworking.googleapis.com"
@@ -379,7 +379,12 @@ def test_workload_identical_between_platforms_apart_from_exposure() -> None:
     only_gke = set(a) - set(b)
     only_kind = set(b) - set(a)
     changed = {key for key in set(a) & set(b) if a[key] != b[key]}
-    assert only_gke == {("BackendConfig", "agentswarm-coordinator"), ("Ingress", "agentswarm-coordinator")}
+    assert only_gke == {
+        ("BackendConfig", "agentswarm-coordinator"),
+        ("Ingress", "agentswarm-coordinator"),
+        ("ManagedCertificate", "agentswarm-coordinator"),
+        ("FrontendConfig", "agentswarm-coordinator"),
+    }
     assert only_kind == set()
     assert changed == {("Service", "agentswarm-coordinator")}
     svc_gke, svc_kind = a[("Service", "agentswarm-coordinator")], b[("Service", "agentswarm-coordinator")]
@@ -388,7 +393,7 @@ def test_workload_identical_between_platforms_apart_from_exposure() -> None:
         "cloud.google.com/backend-config",
     }
     assert svc_gke["spec"]["type"] == "ClusterIP" and svc_kind["spec"]["type"] == "NodePort"
-    assert len(a) - 2 == len(b) >= 19
+    assert len(a) - 4 == len(b) >= 19
 
 
 def test_workload_identity_only_adds_the_annotation() -> None:
@@ -419,6 +424,7 @@ STACK_COMPONENTS = {
         "GkeCluster",
         "AgentImage",
         "AgentIdentity",
+        "CoordinatorEdge",
         "AgentSwarm",
         "SwarmNamespace",
         "Redis",
@@ -429,6 +435,7 @@ STACK_COMPONENTS = {
         "GkeCluster",
         "AgentIdentity",
         "Memorystore",
+        "CoordinatorEdge",
         "AgentSwarm",
         "SwarmNamespace",
         "Coordinator",
@@ -444,7 +451,11 @@ PARENTS = {
     CLUSTER: "GkeCluster",
     NODE_POOL: "GkeCluster",
     "gcp:redis/instance:Instance": "Memorystore",
-    "gcp:compute/globalAddress:GlobalAddress": "Memorystore",
+    "gcp:compute/globalAddress:GlobalAddress": "Memorystore|CoordinatorEdge",
+    "gcp:certificatemanager/certificate:Certificate": "CoordinatorEdge",
+    "gcp:certificatemanager/certificateMap:CertificateMap": "CoordinatorEdge",
+    "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry": "CoordinatorEdge",
+    "gcp:compute/securityPolicy:SecurityPolicy": "CoordinatorEdge",
     "gcp:serviceaccount/account:Account": "AgentIdentity",
     "gcp:serviceaccount/iAMMember:IAMMember": "AgentIdentity",
     "gcp:artifactregistry/repository:Repository": "AgentImage",
@@ -454,7 +465,15 @@ PARENTS = {
     "kubernetes:apps/v1:Deployment": "Coordinator",
     "kubernetes:core/v1:Namespace": "SwarmNamespace",
 }
-TOP_LEVEL = {"AgentSwarm", "KindCluster", "GkeCluster", "AgentImage", "AgentIdentity", "Memorystore"}
+TOP_LEVEL = {
+    "AgentSwarm",
+    "KindCluster",
+    "GkeCluster",
+    "AgentImage",
+    "AgentIdentity",
+    "Memorystore",
+    "CoordinatorEdge",
+}
 
 
 @pytest.mark.parametrize("stack", sorted(STACK_COMPONENTS))

@@ -16,7 +16,19 @@ from components.coordinator import READY_PATH, Coordinator
 from components.namespace import SwarmNamespace
 from components.redis import Redis
 
-GKE_BASE = {"platform": "gke", "cluster": {"create": False}, "agents": {"dedicated_nodes": False}}
+GKE_TLS = {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"}}
+"""A GKE coordinator with its default TLS (managed certificate) on an address reserved elsewhere."""
+GKE_GATEWAY_TLS = {
+    "hostname": "swarm.example.com",
+    "tls": {"mode": "pre-shared", "pre_shared_certificates": ["swarm-cert"], "static_ip_name": "swarm-ip"},
+}
+"""A Gateway without the gcp section: certificates and address created elsewhere."""
+GKE_BASE = {
+    "platform": "gke",
+    "cluster": {"create": False},
+    "agents": {"dedicated_nodes": False},
+    "coordinator": GKE_TLS,
+}
 
 
 def swarm(config: dict[str, Any], **args: Any) -> Recording:
@@ -280,7 +292,7 @@ def test_backend_timeout_from_config() -> None:
 
 
 def test_gateway_variant() -> None:
-    rec = swarm(cfg_with(exposure="gateway", coordinator={"hostname": "swarm.example.com"}))
+    rec = swarm(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     svc = manifest(rec, "Service", "agentswarm-coordinator")
     assert "annotations" not in svc["metadata"]
     gw = manifest(rec, "Gateway", "agentswarm-gateway")
@@ -433,8 +445,9 @@ def test_default_egress_allow_is_public_https_only() -> None:
 
 @pytest.mark.parametrize("exposure", ["ingress", "gateway"])
 def test_scale_nothing_grows_per_agent(exposure: str) -> None:
-    small = swarm(cfg_with(exposure=exposure, agents={"replicas": 50}))
-    large = swarm(cfg_with(exposure=exposure, agents={"replicas": 5000}))
+    tls = GKE_GATEWAY_TLS if exposure == "gateway" else GKE_TLS
+    small = swarm(cfg_with(exposure=exposure, coordinator=tls, agents={"replicas": 50}))
+    large = swarm(cfg_with(exposure=exposure, coordinator=tls, agents={"replicas": 5000}))
     assert len(small.resources) == len(large.resources)
     assert sorted((r.type, r.name) for r in small.resources) == sorted(
         (r.type, r.name) for r in large.resources
@@ -457,12 +470,19 @@ def test_program_exports_and_provider_from_context() -> None:
             "agentswarm:platform": "gke",
             "agentswarm:cluster": {"create": False},
             "agentswarm:kubernetes": {"context": "my-ctx"},
+            "agentswarm:coordinator": {"tls": {"mode": "none"}},
         }
     )
     p2 = ctx.one("pulumi:providers:kubernetes")
     assert p2.inputs["context"] == "my-ctx"
     assert "renderYamlToDirectory" not in p2.inputs
-    ambient = run_program({"agentswarm:platform": "gke", "agentswarm:cluster": {"create": False}})
+    ambient = run_program(
+        {
+            "agentswarm:platform": "gke",
+            "agentswarm:cluster": {"create": False},
+            "agentswarm:coordinator": {"tls": {"mode": "none"}},
+        }
+    )
     assert "context" not in ambient.one("pulumi:providers:kubernetes").inputs
 
 
@@ -506,7 +526,7 @@ def test_readme_example_runs(doc: str, heading: str) -> None:
 def test_raw_mock_shapes_camel_case_and_floats() -> None:
     """What the engine receives, before any normalisation: custom resource specs are passed through verbatim
     (so they must already be camelCase), typed resources arrive camelCase too, and numbers are floats."""
-    rec = swarm(cfg_with(exposure="gateway"))
+    rec = swarm(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     gw_policy = rec.by_name("swarm-coordinator-backend-policy").inputs["spec"]
     assert gw_policy["default"]["timeoutSec"] == 3600.0
     assert isinstance(gw_policy["default"]["timeoutSec"], float)  # mock numbers are floats
@@ -537,6 +557,6 @@ def test_coordinator_address_output() -> None:
     cfg = parse_config(cfg_with())
     rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
     assert rec.outputs["result"] == "198.51.100.7"
-    cfg = parse_config(cfg_with(exposure="gateway"))
+    cfg = parse_config(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
     assert rec.outputs["result"] == ""
