@@ -104,6 +104,7 @@ def _client(args: argparse.Namespace) -> Any:
         args.token,
         backoff=Backoff(initial=args.backoff_initial, maximum=args.backoff_max),
         max_retries=args.max_retries,
+        ca_file=args.ca_file or None,
     )
 
 
@@ -180,9 +181,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from agentswarm.client import ClientError
 
     tasks = _read_tasks(args)
-    client = _client(args)
 
     async def main() -> int:
+        client = _client(args)
         ids: list[str] = await client.submit(tasks)
         if not args.watch:
             for tid in ids:
@@ -201,9 +202,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from agentswarm.client import ClientError
 
-    client = _client(args)
+    async def main() -> int:
+        return await _watch_and_report(_client(args), list(args.task_ids), args)
+
     try:
-        return asyncio.run(_watch_and_report(client, list(args.task_ids), args))
+        return asyncio.run(main())
     except ClientError as exc:
         print(f"agentswarm watch: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -225,7 +228,14 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("AGENTSWARM_URL", defaults.DEFAULT_URL),
-        help="coordinator websocket URL (env AGENTSWARM_URL; default %(default)s)",
+        help="coordinator websocket URL, wss:// behind a load balancer (env AGENTSWARM_URL; default "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTSWARM_CA_FILE", ""),
+        help="PEM bundle of the CAs to trust for a wss:// URL instead of the system store (env "
+        "AGENTSWARM_CA_FILE); certificates are always verified",
     )
     p.add_argument(
         "--token",
