@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentswarm.swarm.store import DEFAULT_TREE_TTL_SECONDS
+
 ENV_PREFIX = "AGENTSWARM_"
 _HANDLER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -91,6 +93,13 @@ class Settings(BaseSettings):
         gt=0,
         description="on SIGTERM the agent waits this long for the handler's next checkpoint, then exits "
         "(keep it below terminationGracePeriodSeconds)",
+    )
+
+    tree_ttl_seconds: int = Field(
+        default=DEFAULT_TREE_TTL_SECONDS,
+        ge=60,
+        description="a task tree's records (children, waiting parents, shared context) expire this long "
+        "after their last write",
     )
 
     # -- coordinator --------------------------------------------------------------------------------------

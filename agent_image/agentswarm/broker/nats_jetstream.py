@@ -592,6 +592,7 @@ class NatsJetStreamBroker(Broker):
         await self._forget(delivery)
         await self._drop_lease(task.id)
         log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
+        await self._dead_lettered(delivery.task.id, error)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []

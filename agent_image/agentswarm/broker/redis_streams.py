@@ -398,6 +398,7 @@ class RedisStreamsBroker(Broker):
         log.warning(
             "task %s dead-lettered after %d deliveries: %s", delivery.task.id, delivery.attempt, error
         )
+        await self._dead_lettered(delivery.task.id, error)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = await self.r.xrange(self.k_dead, count=limit)
