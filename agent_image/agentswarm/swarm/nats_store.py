@@ -3,7 +3,8 @@
 KV buckets (``ns`` = namespace):
 
 * ``ns_swarm`` (entries expire ``ttl_seconds`` after their last write): ``node.<id>`` (JSON :class:`Node`),
-  ``wait.<parent>`` (the waiter: outstanding children, state, generation) and ``dead.<id>`` (the error of a
+  ``wait.<parent>`` (the waiter: outstanding children, state, generation), ``spawned.<first child id>``
+  (a spawn call enqueued all its children: a replay skips it) and ``dead.<id>`` (the error of a
   dead-lettered child; results live in the queue's ``ns_results`` bucket).
 * ``ns_shtree`` (same expiry): ``<root>.<key>``, a tree's shared context. ``ns_shared``: swarm-wide, no
   expiry. The KV revision is the entry's version, so ``if_version`` is JetStream's expected-last-sequence.
@@ -99,6 +100,11 @@ class NatsSwarmStore(SwarmStore):
         return Node(**json.loads(raw))
 
     async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int:
+        if not children:
+            return 0
+        marker = "spawned." + validate_task_id(str(children[0].id))
+        if (await self._get("swarm", marker))[0] is not None:
+            return 0  # a replayed spawn: every child was recorded and enqueued already
         while True:  # mark the parent a spawner (creating its node if it is a root)
             raw, rev = await self._get("swarm", "node." + parent.task_id)
             current = Node(**json.loads(raw)) if raw is not None else parent
@@ -117,6 +123,7 @@ class NatsSwarmStore(SwarmStore):
         for start in range(0, len(children), 256):
             added += sum(await asyncio.gather(*(record(c) for c in children[start : start + 256])))
         await self.broker.enqueue_many(children)
+        await self._kv["swarm"].put(marker, b"1")
         return added
 
     # -- parking ------------------------------------------------------------------------------------------
@@ -138,9 +145,6 @@ class NatsSwarmStore(SwarmStore):
             out += await asyncio.gather(*(self._outcome(t) for t in task_ids[start : start + 256]))
         return out
 
-    async def _unfinished(self, task_ids: Sequence[str]) -> list[str]:
-        return [o.id for o in await self.outcomes(task_ids) if o.status is None]
-
     async def park(self, task_id: str, waiting_for: Sequence[str]) -> bool:
         key = "wait." + task_id
 
@@ -151,29 +155,29 @@ class NatsSwarmStore(SwarmStore):
 
         for start in range(0, len(waiting_for), 256):
             await asyncio.gather(*(check_child(c) for c in waiting_for[start : start + 256]))
-        outstanding = await self._unfinished(waiting_for)
-        if not outstanding:
-            return False
         # A parked task's deliveries start counting again from here, and a fresh lease of its current
         # delivery must not make the wake-up delivery wait (the agent acknowledges it right after this).
         with contextlib.suppress(nats.js.errors.KeyNotFoundError):
             await self.broker.kv("attempts").delete(task_id)
-        while True:  # 1. register the waiter
+        while True:  # 1. register the waiter, every child outstanding
             raw, rev = await self._get("swarm", key)
             gen = int(json.loads(raw).get("gen", 0)) + 1 if raw is not None else 1
-            record = {"outstanding": outstanding, "state": "parked", "gen": gen}
+            record = {"outstanding": list(waiting_for), "state": "parked", "gen": gen}
             if await self._cas("swarm", key, json.dumps(record).encode(), rev):
                 break
         await self.broker.kv("leases").delete(task_id)
-        while True:  # 2. re-check: children that finished before they could see the waiter
+        # 2. one pass over the children: those finished by now may have missed the waiter. Later ones see it
+        # and remove themselves, so this set is applied (re-read on conflict) but never recomputed.
+        finished = {o.id for o in await self.outcomes(waiting_for) if o.status is not None}
+        while True:
             raw, rev = await self._get("swarm", key)
             if raw is None:
                 return True  # expired meanwhile: cannot happen within the TTL; stay parked, safe side
             record = json.loads(raw)
             if record["state"] != "parked":
                 return True  # a child already woke us: the wake-up delivery resumes the task
-            still = await self._unfinished(record["outstanding"])
-            if still == record["outstanding"]:
+            still = [c for c in record["outstanding"] if c not in finished]
+            if len(still) == len(record["outstanding"]):
                 return True
             if still:
                 record["outstanding"] = still

@@ -6,6 +6,8 @@ Keys (``ns`` = namespace), each expiring ``ttl_seconds`` after its last write un
 * ``ns:swarm:wait:<parent>`` set of outstanding children, and ``ns:swarm:parked:<parent>`` (present while
   the parent is parked). Parking and a child's finishing are Lua scripts, so they never interleave: the
   script that empties the set deletes the ``parked`` key and ``XADD``-s the parent to the task stream, once.
+* ``ns:swarm:spawned:<first child id>``: set once a ``spawn`` call enqueued all its children, so a
+  parent that re-runs after parking skips the whole call.
 * ``ns:swarm:dead:<id>``: the error of a dead-lettered child (results live in the queue's ``ns:results``).
 * ``ns:shared:tree:<root>`` / ``ns:shared:swarm`` (no expiry) hashes ``key -> "<version>:<json>"``, with the
   scope's version counter in ``...:seq``; writes with ``if_version`` are checked in a Lua script.
@@ -134,6 +136,7 @@ class RedisSwarmStore(SwarmStore):
         self.p_wait = f"{ns}:swarm:wait:"
         self.p_parked = f"{ns}:swarm:parked:"
         self.p_dead = f"{ns}:swarm:dead:"
+        self.p_spawned = f"{ns}:swarm:spawned:"
         self.k_shared_swarm = f"{ns}:shared:swarm"
         self.p_shared_tree = f"{ns}:shared:tree:"
 
@@ -161,6 +164,11 @@ class RedisSwarmStore(SwarmStore):
 
     async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int:
         ids = [validate_task_id(str(c.id)) for c in children]
+        if not ids:
+            return 0
+        marker = self.p_spawned + ids[0]
+        if await self.broker.r.exists(marker):
+            return 0  # a replayed spawn: every child was recorded and enqueued already
         args: list[Any] = [
             self.ttl_seconds,
             parent.task_id,
@@ -172,6 +180,7 @@ class RedisSwarmStore(SwarmStore):
         ]
         added = await self._spawn(keys=[self.p_node + parent.task_id], args=args)
         await self.broker.enqueue_many(children)
+        await self.broker.r.set(marker, "1", ex=self.ttl_seconds)
         return int(added)
 
     # -- parking ------------------------------------------------------------------------------------------
