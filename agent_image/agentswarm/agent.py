@@ -230,8 +230,8 @@ class Agent:
     async def _keep_alive_loop(self, delivery: Delivery, ctx: _Context) -> None:
         while True:
             await asyncio.sleep(self.settings.keepalive_seconds)
-            if ctx.parking:  # the delivery is about to be released: do not renew its lease
-                return
+            if ctx.parking:  # the delivery may be released in a moment: do not renew its lease now
+                continue
             try:
                 await self.broker.keep_alive([delivery])
             except Exception as exc:

@@ -19,6 +19,7 @@ checkpoint what must not be repeated.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -97,8 +98,18 @@ class TreeRuntime:
             log.info("task %s was the last child of %s: parent re-enqueued", node.task_id, node.parent)
 
     async def _on_dead_letter(self, task_id: str, error: str) -> None:
-        node = await self.store.node(task_id)
-        await self.finished(node, "dead", error)
+        """Wake a parent waiting for a dead-lettered child, riding out a short broker outage."""
+        delay = 0.1
+        for attempt in range(12):
+            try:
+                node = await self.store.node(task_id)
+                await self.finished(node, "dead", error)
+                return
+            except Exception as exc:
+                if not self.broker.is_transient(exc) or attempt == 11:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def close(self) -> None:
         self.memory.close()
@@ -138,9 +149,14 @@ class SwarmContextMixin:
             log.warning("could not remove local checkpoints of task %s: %s", self.task_id, exc)
 
     async def spawn(self, payloads: Sequence[JSON], handler: str | None = None) -> list[str]:
-        """Enqueue one child task per payload (run by ``handler`` = ``module:function``, default: the
-        agent's handler); returns their ids. Idempotent: a re-run of this task gets the same ids back."""
+        """Enqueue one child task per payload; returns their ids, in order.
+
+        ``handler`` (``module:function``) runs the children; by default they run this task's own handler.
+        Idempotent: a re-run of this task gets the same ids back and creates nothing twice.
+        """
         payloads = list(payloads)
+        if handler is None:
+            handler = self.node.handler
         if len(payloads) > MAX_SPAWN:
             raise SwarmError(f"spawn of {len(payloads)} children: at most {MAX_SPAWN} per call")
         if self.node.depth + 1 > MAX_TREE_DEPTH:
