@@ -34,6 +34,7 @@ def tree_env(backend: str, url: str, namespace: str, handler: str, **extra: Any)
         "AGENTSWARM_CLAIM_BLOCK_MS": "200",
         "AGENTSWARM_RETRY_BACKOFF_MS": "50",
         "AGENTSWARM_LOG_LEVEL": "INFO",
+        "AGENTSWARM_SHUTDOWN_GRACE_SECONDS": "2",
     }
     env.update({f"AGENTSWARM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
@@ -286,3 +287,42 @@ async def _connect(backend: str, url: str, namespace: str) -> Broker:
     broker = make_test_broker(backend, url, namespace)
     await broker.connect()
     return broker
+
+
+async def test_gather_timeout_wakes_the_parent_once(brokers: Callable[..., Any]) -> None:
+    broker: Broker = await brokers()
+    store = make_swarm_store(broker)
+    await store.connect()
+    await broker.enqueue({}, "P")
+    [delivery] = await broker.claim("a1", block_ms=2000)
+    kids = [child_id("P", 0, i) for i in range(2)]
+    await store.spawn(await store.node("P"), [TaskSpec({}, k) for k in kids], None)
+    first = await store.deadline("P", kids[0], 30)
+    assert await store.deadline("P", kids[0], 1) == first  # a re-run keeps the first deadline
+    assert await store.park("P", kids, wake_at=first) is True
+    await broker.ack(delivery)
+    for _ in range(2):  # the children are queued; take them out of the way
+        for d in await broker.claim("a2", count=10, block_ms=300):
+            await broker.ack(d)
+    assert await store.wake_due(first - 1) == 0
+    assert [await store.wake_due(first + 1) for _ in range(3)] == [1, 0, 0]
+    got = await broker.claim("a1", count=10, block_ms=1000)
+    assert [d.task.id for d in got] == ["P"]
+    # A child finishing after the timeout fired wakes nobody.
+    await broker.record_result(TaskResult(kids[0], 1, "a2", 1))
+    assert await store.child_finished(await store.node(kids[0]), "done") is False
+
+
+async def test_agents_gather_with_a_timeout(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents: Any
+) -> None:
+    broker: Broker = await _connect(backend, server_url, unique_namespace)
+    try:
+        await broker.enqueue({"sleeps": [0.1, 60], "timeout": 2}, "impatient")
+        agents(tree_env(backend, server_url, unique_namespace, "agentswarm.handlers.tree:impatient"), 2)
+        await wait_until(lambda: _has_result(broker, "impatient"), within=60, what="the timed-out gather")
+        value = (await broker.get_result("impatient")).value  # type: ignore[union-attr]
+        assert value == {"done": ["impatient-0-0"], "running": ["impatient-0-1"]}
+        assert (await event_types(broker, "impatient")).count("parked") == 1
+    finally:
+        await broker.close()

@@ -70,7 +70,8 @@ class TaskContext(Protocol):
 
     async def spawn(self, payloads: Sequence[JSON], handler: str | None = None) -> list[str]: ...
 
-    async def gather(self, ids: Sequence[str]) -> list[ChildOutcome]: ...
+    # The timeout spans parking and re-runs on other agents: asyncio.timeout cannot express it.
+    async def gather(self, ids: Sequence[str], timeout: float | None = None) -> list[ChildOutcome]: ...  # noqa: ASYNC109
 
 
 Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]

@@ -14,6 +14,8 @@ with :func:`expected_pipeline` / :func:`expected_nest`.
 * ``nest`` ``{"depth": 3, "fanout": 2}``: a tree ``depth`` levels deep; returns the number of leaves.
 * ``count`` ``{"key": "counter", "scope": "tree"|"swarm"}``: increments a shared counter with
   compare-and-set, retrying lost races; returns the value it wrote.
+* ``impatient`` ``{"sleeps": [0.1, 30], "timeout": 2}``: gathers sleeping children with a timeout and
+  returns which were done and which still running.
 * ``remember``: appends the task id to this agent's memory (``seen``) and returns what it remembered.
 
 Log lines (one per event, for tests): ``spawned <task> <attempt> <agent>``, ``run <task> <attempt> <agent>``.
@@ -146,3 +148,16 @@ async def remember(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     await ctx.memory.put("seen", seen)
     (ctx.memory.path / f"{task.id}.txt").write_text(f"{ctx.agent_id}\n")
     return {"agent": ctx.agent_id, "seen": seen}
+
+
+async def impatient(task: Task, state: JSON, ctx: TaskContext) -> JSON:
+    """``{"sleeps": [0.1, 30], "timeout": 2}``: children sleeping that long, gathered with a timeout."""
+    p = _payload(task)
+    ids = await ctx.spawn([{"sleep": s} for s in p["sleeps"]], handler="agentswarm.handlers.tree:sleeper")
+    outcomes = await ctx.gather(ids, timeout=float(p["timeout"]))
+    return {"done": [o.id for o in outcomes if o.ok], "running": [o.id for o in outcomes if o.status is None]}
+
+
+async def sleeper(task: Task, state: JSON, ctx: TaskContext) -> JSON:
+    await asyncio.sleep(float(_payload(task).get("sleep", 0.0)))
+    return "slept"

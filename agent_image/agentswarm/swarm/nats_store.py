@@ -15,6 +15,8 @@ between is seen either by the parent's re-check or by the child's own update. Th
 set moves the record to ``waking`` and publishes the parent to the task stream with the message id
 ``wake-<parent>-<generation>`` (JetStream drops a duplicate), then to ``woken``; a repeated
 ``child_finished`` that finds ``waking`` publishes again, so a crash in between loses no wake-up.
+A parent that gathers with a timeout is also listed in ``timers`` (one entry, ``{parent: wake-up time}``,
+compare-and-set); every agent reads it once a second and wakes the parents that are due the same way.
 The parent's delivery counter (``ns_attempts``) is reset when it parks: parking never counts toward
 dead-lettering.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -145,7 +148,7 @@ class NatsSwarmStore(SwarmStore):
             out += await asyncio.gather(*(self._outcome(t) for t in task_ids[start : start + 256]))
         return out
 
-    async def park(self, task_id: str, waiting_for: Sequence[str]) -> bool:
+    async def park(self, task_id: str, waiting_for: Sequence[str], wake_at: float | None = None) -> bool:
         key = "wait." + task_id
 
         async def check_child(cid: str) -> None:
@@ -165,6 +168,7 @@ class NatsSwarmStore(SwarmStore):
             record = {"outstanding": list(waiting_for), "state": "parked", "gen": gen}
             if await self._cas("swarm", key, json.dumps(record).encode(), rev):
                 break
+        await self._set_timer(task_id, wake_at)
         await self.broker.kv("leases").delete(task_id)
         # 2. one pass over the children: those finished by now may have missed the waiter. Later ones see it
         # and remove themselves, so this set is applied (re-read on conflict) but never recomputed.
@@ -184,6 +188,8 @@ class NatsSwarmStore(SwarmStore):
             else:
                 record = {**record, "outstanding": [], "state": "resolved"}
             if await self._cas("swarm", key, json.dumps(record).encode(), rev):
+                if not still:
+                    await self._set_timer(task_id, None)
                 return bool(still)
 
     async def child_finished(self, node: Node, status: ChildStatus, error: str | None = None) -> bool:
@@ -213,6 +219,50 @@ class NatsSwarmStore(SwarmStore):
                 await self._wake(node.parent, record, rev)
                 return True
 
+    # Wake-up times of parents that gather with a timeout: one KV entry ``timers`` = {parent: epoch seconds},
+    # changed by compare-and-set, read once a second by every agent's wake_due.
+    async def _set_timer(self, task_id: str, wake_at: float | None) -> None:
+        while True:
+            raw, rev = await self._get("swarm", "timers")
+            timers = json.loads(raw) if raw is not None else {}
+            if wake_at is None and task_id not in timers:
+                return
+            if wake_at is None:
+                del timers[task_id]
+            else:
+                timers[task_id] = wake_at
+            if await self._cas("swarm", "timers", json.dumps(timers).encode(), rev):
+                return
+
+    async def deadline(self, task_id: str, key: str, seconds: float) -> float:
+        name = f"deadline.{task_id}.{key}"
+        await self._cas("swarm", name, f"{time.time() + seconds:.3f}".encode(), 0)
+        raw, _ = await self._get("swarm", name)
+        return float(raw or b"0")
+
+    async def wake_due(self, now: float) -> int:
+        raw, _ = await self._get("swarm", "timers")
+        if raw is None:
+            return 0
+        woken = 0
+        for parent_id, at in json.loads(raw).items():
+            if float(at) > now:
+                continue
+            key = "wait." + parent_id
+            while True:
+                rec_raw, rev = await self._get("swarm", key)
+                record = json.loads(rec_raw) if rec_raw is not None else None
+                if record is None or record["state"] != "parked":
+                    break
+                record["state"] = "waking"
+                if await self._cas("swarm", key, json.dumps(record).encode(), rev):
+                    _, rev = await self._get("swarm", key)
+                    await self._wake(parent_id, record, rev)
+                    woken += 1
+                    break
+            await self._set_timer(parent_id, None)
+        return woken
+
     async def _wake(self, parent_id: str, record: dict[str, Any], rev: int) -> None:
         """Publish the parked parent to the task stream (deduplicated per generation), then mark it woken."""
         task = await self.broker.get_task(parent_id)
@@ -224,6 +274,7 @@ class NatsSwarmStore(SwarmStore):
                 headers={"Nats-Msg-Id": f"wake-{parent_id}-{record.get('gen', 0)}"},
             )
         await self._cas("swarm", "wait." + parent_id, json.dumps({**record, "state": "woken"}).encode(), rev)
+        await self._set_timer(parent_id, None)
 
     # -- shared context -----------------------------------------------------------------------------------
     def _where(self, scope: str | None, key: str) -> tuple[str, str]:

@@ -6,6 +6,8 @@ Keys (``ns`` = namespace), each expiring ``ttl_seconds`` after its last write un
 * ``ns:swarm:wait:<parent>`` set of outstanding children, and ``ns:swarm:parked:<parent>`` (present while
   the parent is parked). Parking and a child's finishing are Lua scripts, so they never interleave: the
   script that empties the set deletes the ``parked`` key and ``XADD``-s the parent to the task stream, once.
+* ``ns:swarm:timers`` (sorted set, no expiry; an entry goes when it fires or its parent wakes): wake-up times
+  of parents that ``gather`` with a timeout; ``ns:swarm:deadline:<parent>:<child>`` their deadlines.
 * ``ns:swarm:spawned:<first child id>``: set once a ``spawn`` call enqueued all its children, so a
   parent that re-runs after parking skips the whole call.
 * ``ns:swarm:dead:<id>``: the error of a dead-lettered child (results live in the queue's ``ns:results``).
@@ -19,6 +21,7 @@ never counts toward dead-lettering.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,10 +59,11 @@ return added
 """
 
 _PARK_LUA = """
--- KEYS: results hash, wait set, parked key. ARGV: parent id, ttl, node prefix, dead prefix, child1, ...
+-- KEYS: results hash, wait set, parked key, timers zset.
+-- ARGV: parent id, ttl, node prefix, dead prefix, wake_at ('' = none), child1, ...
 redis.call('DEL', KEYS[2])
 local outstanding = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local c = ARGV[i]
   if redis.call('HGET', ARGV[3] .. c, 'parent') ~= ARGV[1] then
     return redis.error_reply('NOTCHILD ' .. c)
@@ -71,24 +75,46 @@ for i = 5, #ARGV do
 end
 if outstanding == 0 then
   redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[1])
   return 0
 end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+else
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
 return outstanding
 """
 
 _FINISHED_LUA = """
--- KEYS: wait set, parked key, task stream, dead key of the child.
+-- KEYS: wait set, parked key, task stream, dead key of the child, timers zset.
 -- ARGV: child id, parent id, status, error, ttl
 if ARGV[3] == 'dead' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
   if redis.call('DEL', KEYS[2]) == 1 then
+    redis.call('ZREM', KEYS[5], ARGV[2])
     redis.call('XADD', KEYS[3], '*', 'id', ARGV[2])
     return 1
   end
 end
 return 0
+"""
+
+_WAKE_DUE_LUA = """
+-- KEYS: timers zset, task stream. ARGV: now, limit, parked prefix, wait prefix
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local woken = 0
+for _, p in ipairs(due) do
+  redis.call('ZREM', KEYS[1], p)
+  if redis.call('DEL', ARGV[3] .. p) == 1 then
+    redis.call('DEL', ARGV[4] .. p)
+    redis.call('XADD', KEYS[2], '*', 'id', p)
+    woken = woken + 1
+  end
+end
+return woken
 """
 
 _PUT_LUA = """
@@ -137,6 +163,8 @@ class RedisSwarmStore(SwarmStore):
         self.p_parked = f"{ns}:swarm:parked:"
         self.p_dead = f"{ns}:swarm:dead:"
         self.p_spawned = f"{ns}:swarm:spawned:"
+        self.p_deadline = f"{ns}:swarm:deadline:"
+        self.k_timers = f"{ns}:swarm:timers"
         self.k_shared_swarm = f"{ns}:shared:swarm"
         self.p_shared_tree = f"{ns}:shared:tree:"
 
@@ -145,6 +173,7 @@ class RedisSwarmStore(SwarmStore):
         self._spawn = r.register_script(_SPAWN_LUA)
         self._park = r.register_script(_PARK_LUA)
         self._finished = r.register_script(_FINISHED_LUA)
+        self._wake_due = r.register_script(_WAKE_DUE_LUA)
         self._put = r.register_script(_PUT_LUA)
         self._delete = r.register_script(_DELETE_LUA)
 
@@ -202,9 +231,10 @@ class RedisSwarmStore(SwarmStore):
                 out.append(ChildOutcome(task_id, None))
         return out
 
-    async def park(self, task_id: str, waiting_for: Sequence[str]) -> bool:
-        keys = [self.broker.k_results, self.p_wait + task_id, self.p_parked + task_id]
-        args: list[Any] = [task_id, self.ttl_seconds, self.p_node, self.p_dead, *waiting_for]
+    async def park(self, task_id: str, waiting_for: Sequence[str], wake_at: float | None = None) -> bool:
+        keys = [self.broker.k_results, self.p_wait + task_id, self.p_parked + task_id, self.k_timers]
+        when = "" if wake_at is None else f"{wake_at:.3f}"
+        args: list[Any] = [task_id, self.ttl_seconds, self.p_node, self.p_dead, when, *waiting_for]
         try:
             outstanding = await self._park(keys=keys, args=args)
         except ResponseError as exc:
@@ -222,9 +252,20 @@ class RedisSwarmStore(SwarmStore):
             self.p_parked + node.parent,
             self.broker.stream,
             self.p_dead + node.task_id,
+            self.k_timers,
         ]
         args: list[Any] = [node.task_id, node.parent, status, error or "", self.ttl_seconds]
         return bool(await self._finished(keys=keys, args=args))
+
+    async def deadline(self, task_id: str, key: str, seconds: float) -> float:
+        name = f"{self.p_deadline}{task_id}:{key}"
+        r = self.broker.r
+        await r.set(name, f"{time.time() + seconds:.3f}", nx=True, ex=self.ttl_seconds)
+        return float(await r.get(name))
+
+    async def wake_due(self, now: float) -> int:
+        keys = [self.k_timers, self.broker.stream]
+        return int(await self._wake_due(keys=keys, args=[f"{now:.3f}", 100, self.p_parked, self.p_wait]))
 
     # -- shared context -----------------------------------------------------------------------------------
     def _scope_key(self, scope: str | None) -> str:

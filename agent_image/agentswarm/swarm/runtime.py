@@ -20,7 +20,9 @@ checkpoint what must not be repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +47,9 @@ from agentswarm.swarm.store import (
 )
 
 log = logging.getLogger("agentswarm.swarm")
+
+#: How often every agent looks for parked tasks whose ``gather`` timed out (a timeout fires this much late).
+TIMER_INTERVAL_SECONDS = 1.0
 
 
 class Parked(BaseException):
@@ -81,10 +86,24 @@ class TreeRuntime:
         self.checkpoints = BrokerCheckpointStore(broker)
         self.memory = AgentMemory(memory_root)
         self._handlers: dict[str, Handler] = {}
+        self._timers: asyncio.Task[None] | None = None
         broker.add_dead_letter_listener(self._on_dead_letter)
 
     async def connect(self) -> None:
+        """Create the store's buckets/scripts and start waking parents whose ``gather`` timed out."""
         await self.store.connect()
+        if self._timers is None:
+            self._timers = asyncio.create_task(self._timer_loop(), name="gather-timers")
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_INTERVAL_SECONDS)
+            try:
+                woken = await self.store.wake_due(time.time())
+                if woken:
+                    log.info("woke %d parked task(s) whose gather timed out", woken)
+            except Exception as exc:
+                log.warning("waking timed-out gathers failed (retrying): %s", exc)
 
     def handler(self, spec: str) -> Handler:
         """The handler named ``module:function``, imported once (raises HandlerLoadError)."""
@@ -111,7 +130,12 @@ class TreeRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        if self._timers is not None:
+            self._timers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timers
+            self._timers = None
         self.memory.close()
 
 
@@ -181,19 +205,31 @@ class SwarmContextMixin:
             await self.emit(event)
         return ids
 
-    async def gather(self, ids: Sequence[str]) -> list[ChildOutcome]:
+    # The timeout is a deadline across parking and re-runs, not an in-process wait (asyncio.timeout).
+    async def gather(
+        self,
+        ids: Sequence[str],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> list[ChildOutcome]:
         """The outcomes of these children, in order, once all have finished (``done`` / ``dead``).
 
         If some are still running, the task parks: this raises :class:`Parked`, the agent is freed, and the
         task is re-run when the last child finishes (see the module docstring). A dead child does not raise:
-        check ``outcome.status`` / ``outcome.ok``.
+        check ``outcome.status`` / ``outcome.ok``. With ``timeout`` (seconds, counted from this task's first
+        call of this ``gather``), the task is also re-run once the timeout has passed, and ``gather`` then
+        returns the outcomes as they are: children still running have ``status=None``.
         """
         ids = list(ids)
         outcomes = await self._tree.store.outcomes(ids)
         if all(o.status is not None for o in outcomes):
             return outcomes
+        wake_at = None
+        if timeout is not None:
+            wake_at = await self._tree.store.deadline(self.task_id, ids[0], max(0.0, float(timeout)))
+            if time.time() >= wake_at:
+                return outcomes
         self.parking = True
-        if not await self._tree.store.park(self.task_id, ids):
+        if not await self._tree.store.park(self.task_id, ids, wake_at):
             self.parking = False
             return await self._tree.store.outcomes(ids)
         waiting = sum(1 for o in outcomes if o.status is None)

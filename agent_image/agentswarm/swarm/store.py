@@ -142,12 +142,25 @@ class SwarmStore(abc.ABC):
         """The current outcome of each task (``status=None`` while it has neither result nor dead letter)."""
 
     @abc.abstractmethod
-    async def park(self, task_id: str, waiting_for: Sequence[str]) -> bool:
+    async def park(self, task_id: str, waiting_for: Sequence[str], wake_at: float | None = None) -> bool:
         """Register ``task_id`` as waiting for its children ``waiting_for``; True if it is now parked.
 
         False means every child has finished already (nothing to wait for: carry on). True means the caller
         must give its delivery back (acknowledge it without a result): the task is re-enqueued once the last
-        outstanding child finishes. Raises :class:`NotAChild` when an id is not a child of ``task_id``.
+        outstanding child finishes, or by :meth:`wake_due` once the clock passes ``wake_at`` (epoch seconds),
+        whichever comes first. Raises :class:`NotAChild` when an id is not a child of ``task_id``.
+        """
+
+    @abc.abstractmethod
+    async def deadline(self, task_id: str, key: str, seconds: float) -> float:
+        """The deadline (epoch seconds) named ``key`` of ``task_id``: ``now + seconds`` on the first call,
+        the same value on every later call (a re-run task keeps the deadline of its first run)."""
+
+    @abc.abstractmethod
+    async def wake_due(self, now: float) -> int:
+        """Re-enqueue parked tasks whose ``wake_at`` is before ``now`` (each once); returns how many.
+
+        Every agent calls this about once a second; concurrent callers never wake a task twice.
         """
 
     @abc.abstractmethod
