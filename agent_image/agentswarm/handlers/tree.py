@@ -77,11 +77,13 @@ async def plan(task: Task, state: JSON, ctx: TaskContext) -> JSON:
         {"index": i, "steps": steps, "delay": delay, "log": log_path, "poison": i in poison} for i in range(n)
     ]
     workers = await ctx.spawn(work, handler=WORK)
-    append_line(log_path, f"spawned {task.id} {ctx.attempt} {ctx.agent_id}")
     pause = float(p.get("pause_after_spawn", 0.0))
     if pause and not (isinstance(state, dict) and state.get("paused")):
         await ctx.checkpoint({"paused": True})  # pause once, not again after a crash or parking
+        append_line(log_path, f"spawned {task.id} {ctx.attempt} {ctx.agent_id}")
         await asyncio.sleep(pause)
+    else:
+        append_line(log_path, f"spawned {task.id} {ctx.attempt} {ctx.agent_id}")
     outcomes = await ctx.gather(workers)
     dead = sum(1 for o in outcomes if not o.ok)
     [reducer] = await ctx.spawn([{"log": log_path}], handler=REDUCE)

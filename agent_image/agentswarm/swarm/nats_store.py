@@ -102,12 +102,11 @@ class NatsSwarmStore(SwarmStore):
             return Node.root_of(task_id)
         return Node(**json.loads(raw))
 
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int:
+    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
         if not children:
             return 0
-        marker = "spawned." + validate_task_id(str(children[0].id))
-        if (await self._get("swarm", marker))[0] is not None:
-            return 0  # a replayed spawn: every child was recorded and enqueued already
+        if (await self._get("swarm", "spawned." + validate_task_id(str(children[0].id))))[0] is not None:
+            return None  # a replayed spawn: every child was recorded, enqueued and announced already
         while True:  # mark the parent a spawner (creating its node if it is a root)
             raw, rev = await self._get("swarm", "node." + parent.task_id)
             current = Node(**json.loads(raw)) if raw is not None else parent
@@ -126,8 +125,10 @@ class NatsSwarmStore(SwarmStore):
         for start in range(0, len(children), 256):
             added += sum(await asyncio.gather(*(record(c) for c in children[start : start + 256])))
         await self.broker.enqueue_many(children)
-        await self._kv["swarm"].put(marker, b"1")
         return added
+
+    async def spawn_done(self, first_child: str) -> None:
+        await self._kv["swarm"].put("spawned." + first_child, b"1")
 
     # -- parking ------------------------------------------------------------------------------------------
     async def _outcome(self, task_id: str) -> ChildOutcome:

@@ -191,13 +191,12 @@ class RedisSwarmStore(SwarmStore):
             spawner=data.get("spawner") == "1",
         )
 
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int:
+    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
         ids = [validate_task_id(str(c.id)) for c in children]
         if not ids:
             return 0
-        marker = self.p_spawned + ids[0]
-        if await self.broker.r.exists(marker):
-            return 0  # a replayed spawn: every child was recorded and enqueued already
+        if await self.broker.r.exists(self.p_spawned + ids[0]):
+            return None  # a replayed spawn: every child was recorded, enqueued and announced already
         args: list[Any] = [
             self.ttl_seconds,
             parent.task_id,
@@ -209,8 +208,10 @@ class RedisSwarmStore(SwarmStore):
         ]
         added = await self._spawn(keys=[self.p_node + parent.task_id], args=args)
         await self.broker.enqueue_many(children)
-        await self.broker.r.set(marker, "1", ex=self.ttl_seconds)
         return int(added)
+
+    async def spawn_done(self, first_child: str) -> None:
+        await self.broker.r.set(self.p_spawned + first_child, "1", ex=self.ttl_seconds)
 
     # -- parking ------------------------------------------------------------------------------------------
     async def outcomes(self, task_ids: Sequence[str]) -> list[ChildOutcome]:

@@ -198,11 +198,12 @@ class SwarmContextMixin:
         specs = [TaskSpec(payload=p, id=i) for p, i in zip(payloads, ids, strict=True)]
         added = await self._tree.store.spawn(self.node, specs, handler)
         self.node = replace(self.node, spawner=True)
-        if added:
+        if added is not None:  # announced at least once: a crash before spawn_done repeats the event
             event: dict[str, Any] = {"type": "spawned", "call": call, "children": ids}
             if handler is not None:
                 event["handler"] = handler
             await self.emit(event)
+            await self._tree.store.spawn_done(ids[0])
         return ids
 
     # The timeout is a deadline across parking and re-runs, not an in-process wait (asyncio.timeout).

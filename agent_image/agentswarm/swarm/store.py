@@ -129,12 +129,18 @@ class SwarmStore(abc.ABC):
         """Where ``task_id`` sits (``Node.root_of(task_id)`` for a task nobody spawned)."""
 
     @abc.abstractmethod
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int:
+    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
         """Record ``children`` (ids given) under ``parent``, mark the parent a spawner, enqueue the children.
 
-        Idempotent per child id: returns how many children were new (0 for a parent re-running a spawn).
+        Idempotent per child id: returns how many children were new (0 for a parent re-running a spawn), or
+        None without doing anything once :meth:`spawn_done` was called for this call (its first child).
         Nodes are recorded before the tasks are enqueued, so an agent never runs a child without its node.
         """
+
+    @abc.abstractmethod
+    async def spawn_done(self, first_child: str) -> None:
+        """Mark the spawn call whose first child is ``first_child`` complete (enqueued and announced), so a
+        re-run of the parent skips it."""
 
     # -- parking ------------------------------------------------------------------------------------------
     @abc.abstractmethod
