@@ -30,11 +30,11 @@ from typing import Any
 
 from agentswarm.broker.base import JSON, Broker, TaskSpec
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
+from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 from agentswarm.handlers import Handler, load_handler
 from agentswarm.swarm.memory import AgentMemory
 from agentswarm.swarm.shared import SharedContext
 from agentswarm.swarm.store import (
-    DEFAULT_TREE_TTL_SECONDS,
     MAX_SPAWN,
     MAX_TREE_DEPTH,
     ChildOutcome,

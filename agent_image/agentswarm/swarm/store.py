@@ -27,9 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agentswarm.broker.base import JSON, BrokerError, TaskSpec
-
-#: How long a tree's bookkeeping (nodes, waiters) and its shared context live after their last write.
-DEFAULT_TREE_TTL_SECONDS = 7 * 24 * 3600
+from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 
 #: Deepest allowed nesting of spawned tasks (a root task has depth 0).
 MAX_TREE_DEPTH = 32
