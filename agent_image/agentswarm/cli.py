@@ -304,9 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinator port (0 or busy = pick a free one)",
     )
     local.add_argument("--token", help="API token (default: generated once, kept in the state dir)")
-    local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
-    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="tasks in the demo batch")
-    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo task")
+    local.add_argument(
+        "--demo", action="store_true", help="run a planner -> workers -> reducer pipeline and exit"
+    )
+    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="workers in the demo")
+    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo worker")
     local.add_argument("--demo-delay", type=float, default=defaults.DEMO_DELAY, help="seconds per demo step")
     return parser
 
