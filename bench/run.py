@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     if previous.get("finished"):
         # The header describes the run that produced most sections; the re-run ones carry their own
         # section_git (and the fan-out section its own times and load).
-        for key in ("command", "started", "finished", "total_seconds", "git", "uptime_start", "uptime_end"):
+        header = ("command", "started", "finished", "total_seconds", "git", "uptime_start", "uptime_end")
+        for key in (*header, "machine", "versions", "quick", "profile"):
             if key in previous:
                 results[key] = previous[key]
     results_path.write_text(json.dumps(results, indent=1, default=str))
