@@ -221,6 +221,8 @@ class SwarmContextMixin:
         returns the outcomes as they are: children still running have ``status=None``.
         """
         ids = list(ids)
+        if not ids:
+            return []
         outcomes = await self._tree.store.outcomes(ids)
         if all(o.status is not None for o in outcomes):
             return outcomes
