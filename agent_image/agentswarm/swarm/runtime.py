@@ -123,6 +123,8 @@ class TreeRuntime:
             try:
                 node = await self.store.node(task_id)
                 await self.finished(node, "dead", error)
+                if node.spawner:  # a dead parent never resumes: its checkpoints in the broker can go
+                    await self.checkpoints.clear(task_id)
                 return
             except Exception as exc:
                 if not self.broker.is_transient(exc) or attempt == 11:
