@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentswarm.broker import Broker, TaskResult, TaskSpec
+from agentswarm.broker import Broker, NewTask, TaskResult
 from agentswarm.handlers.tree import NEST, PLAN, expected_nest, expected_pipeline
 from agentswarm.swarm import NotAChild, child_id
 from agentswarm.swarm.runtime import make_swarm_store
@@ -89,10 +89,10 @@ async def test_park_and_last_child_wakes_parent_exactly_once(brokers: Callable[.
     parent = await store.node("P")
     assert parent == Node.root_of("P")
     kids = [child_id("P", 0, i) for i in range(3)]
-    assert await store.spawn(parent, [TaskSpec({"i": i}, k) for i, k in enumerate(kids)], None) == 3
-    assert await store.spawn(parent, [TaskSpec({"i": i}, k) for i, k in enumerate(kids)], None) == 0
+    assert await store.spawn(parent, [NewTask({"i": i}, k) for i, k in enumerate(kids)], None) == 3
+    assert await store.spawn(parent, [NewTask({"i": i}, k) for i, k in enumerate(kids)], None) == 0
     await store.spawn_done(kids[0])
-    assert await store.spawn(parent, [TaskSpec({"i": i}, k) for i, k in enumerate(kids)], None) is None
+    assert await store.spawn(parent, [NewTask({"i": i}, k) for i, k in enumerate(kids)], None) is None
     assert (await store.node("P")).spawner
     node0 = await store.node(kids[0])
     assert (node0.parent, node0.root, node0.depth) == ("P", "P", 1)
@@ -151,7 +151,7 @@ async def test_parking_race_with_concurrent_children(brokers: Callable[..., Any]
         await broker.enqueue({}, pid)
         parent = await store.node(pid)
         kids = [child_id(pid, 0, i) for i in range(4)]
-        await store.spawn(parent, [TaskSpec({}, k) for k in kids], None)
+        await store.spawn(parent, [NewTask({}, k) for k in kids], None)
         nodes = [await store.node(k) for k in kids]
 
         async def finish(node: Node) -> bool:
@@ -183,7 +183,7 @@ async def test_no_deadlock_with_fewer_agents_than_waiting_parents(
         await store.connect()
         parents = [f"plan-{i}" for i in range(10)]
         # Parents first, so both agents start with a parent each and must park to make progress.
-        await broker.enqueue_many([TaskSpec({"workers": 5, "steps": 2}, p) for p in parents])
+        await broker.enqueue_many([NewTask({"workers": 5, "steps": 2}, p) for p in parents])
         agents(tree_env(backend, server_url, unique_namespace, PLAN), 2)
 
         async def done() -> bool:
@@ -304,7 +304,7 @@ async def test_gather_timeout_wakes_the_parent_once(brokers: Callable[..., Any])
     await broker.enqueue({}, "P")
     [delivery] = await broker.claim("a1", block_ms=2000)
     kids = [child_id("P", 0, i) for i in range(2)]
-    await store.spawn(await store.node("P"), [TaskSpec({}, k) for k in kids], None)
+    await store.spawn(await store.node("P"), [NewTask({}, k) for k in kids], None)
     first = await store.deadline("P", kids[0], 30)
     assert await store.deadline("P", kids[0], 1) == first  # a re-run keeps the first deadline
     assert await store.park("P", kids, wake_at=first) is True

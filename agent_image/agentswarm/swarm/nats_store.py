@@ -36,7 +36,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from agentswarm.broker.base import TaskResult, TaskSpec, validate_task_id
+from agentswarm.broker.base import NewTask, TaskResult, validate_task_id
 from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
@@ -53,9 +53,10 @@ _CAS_ERRORS = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadReque
 class NatsSwarmStore(SwarmStore):
     """Tree bookkeeping, parking and shared context in JetStream KV, beside a NATS queue broker."""
 
+    broker: NatsJetStreamBroker
+
     def __init__(self, broker: NatsJetStreamBroker, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.broker = broker
+        super().__init__(broker, **kw)
         self._kv: dict[str, KeyValue] = {}
 
     async def connect(self) -> None:
@@ -102,7 +103,7 @@ class NatsSwarmStore(SwarmStore):
             return Node.root_of(task_id)
         return Node(**json.loads(raw))
 
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
+    async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         if not children:
             return 0
         if (await self._get("swarm", "spawned." + validate_task_id(str(children[0].id))))[0] is not None:
@@ -116,7 +117,7 @@ class NatsSwarmStore(SwarmStore):
             if await self._cas("swarm", "node." + parent.task_id, marked, rev):
                 break
 
-        async def record(spec: TaskSpec) -> bool:
+        async def record(spec: NewTask) -> bool:
             cid = validate_task_id(str(spec.id))
             node = Node(cid, parent.root, parent.task_id, parent.depth + 1, handler)
             return await self._cas("swarm", "node." + cid, json.dumps(asdict(node)).encode(), 0)

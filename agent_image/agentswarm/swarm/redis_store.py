@@ -27,7 +27,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from agentswarm.broker.base import TaskResult, TaskSpec, validate_task_id
+from agentswarm.broker.base import NewTask, TaskResult, validate_task_id
 from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
@@ -154,9 +154,10 @@ def _versioned(raw: str) -> Versioned:
 class RedisSwarmStore(SwarmStore):
     """Tree bookkeeping, parking and shared context in the Redis of a :class:`RedisStreamsBroker`."""
 
+    broker: RedisStreamsBroker
+
     def __init__(self, broker: RedisStreamsBroker, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.broker = broker
+        super().__init__(broker, **kw)
         ns = broker.ns
         self.p_node = f"{ns}:swarm:node:"
         self.p_wait = f"{ns}:swarm:wait:"
@@ -191,7 +192,7 @@ class RedisSwarmStore(SwarmStore):
             spawner=data.get("spawner") == "1",
         )
 
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
+    async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         ids = [validate_task_id(str(c.id)) for c in children]
         if not ids:
             return 0

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agentswarm.broker.base import JSON, Broker, TaskSpec
+from agentswarm.broker.base import JSON, Broker, NewTask
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 from agentswarm.handlers import Handler, load_handler
@@ -197,7 +197,7 @@ class SwarmContextMixin:
         if not payloads:
             return ids
         await self._become_spawner()
-        specs = [TaskSpec(payload=p, id=i) for p, i in zip(payloads, ids, strict=True)]
+        specs = [NewTask(payload=p, id=i) for p, i in zip(payloads, ids, strict=True)]
         added = await self._tree.store.spawn(self.node, specs, handler)
         self.node = replace(self.node, spawner=True)
         if added is not None:  # announced at least once: a crash before spawn_done repeats the event

@@ -24,9 +24,10 @@ import abc
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from agentswarm.broker.base import JSON, BrokerError, TaskSpec
+from agentswarm.broker.base import JSON, Broker, BrokerError, NewTask
+from agentswarm.broker.errors import contract_errors
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 
 #: Deepest allowed nesting of spawned tasks (a root task has depth 0).
@@ -107,15 +108,48 @@ def child_id(parent_id: str, call: int, index: int) -> str:
     return "h" + hashlib.sha256(parent_id.encode()).hexdigest()[:40] + suffix
 
 
+#: The store's operations whose backend exceptions become contract errors, as the broker's do.
+STORE_OPERATIONS = (
+    "connect",
+    "node",
+    "spawn",
+    "spawn_done",
+    "outcomes",
+    "park",
+    "deadline",
+    "wake_due",
+    "child_finished",
+    "shared_get",
+    "shared_put",
+    "shared_delete",
+    "shared_items",
+)
+
+
 class SwarmStore(abc.ABC):
     """Tree bookkeeping, parking and shared context on the broker's server (see module docstring).
 
     ``ttl_seconds`` bounds the life of a tree's records after their last write; swarm-wide shared entries
-    do not expire (delete them, or keep them few).
+    do not expire (delete them, or keep them few). Like the broker's, its operations raise only
+    :class:`~agentswarm.broker.base.BrokerError` and subclasses (``BrokerUnavailable`` during an outage).
     """
 
-    def __init__(self, *, ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for operation in STORE_OPERATIONS:
+            if operation in cls.__dict__:
+                setattr(cls, operation, contract_errors(cls.__dict__[operation]))
+
+    def __init__(self, broker: Broker, *, ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS) -> None:
+        self.broker = broker
         self.ttl_seconds = ttl_seconds
+
+    @property
+    def name(self) -> str:
+        return self.broker.name
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return self.broker.is_transient(exc)
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -127,7 +161,7 @@ class SwarmStore(abc.ABC):
         """Where ``task_id`` sits (``Node.root_of(task_id)`` for a task nobody spawned)."""
 
     @abc.abstractmethod
-    async def spawn(self, parent: Node, children: Sequence[TaskSpec], handler: str | None) -> int | None:
+    async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         """Record ``children`` (ids given) under ``parent``, mark the parent a spawner, enqueue the children.
 
         Idempotent per child id: returns how many children were new (0 for a parent re-running a spawn), or
