@@ -334,3 +334,19 @@ async def test_agents_gather_with_a_timeout(
         assert (await event_types(broker, "impatient")).count("parked") == 1
     finally:
         await broker.close()
+
+
+async def test_parking_never_counts_toward_dead_lettering(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents: Any
+) -> None:
+    """A parent parks 6 times with AGENTSWARM_MAX_DELIVERIES=3 and still finishes."""
+    broker: Broker = await _connect(backend, server_url, unique_namespace)
+    try:
+        await broker.enqueue({"links": 6, "sleep": 0.3}, "chain")
+        agents(tree_env(backend, server_url, unique_namespace, "agentswarm.handlers.tree:chain"), 2)
+        await wait_until(lambda: _has_result(broker, "chain"), within=90, what="the chain")
+        assert (await broker.get_result("chain")).value == {"links": 6}  # type: ignore[union-attr]
+        assert (await event_types(broker, "chain")).count("parked") >= 4
+        assert await broker.dead_letters() == []
+    finally:
+        await broker.close()

@@ -16,6 +16,7 @@ with :func:`expected_pipeline` / :func:`expected_nest`.
   compare-and-set, retrying lost races; returns the value it wrote.
 * ``impatient`` ``{"sleeps": [0.1, 30], "timeout": 2}``: gathers sleeping children with a timeout and
   returns which were done and which still running.
+* ``chain`` ``{"links": 6, "sleep": 0.2}``: spawns and gathers one child at a time (parks once per link).
 * ``remember``: appends the task id to this agent's memory (``seen``) and returns what it remembered.
 
 Log lines (one per event, for tests): ``spawned <task> <attempt> <agent>``, ``run <task> <attempt> <agent>``.
@@ -36,6 +37,7 @@ PLAN = "agentswarm.handlers.tree:plan"
 WORK = "agentswarm.handlers.tree:work"
 REDUCE = "agentswarm.handlers.tree:reduce"
 NEST = "agentswarm.handlers.tree:nest"
+SLEEPER = "agentswarm.handlers.tree:sleeper"
 
 
 def _payload(task: Task) -> dict[str, Any]:
@@ -155,7 +157,7 @@ async def remember(task: Task, state: JSON, ctx: TaskContext) -> JSON:
 async def impatient(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     """``{"sleeps": [0.1, 30], "timeout": 2}``: children sleeping that long, gathered with a timeout."""
     p = _payload(task)
-    ids = await ctx.spawn([{"sleep": s} for s in p["sleeps"]], handler="agentswarm.handlers.tree:sleeper")
+    ids = await ctx.spawn([{"sleep": s} for s in p["sleeps"]], handler=SLEEPER)
     outcomes = await ctx.gather(ids, timeout=float(p["timeout"]))
     return {"done": [o.id for o in outcomes if o.ok], "running": [o.id for o in outcomes if o.status is None]}
 
@@ -163,3 +165,14 @@ async def impatient(task: Task, state: JSON, ctx: TaskContext) -> JSON:
 async def sleeper(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     await asyncio.sleep(float(_payload(task).get("sleep", 0.0)))
     return "slept"
+
+
+async def chain(task: Task, state: JSON, ctx: TaskContext) -> JSON:
+    """``{"links": 6, "sleep": 0.2}``: one child at a time, each gathered before the next is spawned."""
+    p = _payload(task)
+    for _ in range(int(p.get("links", 6))):
+        [child] = await ctx.spawn([{"sleep": p.get("sleep", 0.2)}], handler=SLEEPER)
+        [outcome] = await ctx.gather([child])
+        if not outcome.ok:
+            raise RuntimeError(f"link {child} failed: {outcome.error}")
+    return {"links": int(p.get("links", 6))}
