@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentswarm.broker import Broker, NewTask, TaskResult
+from agentswarm.broker import Broker, Delivery, NewTask, TaskResult
+from agentswarm.broker.errors import BrokerUnavailable
 from agentswarm.handlers.tree import NEST, PLAN, expected_nest, expected_pipeline
 from agentswarm.swarm import NotAChild, child_id
 from agentswarm.swarm.runtime import make_swarm_store
@@ -54,6 +55,16 @@ def agents(tmp_path: Path) -> Any:
         a.stop()
 
 
+async def claim(broker: Broker, consumer: str, **kw: Any) -> list[Delivery]:
+    """``broker.claim``, retried while the broker is briefly unavailable (as agents do)."""
+    for _ in range(20):
+        try:
+            return list(await broker.claim(consumer, **kw))
+        except BrokerUnavailable:
+            await asyncio.sleep(0.2)
+    return list(await broker.claim(consumer, **kw))
+
+
 async def results_of(broker: Broker, ids: list[str]) -> dict[str, Any]:
     out = {}
     for task_id in ids:
@@ -85,7 +96,7 @@ async def test_park_and_last_child_wakes_parent_exactly_once(brokers: Callable[.
     store = make_swarm_store(broker)
     await store.connect()
     await broker.enqueue({"role": "parent"}, "P")
-    [delivery] = await broker.claim("a1", block_ms=2000)
+    [delivery] = await claim(broker, "a1", block_ms=2000)
     parent = await store.node("P")
     assert parent == Node.root_of("P")
     kids = [child_id("P", 0, i) for i in range(3)]
@@ -118,7 +129,7 @@ async def test_park_and_last_child_wakes_parent_exactly_once(brokers: Callable[.
     # The children were queued first; then P comes back, exactly once.
     seen: list[str] = []
     for _ in range(10):
-        got = await broker.claim("a1", count=10, block_ms=300)
+        got = await claim(broker, "a1", count=10, block_ms=300)
         seen += [d.task.id for d in got]
         for d in got:
             await broker.ack(d)
@@ -302,7 +313,7 @@ async def test_gather_timeout_wakes_the_parent_once(brokers: Callable[..., Any])
     store = make_swarm_store(broker)
     await store.connect()
     await broker.enqueue({}, "P")
-    [delivery] = await broker.claim("a1", block_ms=2000)
+    [delivery] = await claim(broker, "a1", block_ms=2000)
     kids = [child_id("P", 0, i) for i in range(2)]
     await store.spawn(await store.node("P"), [NewTask({}, k) for k in kids], None)
     first = await store.deadline("P", kids[0], 30)
@@ -310,11 +321,11 @@ async def test_gather_timeout_wakes_the_parent_once(brokers: Callable[..., Any])
     assert await store.park("P", kids, wake_at=first) is True
     await broker.ack(delivery)
     for _ in range(2):  # the children are queued; take them out of the way
-        for d in await broker.claim("a2", count=10, block_ms=300):
+        for d in await claim(broker, "a2", count=10, block_ms=300):
             await broker.ack(d)
     assert await store.wake_due(first - 1) == 0
     assert [await store.wake_due(first + 1) for _ in range(3)] == [1, 0, 0]
-    got = await broker.claim("a1", count=10, block_ms=1000)
+    got = await claim(broker, "a1", count=10, block_ms=1000)
     assert [d.task.id for d in got] == ["P"]
     # A child finishing after the timeout fired wakes nobody.
     await broker.record_result(TaskResult(kids[0], 1, "a2", 1))
@@ -350,3 +361,32 @@ async def test_parking_never_counts_toward_dead_lettering(
         assert await broker.dead_letters() == []
     finally:
         await broker.close()
+
+
+async def test_wake_releases_a_parked_task_exactly_once(brokers: Callable[..., Any]) -> None:
+    """``wake`` is the generic end of parking: whoever calls it first wins; children then wake nobody."""
+    broker: Broker = await brokers()
+    store = make_swarm_store(broker)
+    await store.connect()
+    await broker.enqueue({}, "P")
+    [delivery] = await claim(broker, "a1", block_ms=2000)
+    kids = [child_id("P", 0, i) for i in range(2)]
+    await store.spawn(await store.node("P"), [NewTask({}, k) for k in kids], None)
+    assert await store.park("P", kids) is True
+    await broker.ack(delivery)
+    assert await asyncio.gather(store.wake("P"), store.wake("P"), store.wake("P")) in (
+        [True, False, False],
+        [False, True, False],
+        [False, False, True],
+    )
+    for k in kids:
+        await broker.record_result(TaskResult(k, 1, "a2", 1))
+        assert await store.child_finished(await store.node(k), "done") is False
+    seen: list[str] = []
+    for _ in range(5):
+        got = await claim(broker, "a1", count=10, block_ms=300)
+        seen += [d.task.id for d in got]
+        for d in got:
+            await broker.ack(d)
+    assert seen.count("P") == 1
+    assert await store.wake("P") is False

@@ -248,22 +248,23 @@ class NatsSwarmStore(SwarmStore):
             return 0
         woken = 0
         for parent_id, at in json.loads(raw).items():
-            if float(at) > now:
-                continue
-            key = "wait." + parent_id
-            while True:
-                rec_raw, rev = await self._get("swarm", key)
-                record = json.loads(rec_raw) if rec_raw is not None else None
-                if record is None or record["state"] != "parked":
-                    break
-                record["state"] = "waking"
-                if await self._cas("swarm", key, json.dumps(record).encode(), rev):
-                    _, rev = await self._get("swarm", key)
-                    await self._wake(parent_id, record, rev)
-                    woken += 1
-                    break
-            await self._set_timer(parent_id, None)
+            if float(at) <= now:
+                woken += await self.wake(parent_id)
+                await self._set_timer(parent_id, None)
         return woken
+
+    async def wake(self, task_id: str) -> bool:
+        key = "wait." + task_id
+        while True:
+            raw, rev = await self._get("swarm", key)
+            record = json.loads(raw) if raw is not None else None
+            if record is None or record["state"] != "parked":
+                return False
+            record["state"] = "waking"
+            if await self._cas("swarm", key, json.dumps(record).encode(), rev):
+                _, rev = await self._get("swarm", key)
+                await self._wake(task_id, record, rev)
+                return True
 
     async def _wake(self, parent_id: str, record: dict[str, Any], rev: int) -> None:
         """Publish the parked parent to the task stream (deduplicated per generation), then mark it woken."""

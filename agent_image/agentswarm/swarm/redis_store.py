@@ -117,6 +117,17 @@ end
 return woken
 """
 
+_WAKE_ONE_LUA = """
+-- KEYS: timers zset, task stream. ARGV: task id, parked prefix, wait prefix
+if redis.call('DEL', ARGV[2] .. ARGV[1]) == 1 then
+  redis.call('DEL', ARGV[3] .. ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+  return 1
+end
+return 0
+"""
+
 _PUT_LUA = """
 -- KEYS: scope hash, its version counter. ARGV: key, json, if_version ('' = unconditional), ttl (0 = none)
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -175,6 +186,7 @@ class RedisSwarmStore(SwarmStore):
         self._park = r.register_script(_PARK_LUA)
         self._finished = r.register_script(_FINISHED_LUA)
         self._wake_due = r.register_script(_WAKE_DUE_LUA)
+        self._wake_one = r.register_script(_WAKE_ONE_LUA)
         self._put = r.register_script(_PUT_LUA)
         self._delete = r.register_script(_DELETE_LUA)
 
@@ -264,6 +276,11 @@ class RedisSwarmStore(SwarmStore):
         r = self.broker.r
         await r.set(name, f"{time.time() + seconds:.3f}", nx=True, ex=self.ttl_seconds)
         return float(await r.get(name))
+
+    async def wake(self, task_id: str) -> bool:
+        keys = [self.k_timers, self.broker.stream]
+        args: list[Any] = [task_id, self.p_parked, self.p_wait]
+        return bool(await self._wake_one(keys=keys, args=args))
 
     async def wake_due(self, now: float) -> int:
         keys = [self.k_timers, self.broker.stream]

@@ -14,8 +14,9 @@ JetStream, tested by one conformance suite):
   one re-enqueues the parent, exactly once. Both calls are idempotent, so at-least-once callers are safe.
 * **Shared context.** Versioned JSON entries per tree (expiring with the tree) or swarm-wide.
 
-Parking is deliberately generic: ``park(task_id, waiting_for)`` / ``child_finished`` are the wake-up
-mechanism; anything else that must wait without holding an agent can register its own waiter the same way.
+Parking is deliberately generic: ``park(task_id, waiting_for, wake_at)`` registers a waiter, and whichever
+comes first releases it exactly once: the last ``child_finished``, ``wake_due`` once ``wake_at`` passed, or an
+explicit ``wake(task_id)`` (for anything else a task may wait for without holding an agent).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ STORE_OPERATIONS = (
     "outcomes",
     "park",
     "deadline",
+    "wake",
     "wake_due",
     "child_finished",
     "shared_get",
@@ -193,6 +195,13 @@ class SwarmStore(abc.ABC):
     async def deadline(self, task_id: str, key: str, seconds: float) -> float:
         """The deadline (epoch seconds) named ``key`` of ``task_id``: ``now + seconds`` on the first call,
         the same value on every later call (a re-run task keeps the deadline of its first run)."""
+
+    @abc.abstractmethod
+    async def wake(self, task_id: str) -> bool:
+        """Re-enqueue ``task_id`` now if it is parked, whatever it waits for; True if this call woke it.
+
+        Exactly once like every wake-up: a parent woken this way is not woken again by its children.
+        """
 
     @abc.abstractmethod
     async def wake_due(self, now: float) -> int:
