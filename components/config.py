@@ -475,6 +475,12 @@ class SwarmConfig(_Model):
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "
         "`pulumi config set --secret agentswarm:api_token ...`.",
     )
+    api_token_next: SecretStr | None = Field(
+        default=None,
+        description="A second valid API token during a rotation: set it and `pulumi up` (both tokens work; "
+        "the coordinator re-reads its token file, no restart), move the clients to it, then make it "
+        "`api_token` and unset this. `pulumi config set --secret agentswarm:api_token_next ...`.",
+    )
     redis_password: SecretStr | None = Field(
         default=None,
         description="In-cluster Redis password; unset: generated (pulumi-random). Set it with "

@@ -133,6 +133,12 @@ RULES: tuple[Rule, ...] = (
         value=_secret,
     ),
     _swarm(
+        "api_token_next",
+        f"must be at least {MIN_SECRET_LENGTH} characters",
+        lambda s: _short(s.api_token_next),
+        value=_secret,
+    ),
+    _swarm(
         "redis_password",
         f"must be at least {MIN_SECRET_LENGTH} characters",
         lambda s: _short(s.redis_password),

@@ -22,6 +22,9 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 """Readiness and load-balancer health check: 200 when the broker answers, plain GET, no upgrade."""
 API_TOKEN_KEY = "token"
+"""The token Secret's key: the valid tokens, one per line (the current one; and the next in a rotation)."""
+API_TOKEN_DIR = "/etc/agentswarm/api-token"
+"""Where the token Secret is mounted; the coordinator re-reads the file when the kubelet updates it."""
 COMPONENT = "coordinator"
 
 Exposure = Literal["ingress", "gateway", "nodeport"]
@@ -48,6 +51,8 @@ class CoordinatorArgs(RuntimeWorkloadArgs):
     """How clients reach the coordinator (the swarm config's ``exposure``)."""
     api_token: NotRequired[pulumi.Input[str]]
     """The API token clients present; unset: a generated ``RandomPassword``. Kept secret either way."""
+    api_token_next: NotRequired[pulumi.Input[str]]
+    """A second valid token during a rotation (clients move to it, then it becomes ``api_token``)."""
     tls_mode: NotRequired[TlsMode]
     """The effective ``coordinator.tls.mode`` (the swarm config resolves the platform default); default
     ``none``."""
@@ -74,6 +79,8 @@ class Coordinator(pulumi.ComponentResource):
         child = _k8s.child_opts(self)
 
         token = _k8s.given_or_random(self, f"{name}-api-token", args.get("api_token"), 48)
+        if "api_token_next" in args:  # both valid at once: the rotation needs no restart (file re-read)
+            token = pulumi.Output.secret(pulumi.Output.concat(token, "\n", args["api_token_next"]))
         token_secret = _k8s.opaque_secret(
             f"{name}-api-token-secret",
             f"{instance}-api-token",
@@ -311,7 +318,7 @@ def pod_spec(
     env = [
         *redis_env(conn),
         {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
-        _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
+        {"name": "AGENTSWARM_API_TOKEN_FILE", "value": f"{API_TOKEN_DIR}/{API_TOKEN_KEY}"},
         {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
     ]
     container = {
@@ -333,7 +340,18 @@ def pod_spec(
         "lifecycle": {"preStop": {"sleep": {"seconds": cfg.prestop_delay_seconds}}},
     }
     return runtime_pod(
-        COMPONENT, image, pull_policy, conn, env, cfg.resources, cfg.termination_grace_seconds, container
+        COMPONENT,
+        image,
+        pull_policy,
+        conn,
+        env,
+        cfg.resources,
+        cfg.termination_grace_seconds,
+        container,
+        mounts=[{"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True}],
+        volumes=[
+            {"name": "api-token", "secret": {"secretName": token_secret.metadata.name, "defaultMode": 0o440}}
+        ],
     )
 
 

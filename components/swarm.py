@@ -104,6 +104,8 @@ class AgentSwarm(pulumi.ComponentResource):
         }
         if cfg.api_token is not None:
             coordinator_args["api_token"] = cfg.api_token.get_secret_value()
+        if cfg.api_token_next is not None:
+            coordinator_args["api_token_next"] = cfg.api_token_next.get_secret_value()
         if "gcp_service_account" in args:
             pool_args["gcp_service_account"] = args["gcp_service_account"]
         if "image_digest" in args:

@@ -1,7 +1,7 @@
 """The ``agentswarm`` console script: one entry point for every role (see docs/runtime-contract.md).
 
 * ``agentswarm coordinator`` / ``agentswarm agent``: the two pod roles, configured by ``AGENTSWARM_*``.
-* ``agentswarm probe --max-age-seconds N``: the agents' exec liveness probe.
+* ``agentswarm probe --max-age-seconds N [--ready]``: the agents' exec liveness (and readiness) probe.
 * ``agentswarm submit`` / ``agentswarm watch``: websocket client with reconnect, resume and progress.
 * ``agentswarm local``: the whole swarm as local processes (see docs/local.md).
 
@@ -87,7 +87,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from agentswarm import agent  # type: ignore[attr-defined,unused-ignore]
 
-    result = _run_maybe_async(agent.probe(args.max_age_seconds))
+    result = _run_maybe_async(agent.probe(args.max_age_seconds, ready=args.ready))
     if isinstance(result, bool):
         return EXIT_OK if result else EXIT_FAILED
     return int(result) if isinstance(result, int) else EXIT_OK
@@ -274,7 +274,7 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
 
 #: Settings only one role reads; the others are read by both (see docs/runtime-contract.md).
 _ONLY = {
-    "coordinator": {"port", "host", "api_token", "shutdown_drain_seconds"},
+    "coordinator": {"port", "host", "api_token", "api_token_file", "shutdown_drain_seconds"},
     "agent": {
         "agent_id",
         "checkpoint_dir",
@@ -327,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="agent exec liveness probe: exit 0 while the heartbeat is fresh")
     probe.add_argument("--max-age-seconds", type=float, default=30.0)
+    probe.add_argument(
+        "--ready",
+        action="store_true",
+        help="readiness: also require that the agent's claims reach the broker (its .ready file)",
+    )
 
     submit = sub.add_parser("submit", help="submit tasks over the websocket API")
     _add_client_options(submit)

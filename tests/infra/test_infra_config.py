@@ -218,6 +218,7 @@ GKE_MEMORYSTORE = {
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {"platform": "kind", "api_token": "short"},
+    {"platform": "kind", "api_token_next": "short"},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
     {**GKE_MEMORYSTORE, "kubernetes": {"render_yaml_to_directory": "o"}},
@@ -345,6 +346,20 @@ def test_secrets_from_config_replace_random_and_stay_secret() -> None:
         assert is_secret(secrets[name].inputs["stringData"]), name
     assert secrets["agentswarm-coordinator-api-token-secret"].values["stringData"] == {"token": TOKEN}
     assert secrets["agentswarm-redis-secret"].values["stringData"] == {"password": REDIS_PW}
+
+
+def test_next_api_token_is_valid_beside_the_current_one() -> None:
+    """A rotation: both tokens in the one Secret file the coordinator re-reads, still a secret on the wire."""
+    nxt = "the-next-token-of-the-rotation"
+    rec = run_program(
+        {**GKE_EXISTING, "agentswarm:api_token": TOKEN, "agentswarm:api_token_next": nxt},
+        secret_keys=[*SECRET_KEYS, "agentswarm:api_token_next"],
+    )
+    secret = rec.by_name("agentswarm-coordinator-api-token-secret")
+    assert is_secret(secret.inputs["stringData"])
+    assert secret.values["stringData"] == {"token": f"{TOKEN}\n{nxt}"}
+    with pytest.raises(pulumi.RunError, match="api_token_next: got '<plain text>'"):
+        run_program({**GKE_EXISTING, "agentswarm:api_token_next": nxt}, secret_keys=SECRET_KEYS)
 
 
 def test_secrets_unset_are_generated() -> None:

@@ -211,10 +211,11 @@ def test_memorystore_tls_and_auth_wired_into_pods(stack_recordings: dict[str, Re
         container = pod["containers"][0]
         env = _env(container)
         assert env["AGENTSWARM_REDIS_URL"]["value"] == "rediss://10.30.0.3:6378/0", role
-        assert env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-            "name": "agentswarm-redis-auth",
-            "key": "auth-string",
-        }
+        password_file = env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"]
+        assert password_file.endswith("/auth-string")
+        mount = next(m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "agentswarm-redis-auth"
         ca_file = env["AGENTSWARM_REDIS_CA_FILE"]["value"]
         mount = next(m for m in container["volumeMounts"] if ca_file.startswith(m["mountPath"] + "/"))
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])

@@ -186,8 +186,15 @@ def test_redis_statefulset_aof_pvc_probes_password() -> None:
     client_svc = manifest(rec, "Service", "agentswarm-redis")["spec"]
     assert "clusterIP" not in client_svc and client_svc["selector"] == sts["selector"]["matchLabels"]
     assert {"readinessProbe", "livenessProbe"} <= set(container)
-    for env in container["env"]:
-        assert "value" not in env, env  # every env value comes from a Secret
+    assert "env" not in container  # the probe reads the password from a mounted file
+    pod = sts["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] >= 10000 and pod["securityContext"]["runAsGroup"] >= 10000
+    assert container["securityContext"]["runAsUser"] == pod["securityContext"]["runAsUser"]
+    probe = container["readinessProbe"]["exec"]["command"][-1]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert f"$(cat {mounts['client-auth']}/password)" in probe
+    assert volumes["client-auth"]["secret"]["secretName"] == "agentswarm-redis-auth"
     policy = manifest(rec, "NetworkPolicy", "agentswarm-redis")["spec"]
     peers = [
         p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in policy["ingress"][0]["from"]
@@ -237,11 +244,15 @@ def test_coordinator_container_contract() -> None:
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     env = {e["name"]: e for e in c["env"]}
     assert env["AGENTSWARM_PORT"]["value"] == "8080"
-    assert env["AGENTSWARM_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "agentswarm-api-token",
-        "key": "token",
-    }
-    assert env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agentswarm-redis-auth"
+    assert all("valueFrom" not in e for e in c["env"])  # no secret as an env value
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    token_dir, _, token_key = env["AGENTSWARM_API_TOKEN_FILE"]["value"].rpartition("/")
+    assert token_key == "token"
+    assert volumes[mounts[token_dir]]["secret"]["secretName"] == "agentswarm-api-token"
+    password_dir, _, password_key = env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"].rpartition("/")
+    assert password_key == "password"
+    assert volumes[mounts[password_dir]]["secret"]["secretName"] == "agentswarm-redis-auth"
     assert (
         env["AGENTSWARM_REDIS_URL"]["value"] == "redis://agentswarm-redis.agentswarm.svc.cluster.local:6379/0"
     )
@@ -347,11 +358,13 @@ def test_agent_statefulset_contract() -> None:
     assert env["AGENTSWARM_AGENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["AGENTSWARM_CHECKPOINT_DIR"]["value"] == "/var/lib/agentswarm"
     assert env["AGENTSWARM_HANDLER"]["value"] == "my.mod:run"
-    assert "secretKeyRef" in env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]
+    assert env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"].endswith("/password")
+    assert all("secretKeyRef" not in str(e) for e in c["env"])
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == env["AGENTSWARM_CHECKPOINT_DIR"]["value"]
     assert mounts["tmp"] == "/tmp"
     assert c["livenessProbe"]["exec"]["command"] == ["agentswarm", "probe", "--max-age-seconds", "60"]
+    assert c["readinessProbe"]["exec"]["command"] == [*c["livenessProbe"]["exec"]["command"], "--ready"]
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}

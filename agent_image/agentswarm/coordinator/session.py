@@ -22,7 +22,6 @@ from websockets.exceptions import ConnectionClosed
 
 from agentswarm import protocol as p
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
-from agentswarm.coordinator.auth import token_matches
 from agentswarm.coordinator.follow import Follower
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
 
@@ -91,7 +90,7 @@ class Session:
                     "unauthenticated", "authenticate first: send an auth frame or a bearer header"
                 )
                 return False
-            if not token_matches(self.options.api_token, frame.token):
+            if not self.coordinator.tokens.matches(frame.token):
                 await self._refuse("unauthenticated", "invalid token")
                 return False
             self._authenticated()
