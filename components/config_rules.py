@@ -270,6 +270,13 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.platform == "kind" and s.gcp is not None,
         value=lambda s: s.gcp.project if s.gcp else None,
     ),
+    _swarm(
+        "agents.handler",
+        "platform gke needs it set explicitly: the module:function of your task handler (the default is "
+        "the built-in demo that only counts steps)",
+        lambda s: s.platform == "gke" and "handler" not in s.agents.model_fields_set,
+        value=lambda s: None,
+    ),
 )
 
 

@@ -18,7 +18,14 @@ GKE_TLS = {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"
 
 
 def test_defaults_are_sane() -> None:
-    cfg = parse_config({"platform": "gke", "cluster": {"create": False}, "coordinator": GKE_TLS})
+    cfg = parse_config(
+        {
+            "platform": "gke",
+            "cluster": {"create": False},
+            "coordinator": GKE_TLS,
+            "agents": {"handler": "a:b"},
+        }
+    )
     assert cfg.tls_mode == "managed"  # TLS by default on GKE
     assert parse_config({"platform": "kind"}).tls_mode == "none"
     assert cfg.exposure == "ingress"
@@ -215,10 +222,12 @@ GKE_MEMORYSTORE = {
     "cluster": {"create": False},
     "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
     "coordinator": {"hostname": "swarm.example.com"},
+    "agents": {"handler": "my.pkg:run"},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "api_token_next": "short"},
+    {"platform": "gke", "cluster": {"create": False}, "coordinator": {"tls": {"mode": "none"}}},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
     {**GKE_MEMORYSTORE, "kubernetes": {"render_yaml_to_directory": "o"}},
@@ -327,6 +336,7 @@ GKE_EXISTING = {
     "agentswarm:platform": "gke",
     "agentswarm:cluster": {"create": False},
     "agentswarm:coordinator": GKE_TLS,
+    "agentswarm:agents": {"handler": "my.pkg:run"},
 }
 SECRET_KEYS = ["agentswarm:api_token", "agentswarm:redis_password"]
 

@@ -26,7 +26,7 @@ GKE_GATEWAY_TLS = {
 GKE_BASE = {
     "platform": "gke",
     "cluster": {"create": False},
-    "agents": {"dedicated_nodes": False},
+    "agents": {"dedicated_nodes": False, "handler": "my.pkg:run"},
     "coordinator": GKE_TLS,
 }
 
@@ -484,6 +484,7 @@ def test_program_exports_and_provider_from_context() -> None:
             "agentswarm:cluster": {"create": False},
             "agentswarm:kubernetes": {"context": "my-ctx"},
             "agentswarm:coordinator": {"tls": {"mode": "none"}},
+            "agentswarm:agents": {"handler": "my.pkg:run"},
         }
     )
     p2 = ctx.one("pulumi:providers:kubernetes")
@@ -494,6 +495,7 @@ def test_program_exports_and_provider_from_context() -> None:
             "agentswarm:platform": "gke",
             "agentswarm:cluster": {"create": False},
             "agentswarm:coordinator": {"tls": {"mode": "none"}},
+            "agentswarm:agents": {"handler": "my.pkg:run"},
         }
     )
     assert "context" not in ambient.one("pulumi:providers:kubernetes").inputs
