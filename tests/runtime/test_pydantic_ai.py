@@ -6,61 +6,19 @@ The real-process SIGKILL proof on both brokers is in test_pydantic_ai_swarm.py.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pai_agents
 import pytest
-from agentswarm.broker.base import JSON, Task
+from agentswarm.broker.base import Task
 from agentswarm.handlers import ShutdownRequested
 from agentswarm.handlers import pydantic_ai as handler
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import AgentRefError, LLMConfigError, PayloadError
-
-sys.path.insert(0, str(Path(__file__).parent))
-import pai_agents
-
-
-class Crash(BaseException):
-    """Stands for SIGKILL right after a checkpoint was stored."""
-
-
-class FakeContext:
-    """A TaskContext that stores checkpoints (as JSON, like the stores) and events in memory."""
-
-    def __init__(self, state: JSON = None, *, crash_after: int | None = None, stop_after: int | None = None):
-        self.task_id = "task-1"
-        self.agent_id = "agent-0"
-        self.attempt = 1
-        self.restored_version = None
-        self.states: list[Any] = [state] if state is not None else []
-        self.events: list[dict[str, Any]] = []
-        self.crash_after = crash_after
-        self.stop_after = stop_after
-        self.saves = 0
-
-    @property
-    def stopping(self) -> bool:
-        return self.stop_after is not None and self.saves >= self.stop_after
-
-    @property
-    def state(self) -> Any:
-        return self.states[-1] if self.states else None
-
-    async def checkpoint(self, state: JSON) -> int:
-        self.states.append(json.loads(json.dumps(state)))
-        self.saves += 1
-        if self.crash_after is not None and self.saves >= self.crash_after:
-            raise Crash(f"killed after checkpoint {self.saves}")
-        if self.stopping:
-            raise ShutdownRequested("stopping")
-        return len(self.states)
-
-    async def emit(self, event: dict[str, Any]) -> str:
-        self.events.append(json.loads(json.dumps(event)))
-        return str(len(self.events))
+from llm_support import Crash, FakeContext
 
 
 @pytest.fixture
