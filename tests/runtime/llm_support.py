@@ -34,7 +34,7 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
 from openai.types.completion_usage import CompletionUsage
 from pydantic import TypeAdapter
 
-_REQUEST = TypeAdapter(CompletionCreateParams)
+_REQUEST: TypeAdapter[Any] = TypeAdapter(CompletionCreateParams)
 
 
 class Crash(BaseException):
@@ -48,7 +48,7 @@ class FakeContext:
         self.task_id = "task-1"
         self.agent_id = "agent-0"
         self.attempt = 1
-        self.restored_version = None
+        self.restored_version: int | None = None
         self.states: list[Any] = [state] if state is not None else []
         self.events: list[dict[str, Any]] = []
         self.crash_after = crash_after

@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from agentswarm.handlers.steps import append_line
 from pydantic_ai import Agent, RunContext
@@ -64,13 +65,10 @@ async def _script(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterato
             for i, (name, call_id, args) in enumerate(SCRIPT[pos])
         }
     else:
-        total = sum(
-            int(part.content)
-            for m in messages
-            if isinstance(m, ModelRequest)
-            for part in m.parts
-            if isinstance(part, ToolReturnPart)
-        )
+        total = 0
+        for m in messages:
+            if isinstance(m, ModelRequest):
+                total += sum(int(str(p.content)) for p in m.parts if isinstance(p, ToolReturnPart))
         for chunk in ["The ", "total ", "is ", f"{total}", "."]:
             yield chunk
     _log(f"model done {pos}")
@@ -84,14 +82,14 @@ counting = Agent(
 
 
 @counting.tool
-async def add(ctx: RunContext[None], a: int, b: int) -> int:
+async def add(ctx: RunContext[Any], a: int, b: int) -> int:
     """Add two integers."""
     _log(f"tool done {ctx.tool_call_id}")
     return a + b
 
 
 @counting.tool
-async def slow_add(ctx: RunContext[None], a: int, b: int) -> int:
+async def slow_add(ctx: RunContext[Any], a: int, b: int) -> int:
     """Add two integers, slowly."""
     await _hold(f"hold-tool-{ctx.tool_call_id}")
     _log(f"tool done {ctx.tool_call_id}")
