@@ -66,8 +66,8 @@ async def test_uninterrupted_run_result_events_and_usage(calls_dir: Path) -> Non
     usage = ctx.events[-1]
     assert {k: usage[k] for k in result["usage"]} == result["usage"]
     assert usage["model"] == "scripted"
-    # Checkpoints after each model response and each tool result: 5 responses, 4 tool steps, 5 tool calls.
-    assert ctx.saves == 5 + 4 + 5
+    # Checkpoints after each model response and each tool result: 5 responses, 5 tool calls.
+    assert ctx.saves == 5 + 5
     # The checkpoint holds pydantic-ai's own serialisation of the history.
     history = handler.ModelMessagesTypeAdapter.validate_python(ctx.state["messages"])
     assert len(history) == result["messages"]
@@ -106,9 +106,11 @@ async def test_resume_from_final_response_does_not_call_the_model(calls_dir: Pat
 
 
 async def test_sigterm_stops_at_a_tool_checkpoint_and_resumes(calls_dir: Path) -> None:
-    ctx = FakeContext(stop_after=3)  # the third save is a tool result (response, tool, response)
+    ctx = FakeContext(stop_after=2)  # the second save is the first tool result (response, tool, ...)
     with pytest.raises(ShutdownRequested):
         await handler.handle(TASK, None, ctx)
+    assert ctx.state["tools"] == {"c0": 1}
+    assert paid(calls_dir)[1] == {"c0": 1}
     result = await handler.handle(TASK, ctx.state, FakeContext(ctx.state))
     assert result["output"] == pai_agents.EXPECTED_OUTPUT
     models, tools = paid(calls_dir)

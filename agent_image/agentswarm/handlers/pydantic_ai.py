@@ -17,10 +17,11 @@ Payload: ``{"prompt": "...", "agent": "myproject.agents:writer"}`` (``agent`` op
     {"output": <the agent's output as JSON>, "usage": {"input_tokens", "output_tokens", "requests",
      "tool_calls"}, "model": "<model name>", "agent": "<reference>", "messages": <history length>}
 
-How it stays durable: the agent is driven node by node (``Agent.iter``). After each model response and
-after each tool result the message history (pydantic-ai's own ``ModelMessagesTypeAdapter`` JSON) is
-checkpointed, together with the results of the tool calls of the current response that already ran. A
-task resumed from such a checkpoint continues the run from that history:
+How it stays durable: the agent is driven node by node (``Agent.iter``). After each model response the
+message history (pydantic-ai's own ``ModelMessagesTypeAdapter`` JSON) is checkpointed; after each tool
+call, the results of the tool calls of the current response that already ran are added to it (the
+history itself is saved again after a tools step only if some result is not in that journal, for
+example a tool that failed). A task resumed from such a checkpoint continues the run from that history:
 
 * history ending in a model response: the response is replayed (a ``SkipModelRequest`` from this
   handler's capability) instead of asking the model again, then its tool calls run;
@@ -208,6 +209,10 @@ class Journal:
         """Model calls completed so far (responses in the history)."""
         return sum(isinstance(m, ModelResponse) for m in self.messages)
 
+    def covers(self, response: ModelResponse) -> bool:
+        """Whether every tool call of ``response`` has its result in the journal already."""
+        return all(call.tool_call_id in self.tools for call in response.tool_calls)
+
     def _state(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
@@ -221,8 +226,7 @@ class Journal:
         async with self._lock:
             self.messages = list(messages)
             self.messages_json = _dump(self.messages)
-            if isinstance(self.messages[-1], ModelRequest):
-                self.tools = {}  # the results are in the request now
+            self.tools = {}  # results of earlier tool calls are in the history now
             await self.ctx.checkpoint(self._state())
             self.saves += 1
 
@@ -362,8 +366,12 @@ async def run_agent(
                 await _stream_tool_calls(node, run, ctx, journal.steps)
             previous = node
             node = await run.next(node)
+            if journal.stop_requested:
+                raise ShutdownRequested("stopping after a checkpointed tool call")
             if Agent.is_user_prompt_node(previous):
                 continue  # nothing paid for yet
+            if Agent.is_call_tools_node(previous) and journal.covers(previous.model_response):
+                continue  # every result is checkpointed already: a resume replays them from the journal
             messages = list(run.all_messages())
             if Agent.is_model_request_node(node):
                 messages.append(node.request)  # the tool results, before the model sees them
@@ -381,8 +389,6 @@ async def run_agent(
                             "tool_calls": [p.tool_name for p in response.tool_calls],
                         }
                     )
-            if journal.stop_requested:
-                raise ShutdownRequested("stopping after a checkpointed tool call")
         assert run.result is not None
         return run.result.output, list(run.all_messages())
 
