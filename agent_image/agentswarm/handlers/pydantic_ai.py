@@ -72,7 +72,7 @@ from agentswarm.broker.base import JSON, Task
 from agentswarm.handlers import ShutdownRequested, TaskContext
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import AgentRefError, LLMConfigError, PayloadError
-from agentswarm.llm.events import TokenStream, preview
+from agentswarm.llm.events import Emit, EventSender, TokenStream, preview
 from agentswarm.llm.usage import Usage
 
 AGENT_VARIABLE = "AGENTSWARM_PYDANTIC_AI_AGENT"
@@ -169,6 +169,11 @@ def _dump(messages: Sequence[ModelMessage]) -> list[Any]:
     return list(ModelMessagesTypeAdapter.dump_python(list(messages), mode="json"))
 
 
+def _prefix_kept(old: Sequence[ModelMessage], new: Sequence[ModelMessage]) -> bool:
+    """Whether ``new`` extends ``old`` (same message objects first), so only its tail needs dumping."""
+    return len(new) >= len(old) and all(a is b for a, b in zip(old, new, strict=False))
+
+
 def history_usage(messages: Sequence[ModelMessage]) -> Usage:
     """Usage of a conversation: the responses it holds (each paid once) and the tool results in it."""
     usage = Usage()
@@ -224,8 +229,11 @@ class Journal:
     async def save_history(self, messages: Sequence[ModelMessage]) -> None:
         """Checkpoint a longer history; raises :class:`ShutdownRequested` if the agent is stopping."""
         async with self._lock:
+            if _prefix_kept(self.messages, messages):
+                self.messages_json = self.messages_json + _dump(messages[len(self.messages) :])
+            else:
+                self.messages_json = _dump(messages)
             self.messages = list(messages)
-            self.messages_json = _dump(self.messages)
             self.tools = {}  # results of earlier tool calls are in the history now
             await self.ctx.checkpoint(self._state())
             self.saves += 1
@@ -293,8 +301,8 @@ class DurableCapability(AbstractCapability[Any]):
 
 
 # -- the run ---------------------------------------------------------------------------------------------
-async def _stream_model_request(node: Any, run: Any, ctx: TaskContext, step: int) -> None:
-    tokens = TokenStream(ctx.emit, step=step)
+async def _stream_model_request(node: Any, run: Any, emit: Emit, step: int) -> None:
+    tokens = TokenStream(emit, step=step)
     async with node.stream(run.ctx) as stream:
         async for event in stream:
             if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
@@ -306,12 +314,12 @@ async def _stream_model_request(node: Any, run: Any, ctx: TaskContext, step: int
     await tokens.flush()
 
 
-async def _stream_tool_calls(node: Any, run: Any, ctx: TaskContext, step: int) -> None:
+async def _stream_tool_calls(node: Any, run: Any, emit: Emit, step: int) -> None:
     async with node.stream(run.ctx) as stream:
         async for event in stream:
             if isinstance(event, FunctionToolCallEvent):
                 part = event.part
-                await ctx.emit(
+                await emit(
                     {
                         "type": "tool_call",
                         "tool": part.tool_name,
@@ -322,7 +330,7 @@ async def _stream_tool_calls(node: Any, run: Any, ctx: TaskContext, step: int) -
                 )
             elif isinstance(event, FunctionToolResultEvent):
                 result = event.part
-                await ctx.emit(
+                await emit(
                     {
                         "type": "tool_result",
                         "tool": result.tool_name,
@@ -335,7 +343,7 @@ async def _stream_tool_calls(node: Any, run: Any, ctx: TaskContext, step: int) -
 
 
 async def run_agent(
-    agent: AbstractAgent[Any, Any], prompt: str, journal: Journal, ctx: TaskContext
+    agent: AbstractAgent[Any, Any], prompt: str, journal: Journal, emit: Emit
 ) -> tuple[Any, list[ModelMessage]]:
     """Drive ``agent`` node by node from the journal's history; return its output and final history."""
     history = list(journal.messages)
@@ -361,9 +369,9 @@ async def run_agent(
         while not Agent.is_end_node(node):
             step = journal.steps + 1
             if Agent.is_model_request_node(node):
-                await _stream_model_request(node, run, ctx, step)
+                await _stream_model_request(node, run, emit, step)
             elif Agent.is_call_tools_node(node):
-                await _stream_tool_calls(node, run, ctx, journal.steps)
+                await _stream_tool_calls(node, run, emit, journal.steps)
             previous = node
             node = await run.next(node)
             if journal.stop_requested:
@@ -379,7 +387,7 @@ async def run_agent(
                 await journal.save_history(messages)
                 if Agent.is_model_request_node(previous) and isinstance(messages[-1], ModelResponse):
                     response = messages[-1]
-                    await ctx.emit(
+                    await emit(
                         {
                             "type": "model_response",
                             "step": journal.steps,
@@ -404,13 +412,14 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     ref = AgentPolicy.from_env().choose(payload.get("agent"))
     agent = load_agent(ref)
     journal = Journal(ctx, ref, state)
-    output, messages = await run_agent(agent, prompt, journal, ctx)
-    usage = history_usage(messages)
-    model = next(
-        (m.model_name for m in reversed(messages) if isinstance(m, ModelResponse) and m.model_name),
-        None,
-    )
-    await ctx.emit(usage.event(model))
+    async with EventSender(ctx.emit) as events:
+        output, messages = await run_agent(agent, prompt, journal, events.send)
+        usage = history_usage(messages)
+        model = next(
+            (m.model_name for m in reversed(messages) if isinstance(m, ModelResponse) and m.model_name),
+            None,
+        )
+        await events.send(usage.event(model))
     return {
         "output": to_jsonable_python(output, fallback=repr),
         "usage": usage.to_json(),

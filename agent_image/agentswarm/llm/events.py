@@ -18,6 +18,8 @@ Event shapes (``data`` of the task's events)::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +74,60 @@ class TokenStream:
         self._chars = 0
         self._last = time.monotonic()
         await self._emit({"type": "token", "text": text, "step": self.step})
+
+
+class EventSender:
+    """Emit events in order from a background task, so broker round trips overlap the handler's work.
+
+    ``send`` queues and returns at once; ``flush`` waits until everything queued is written and re-raises
+    the first error the sender met (``ctx.emit`` already retries a broker outage, so that is a real
+    error). Use as an async context manager: leaving it flushes, or cancels the sender on an exception.
+    """
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+
+    async def __aenter__(self) -> EventSender:
+        self._task = asyncio.create_task(self._run(), name="event-sender")
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self._task is not None
+        if exc_type is None:
+            await self.flush()
+            self._queue.put_nowait(None)
+            await self._task
+        else:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                if event is None:
+                    return
+                if self._error is None:
+                    await self._emit(event)
+            except Exception as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    async def send(self, event: dict[str, Any]) -> str:
+        if self._error is not None:
+            raise self._error
+        self._queue.put_nowait(event)
+        return ""
+
+    async def flush(self) -> None:
+        await self._queue.join()
+        if self._error is not None:
+            raise self._error
 
 
 def preview(value: Any, limit: int = PREVIEW_CHARS) -> Any:
