@@ -17,9 +17,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pai_agents
 import pytest
 from agentswarm.broker import TaskSpec
+from agentswarm.servers import free_port
+from prometheus_client.parser import text_string_to_metric_families
 from rt_support import AgentProcess, make_test_broker, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -89,6 +92,8 @@ async def test_sigkilled_agent_resumes_without_paying_twice(
         first_pid = agent.pids[-1]
         agent.kill()
         hold.unlink()
+        metrics_port = free_port()
+        agent.env["AGENTSWARM_LLM_METRICS_PORT"] = str(metrics_port)
         agent.start()
 
         async def finished() -> bool:
@@ -127,6 +132,19 @@ async def test_sigkilled_agent_resumes_without_paying_twice(
         assert len(usage) == 1 and usage[0]["requests"] == pai_agents.MODEL_CALLS
         tokens = "".join(e["text"] for e in events if e["type"] == "token")
         assert tokens == pai_agents.EXPECTED_OUTPUT
+        # The restarted process's Prometheus counters show what it paid for: the calls after the kill.
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        paid_after_kill = 2 if kill_in == "model" else 1  # calls 4 and 5, or call 5
+        assert samples[("agentswarm_llm_requests_total", (("model", "scripted"),))] == paid_after_kill
+        tools_after_kill = {"model": {"add": 1, "slow_add": 1}, "tool": {"slow_add": 1}}[kill_in]
+        for tool, count in tools_after_kill.items():
+            assert samples[("agentswarm_llm_tool_calls_total", (("tool", tool),))] == count
         agent.stop()
     finally:
         await broker.close()
