@@ -46,9 +46,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
 from agentswarm.checkpoint import CheckpointStore, FileCheckpointStore, make_store
+from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 
@@ -118,7 +120,7 @@ class Agent:
 
     async def retrying(self, make: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``make()`` until it succeeds, retrying transient broker errors with capped backoff."""
-        delay = 0.05
+        backoff = Backoff(initial=0.05, maximum=2.0)
         while True:
             try:
                 return await make()
@@ -128,11 +130,11 @@ class Agent:
                 if self.stopping.is_set() and time.monotonic() > self.stop_deadline:
                     # Shutting down and the broker is still away: stop trying, the delivery stays pending.
                     raise _GiveUp(f"{what}: broker unavailable during shutdown ({exc!r})") from exc
+                delay = backoff.next_delay()
                 log.warning(
                     "%s: broker unavailable (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     # -- heartbeat ----------------------------------------------------------------------------------------
     def write_heartbeat(self) -> None:
@@ -155,17 +157,18 @@ class Agent:
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.sweep_checkpoints()
-        delay = 0.05
+        backoff = Backoff(initial=0.05, maximum=2.0)
         try:
             while not self.stopping.is_set():
                 try:
                     deliveries = await self.broker.claim(
                         self.agent_id, count=1, block_ms=self.settings.claim_block_ms
                     )
-                    delay = 0.05
+                    backoff.reset()
                 except Exception as exc:
                     if not self.broker.is_transient(exc):
                         raise
+                    delay = backoff.next_delay()
                     log.warning(
                         "claim: broker unavailable (%s: %s); retrying in %.2fs",
                         type(exc).__name__,
@@ -174,7 +177,6 @@ class Agent:
                     )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                    delay = min(delay * 2, 2.0)
                     continue
                 for delivery in deliveries:
                     if self.stopping.is_set():
@@ -344,11 +346,12 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, on_signal)
     broker: Broker | None = None
     try:
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=5.0)
         while broker is None:
             try:
                 broker = await open_broker(settings)
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning(
                     "cannot connect to the %s broker yet (%s); retrying in %.1fs", settings.broker, exc, delay
                 )
@@ -356,7 +359,6 @@ async def run(settings: Settings) -> int:
                     await asyncio.wait_for(stop_requested.wait(), timeout=delay)
                 if stop_requested.is_set():
                     return EXIT_OK
-                delay = min(delay * 2, 5.0)
         agent = Agent(settings, broker, make_store(settings, broker), handler)
         if stop_requested.is_set():
             agent.request_stop()
@@ -376,8 +378,8 @@ async def run(settings: Settings) -> int:
 def probe(max_age_seconds: float, settings: Settings | None = None) -> int:
     """Exit code for the exec liveness probe (see module docstring)."""
     if settings is None:
-        checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", "/var/lib/agentswarm"))
-        path = checkpoint_dir / ".heartbeat"
+        checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
+        path = checkpoint_dir / HEARTBEAT_FILE
     else:
         path = settings.heartbeat_file
     try:

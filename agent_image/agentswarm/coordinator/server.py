@@ -30,9 +30,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agentswarm import protocol as p
+from agentswarm.backoff import Backoff
 from agentswarm.broker.base import TERMINAL_EVENT_TYPES, Broker, BrokerError, TaskSpec
 from agentswarm.coordinator.auth import DEFAULT_AUTH_TIMEOUT_SECONDS, bearer_token, token_matches
 from agentswarm.coordinator.metrics import CoordinatorMetrics
+from agentswarm.defaults import DEFAULT_PORT
 
 log = logging.getLogger("agentswarm.coordinator")
 
@@ -48,7 +50,7 @@ class CoordinatorConfig:
 
     api_token: str
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = DEFAULT_PORT
     shutdown_drain_seconds: float = 5.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -217,16 +219,16 @@ class Coordinator:
         coordinator that merely waits for Redis/NATS to come up; ``/readyz`` stays 503 meanwhile.
         """
         self.broker_connected = False
-        delay = 0.2
+        backoff = Backoff(initial=0.2, maximum=max_delay)
         while True:
             try:
                 await self.broker.connect()
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning(
                     "broker not reachable yet (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
                 )
                 await asyncio.sleep(delay)
-                delay = min(max_delay, delay * 2)
                 continue
             self.broker_connected = True
             log.info("broker connected (%s)", self.broker.name)
@@ -416,7 +418,7 @@ class Coordinator:
         log has nothing newer).
         """
         cursor = after
-        delay = self.config.poll_interval_seconds
+        backoff = Backoff(initial=self.config.poll_interval_seconds, maximum=5.0)
         # Idle subscriptions poll less often (up to 5x the interval) so that thousands of watched
         # long tasks do not hammer the broker; any new event resets the pace.
         idle = self.config.poll_interval_seconds
@@ -443,10 +445,9 @@ class Coordinator:
                     session,
                     p.ErrorFrame(code="broker_error", message=f"reading {task_id} failed: {exc}; retrying"),
                 )
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            delay = self.config.poll_interval_seconds
+            backoff.reset()
             for event in events:
                 await self._send(session, p.EventFrame(task_id=task_id, event_id=event.id, data=event.data))
                 cursor = event.id
