@@ -312,10 +312,13 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None
-    policy = RetryPolicy(max_retries=2, max_retry_after=60)
-    assert policy.delay(1, 5.0) == 5.0
-    assert policy.delay(1, 61.0) is None
-    assert policy.delay(3) is None
+    policy = RetryPolicy(max_retries=3, base_delay=1.0, max_delay=3.0, max_retry_after=60)
+    backoff = policy.backoff()
+    assert policy.delay(1, 5.0, backoff) == 5.0
+    assert 0 <= policy.delay(2, None, backoff) <= 2.0  # type: ignore[operator]
+    assert 0 <= policy.delay(3, None, backoff) <= 3.0  # type: ignore[operator]
+    assert policy.delay(1, 61.0, policy.backoff()) is None
+    assert policy.delay(4, None, backoff) is None
 
 
 def test_metrics_exporter_port_is_validated(tmp_path: Path) -> None:

@@ -169,6 +169,7 @@ class ChatClient:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         retry = 0
+        backoff = self.config.retry.backoff()
         while True:
             started = time.monotonic()
             try:
@@ -176,7 +177,7 @@ class ChatClient:
             except _Retryable as exc:
                 metrics.record_error(self.config.model, exc.kind)
                 retry += 1
-                wait = self.config.retry.delay(retry, exc.retry_after)
+                wait = self.config.retry.delay(retry, exc.retry_after, backoff)
                 if wait is None:
                     raise ModelCallError(f"model call failed after {retry - 1} retries: {exc}") from None
                 await emit(

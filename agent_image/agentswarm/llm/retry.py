@@ -3,20 +3,20 @@
 Model endpoints shed load with ``429 Too Many Requests`` and ``503``, often with a ``Retry-After``
 header (seconds or an HTTP date; OpenAI also sends ``retry-after-ms``). The policy: retry 408, 409, 429
 and every 5xx, connection errors and timeouts, up to ``max_retries`` times; wait what the server asked
-(``Retry-After``) when it did, else exponential backoff with full jitter (``base * 2**n``, capped at
-``max_delay``). A server asking for more than ``max_retry_after`` seconds is not waited for: the attempt
-fails and the task's own retry (with its checkpoint) takes over, instead of a pod sitting idle for an hour.
-
-Self-contained on purpose: the handler needs only this small policy, with the server's hint first.
+(``Retry-After``) when it did, else the runtime's :class:`agentswarm.backoff.Backoff` with full jitter
+(``base_delay`` doubling up to ``max_delay``). A server asking for more than ``max_retry_after`` seconds is
+not waited for: the attempt fails and the task's own retry (with its checkpoint) takes over, instead of a
+pod sitting idle for an hour.
 """
 
 from __future__ import annotations
 
 import email.utils
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from agentswarm.backoff import Backoff
 
 #: HTTP statuses worth retrying (besides every 5xx).
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -57,20 +57,22 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff for model calls; see the module docstring."""
+    """Backoff for model calls; see the module docstring. One :meth:`backoff` per model call."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
     base_delay: float = DEFAULT_BASE_DELAY
     max_delay: float = DEFAULT_MAX_DELAY
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
 
-    def delay(
-        self, retry: int, retry_after: float | None = None, rng: random.Random | None = None
-    ) -> float | None:
+    def backoff(self) -> Backoff:
+        """The pace of one call's retries when the server gives no hint (full jitter)."""
+        return Backoff(initial=self.base_delay, maximum=self.max_delay, jitter=1.0)
+
+    def delay(self, retry: int, retry_after: float | None, backoff: Backoff) -> float | None:
         """Seconds to wait before retry number ``retry`` (1-based), or None to give up."""
         if retry > self.max_retries:
             return None
+        pace = backoff.next_delay()  # grows on every retry, hinted or not
         if retry_after is not None:
             return retry_after if retry_after <= self.max_retry_after else None
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry - 1)))
-        return (rng or random).uniform(0, ceiling)
+        return pace
