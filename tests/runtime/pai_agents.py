@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from agentswarm.handlers.steps import append_line
-from pydantic_ai import Agent, RunContext
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolReturnPart
+from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+)
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.models.test import TestModel
 
@@ -104,6 +111,49 @@ quick = Agent(TestModel(), name="quick")
 def double(x: int) -> int:
     """Double a number."""
     return 2 * x
+
+
+#: ``flaky``: its tool fails (ModelRetry) on its first call, then works; model calls are listed here.
+flaky_calls: list[int] = []
+flaky_tool_runs: list[int] = []
+#: Raise this (a BaseException standing for SIGKILL) from the model call at position ``flaky_crash_at``.
+flaky_crash: list[BaseException] = []
+flaky_crash_at = 1
+
+
+def _flaky_script(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    pos = sum(isinstance(m, ModelResponse) for m in messages)
+    flaky_calls.append(pos)
+    if pos == flaky_crash_at and flaky_crash:
+        raise flaky_crash.pop()
+    if pos < 2:
+        return ModelResponse(parts=[ToolCallPart("fetch", {"n": pos}, tool_call_id=f"f{pos}")])
+    return ModelResponse(parts=[TextPart(f"fetched after {len(flaky_tool_runs)} tool runs")])
+
+
+async def _flaky_stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+    response = _flaky_script(messages, info)
+    for part in response.parts:
+        if isinstance(part, ToolCallPart):
+            yield {
+                0: DeltaToolCall(
+                    name=part.tool_name, json_args=part.args_as_json_str(), tool_call_id=part.tool_call_id
+                )
+            }
+        elif isinstance(part, TextPart):
+            yield part.content
+
+
+flaky = Agent(FunctionModel(stream_function=_flaky_stream, model_name="flaky"), name="flaky", retries=2)
+
+
+@flaky.tool_plain
+def fetch(n: int) -> str:
+    """Fetch item n (fails the first time)."""
+    flaky_tool_runs.append(n)
+    if len(flaky_tool_runs) == 1:
+        raise ModelRetry("temporarily unavailable, try again")
+    return f"item {n}"
 
 
 not_an_agent = "just a string"

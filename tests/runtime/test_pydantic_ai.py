@@ -145,6 +145,41 @@ async def test_test_model_agent_named_in_payload(calls_dir: Path, monkeypatch: p
     assert [e["tool"] for e in ctx.events if e["type"] == "tool_call"] == ["double"]
 
 
+async def test_failed_tool_call_is_checkpointed_with_the_history(
+    calls_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool that raised ModelRetry has no journal entry: the history after the tools step is saved."""
+    monkeypatch.setenv(handler.AGENT_VARIABLE, "pai_agents:flaky")
+    task = Task(id="f", payload={"prompt": "fetch"})
+    pai_agents.flaky_calls.clear()
+    pai_agents.flaky_tool_runs.clear()
+    reference = FakeContext()
+    expected = await handler.handle(task, None, reference)
+    assert expected["output"] == "fetched after 2 tool runs"  # the failed run and the retried one
+    model_calls, tool_runs = len(pai_agents.flaky_calls), len(pai_agents.flaky_tool_runs)
+    for k in range(1, reference.saves + 1):
+        pai_agents.flaky_calls.clear()
+        pai_agents.flaky_tool_runs.clear()
+        first = FakeContext(crash_after=k)
+        with pytest.raises(Crash):
+            await handler.handle(task, None, first)
+        result = await handler.handle(task, first.state, FakeContext(first.state))
+        assert result == expected, f"crash after checkpoint {k}"
+        assert len(pai_agents.flaky_calls) == model_calls, f"k={k}: {pai_agents.flaky_calls}"
+        assert len(pai_agents.flaky_tool_runs) == tool_runs, f"k={k}: {pai_agents.flaky_tool_runs}"
+    # Killed during the model call after the failed tool call: that call is repeated, the tool is not.
+    pai_agents.flaky_calls.clear()
+    pai_agents.flaky_tool_runs.clear()
+    pai_agents.flaky_crash.append(Crash("killed during model call 2"))
+    first = FakeContext()
+    with pytest.raises(Crash):
+        await handler.handle(task, None, first)
+    result = await handler.handle(task, first.state, FakeContext(first.state))
+    assert result == expected
+    assert pai_agents.flaky_calls == [0, 1, 1, 2]
+    assert len(pai_agents.flaky_tool_runs) == tool_runs
+
+
 # -- the allow-list --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("allowed", "ref", "ok"),

@@ -97,7 +97,11 @@ def start_exporter(environ: dict[str, str] | None = None) -> int | None:
         raise MetricsConfigError(f"{PORT_VARIABLE}={raw!r}: must be a port number 1-65535")
     with _exporter_lock:
         if _exporter_port is None:
-            start_http_server(int(raw), addr="0.0.0.0", registry=REGISTRY)
+            try:
+                start_http_server(int(raw), addr="0.0.0.0", registry=REGISTRY)
+            except OSError as exc:  # e.g. several local-mode agents on one host: the first one serves
+                log.warning("%s=%s: cannot serve LLM metrics (%s); not serving them", PORT_VARIABLE, raw, exc)
+                return None
             _exporter_port = int(raw)
             log.info("serving LLM metrics on :%d/metrics", _exporter_port)
         return _exporter_port
