@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from agentswarm.handlers.pydantic_ai import current_task
 from agentswarm.handlers.steps import append_line
 from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai.messages import (
@@ -108,8 +109,9 @@ quick = Agent(TestModel(), name="quick")
 
 
 @quick.tool_plain
-def double(x: int) -> int:
-    """Double a number."""
+async def double(x: int) -> int:
+    """Double a number (and tell the task's watchers, through the swarm context)."""
+    await current_task().emit({"type": "progress", "doubled": x})
     return 2 * x
 
 

@@ -143,6 +143,8 @@ async def test_test_model_agent_named_in_payload(calls_dir: Path, monkeypatch: p
     assert result["agent"] == "pai_agents:quick"
     assert result["usage"]["requests"] == 2 and result["usage"]["tool_calls"] == 1
     assert [e["tool"] for e in ctx.events if e["type"] == "tool_call"] == ["double"]
+    # The tool reached the swarm through current_task().
+    assert [e for e in ctx.events if e["type"] == "progress"] == [{"type": "progress", "doubled": 0}]
 
 
 async def test_failed_tool_call_is_checkpointed_with_the_history(

@@ -39,6 +39,7 @@ model call, with its tokens) and, at the end, ``usage``; see :mod:`agentswarm.ll
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import os
 import re
@@ -85,6 +86,19 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _REF_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$")
 _MODULE_WILDCARD_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:\*$")
 _PACKAGE_WILDCARD_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*\.\*$")
+
+
+# -- the swarm, from inside a tool ----------------------------------------------------------------------
+_current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("agentswarm_task")
+
+
+def current_task() -> TaskContext:
+    """The swarm context of the task whose agent is running: call it from a tool to use the swarm.
+
+    For example ``await current_task().emit({"type": "progress", "found": 3})`` streams an event to the
+    task's watchers. Raises :class:`LookupError` outside a task run by this handler.
+    """
+    return _current.get()
 
 
 # -- which agents may run -------------------------------------------------------------------------------
@@ -412,6 +426,7 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     ref = AgentPolicy.from_env().choose(payload.get("agent"))
     agent = load_agent(ref)
     journal = Journal(ctx, ref, state)
+    _current.set(ctx)
     async with EventSender(ctx.emit) as events:
         output, messages = await run_agent(agent, prompt, journal, events.send)
         usage = history_usage(messages)
