@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from agentswarm import tracing
 from agentswarm.broker.base import JSON, Task
 from agentswarm.handlers import TaskContext
 from agentswarm.llm import metrics
@@ -168,6 +169,23 @@ class ChatClient:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.config.model}
+        with tracing.span(f"chat {self.config.model}", attrs) as span:
+            completion = await self._with_retries(body, stream=stream, emit=emit, step=step, span=span)
+            tracing.set_attributes(
+                span,
+                {
+                    "gen_ai.response.model": completion.model,
+                    "gen_ai.response.finish_reasons": [completion.finish_reason or ""],
+                    "gen_ai.usage.input_tokens": completion.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": completion.usage.output_tokens,
+                },
+            )
+        return completion
+
+    async def _with_retries(
+        self, body: dict[str, Any], *, stream: bool, emit: Emit, step: int, span: Any
+    ) -> Completion:
         retry = 0
         backoff = self.config.retry.backoff()
         while True:
@@ -180,6 +198,8 @@ class ChatClient:
                 wait = self.config.retry.delay(retry, exc.retry_after, backoff)
                 if wait is None:
                     raise ModelCallError(f"model call failed after {retry - 1} retries: {exc}") from None
+                if span is not None:
+                    span.add_event("retry", {"retry": retry, "wait": wait, "reason": str(exc)})
                 await emit(
                     {
                         "type": "retry",
@@ -400,7 +420,13 @@ async def _run_tool(
     if tool is None:
         content = json.dumps({"error": f"no tool named {name!r}; available: {sorted(allowed)}"})
     else:
-        content = await tool.call(arguments)
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call["id"],
+        }
+        with tracing.span(f"execute_tool {name}", attrs):
+            content = await tool.call(arguments)
         metrics.record_tool_call(name)
     await ctx.emit(
         {
@@ -422,13 +448,45 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     if registry is None and request.tool_names:
         raise PayloadError("payload.tools: this agent has no tools (AGENTSWARM_LLM_TOOLS is not set)")
     tools = registry.select(request.tool_names) if registry is not None else []
-    allowed = {t.name for t in tools}
     st = state if isinstance(state, dict) else {}
     messages: list[dict[str, Any]] = list(st.get("messages") or [])
     usage = Usage.from_json(st.get("usage"))
     model = str(st.get("model") or config.model)
     if not messages and request.system:
         messages.append({"role": "system", "content": request.system})
+    attrs = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "openai_chat",
+        "agentswarm.task_id": ctx.task_id,
+        "agentswarm.attempt": ctx.attempt,
+        "agentswarm.resumed_from_version": ctx.restored_version,
+    }
+    with tracing.span("invoke_agent openai_chat", attrs) as span:
+        model = await _converse(config, request, registry, tools, messages, usage, ctx, model)
+        tracing.set_attributes(
+            span,
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "agentswarm.requests": usage.requests,
+            },
+        )
+    await ctx.emit(usage.event(model))
+    return {"answers": _answers(messages), "model": model, "usage": usage.to_json()}
+
+
+async def _converse(
+    config: LLMConfig,
+    request: ChatRequest,
+    registry: ToolRegistry | None,
+    tools: list[Tool],
+    messages: list[dict[str, Any]],
+    usage: Usage,
+    ctx: TaskContext,
+    model: str,
+) -> str:
+    """Model calls and tool calls until every prompt is answered, checkpointed; returns the model name."""
+    allowed = {t.name for t in tools}
 
     async def save() -> None:
         await ctx.checkpoint({"messages": messages, "usage": usage.to_json(), "model": model})
@@ -483,8 +541,7 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
                     "tool_calls": [c["function"]["name"] for c in completion.message.get("tool_calls", [])],
                 }
             )
-    await ctx.emit(usage.event(model))
-    return {"answers": _answers(messages), "model": model, "usage": usage.to_json()}
+    return model
 
 
 metrics.start_exporter()

@@ -69,6 +69,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.usage import RunUsage
 from pydantic_core import to_jsonable_python
 
+from agentswarm import tracing
 from agentswarm.broker.base import JSON, Task
 from agentswarm.handlers import ShutdownRequested, TaskContext
 from agentswarm.llm import metrics
@@ -290,17 +291,27 @@ class DurableCapability(AbstractCapability[Any]):
             raise SkipModelRequest(replayed)
         model = getattr(request_context.model, "model_name", "unknown")
         started = time.monotonic()
-        try:
-            response: ModelResponse = await handler(request_context)
-        except Exception as exc:
-            metrics.record_error(model, _error_kind(exc))
-            raise
-        metrics.record_response(
-            response.model_name or model,
-            input_tokens=response.usage.input_tokens,
-            output_tokens=response.usage.output_tokens,
-            seconds=time.monotonic() - started,
-        )
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
+        with tracing.span(f"chat {model}", attrs) as span:
+            try:
+                response: ModelResponse = await handler(request_context)
+            except Exception as exc:
+                metrics.record_error(model, _error_kind(exc))
+                raise
+            metrics.record_response(
+                response.model_name or model,
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                seconds=time.monotonic() - started,
+            )
+            tracing.set_attributes(
+                span,
+                {
+                    "gen_ai.response.model": response.model_name,
+                    "gen_ai.usage.input_tokens": response.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": response.usage.output_tokens,
+                },
+            )
         return response
 
     async def wrap_tool_execute(
@@ -308,7 +319,13 @@ class DurableCapability(AbstractCapability[Any]):
     ) -> Any:
         if call.tool_call_id in self.journal.tools:
             return self.journal.tools[call.tool_call_id]
-        result = await handler(args)
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": call.tool_name,
+            "gen_ai.tool.call.id": call.tool_call_id,
+        }
+        with tracing.span(f"execute_tool {call.tool_name}", attrs):
+            result = await handler(args)
         metrics.record_tool_call(call.tool_name)
         await self.journal.save_tool(call.tool_call_id, to_jsonable_python(result, fallback=repr))
         return result
@@ -427,14 +444,31 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     agent = load_agent(ref)
     journal = Journal(ctx, ref, state)
     _current.set(ctx)
-    async with EventSender(ctx.emit) as events:
-        output, messages = await run_agent(agent, prompt, journal, events.send)
-        usage = history_usage(messages)
-        model = next(
-            (m.model_name for m in reversed(messages) if isinstance(m, ModelResponse) and m.model_name),
-            None,
+    attrs = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": agent.name or ref,
+        "agentswarm.agent_ref": ref,
+        "agentswarm.task_id": ctx.task_id,
+        "agentswarm.attempt": ctx.attempt,
+        "agentswarm.resumed_from_version": ctx.restored_version,
+    }
+    with tracing.span(f"invoke_agent {agent.name or ref}", attrs) as span:
+        async with EventSender(ctx.emit) as events:
+            output, messages = await run_agent(agent, prompt, journal, events.send)
+            usage = history_usage(messages)
+            model = next(
+                (m.model_name for m in reversed(messages) if isinstance(m, ModelResponse) and m.model_name),
+                None,
+            )
+            await events.send(usage.event(model))
+        tracing.set_attributes(
+            span,
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "agentswarm.requests": usage.requests,
+            },
         )
-        await events.send(usage.event(model))
     return {
         "output": to_jsonable_python(output, fallback=repr),
         "usage": usage.to_json(),
