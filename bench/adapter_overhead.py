@@ -16,7 +16,9 @@ framework or adapter work, none of it model latency. Timed, alternately, in one 
 
 Per model call the adapter writes two checkpoints (after the response, after the tool result) and emits
 four events (model_response, tool_call, tool_result, and tokens or usage). It prints milliseconds per model
-call (median of the runs, min-max) and the overhead against ``direct``. Redis: a private ``redis-server``
+call (median of the runs, min-max), the overhead against ``direct`` as the median of per-round differences
+(robust to drifting load on a shared machine), and the same overhead in CPU time of this process (what the
+adapter computes, without waiting for Redis, the disk or the scheduler). Redis: a private ``redis-server``
 with ``appendfsync everysec`` on a free port, as in the rest of the benchmarks. Nothing is asserted.
 """
 
@@ -120,15 +122,29 @@ async def measure(calls: int, runs: int, redis_url: str, workdir: Path) -> dict[
         }
         for run in variants.values():  # warm up: imports, connections, caches
             await run()
-        timings: dict[str, list[float]] = {name: [] for name in variants}
+        wall: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(runs):
             for name, run in variants.items():
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 await run()
-                timings[name].append((time.perf_counter() - started) * 1000 / calls)
+                wall[name].append((time.perf_counter() - started) * 1000 / calls)
+                cpu[name].append((time.process_time() - started_cpu) * 1000 / calls)
     finally:
         await broker.close()
-    return {name: Summary.of(values) for name, values in timings.items()}
+    out: dict[str, dict[str, Summary]] = {}
+    for name in wall:
+        # Overhead = median of per-round differences: rounds are back to back, so drifting load on a shared
+        # machine hits both sides of a difference alike.
+        diffs = [w - d for w, d in zip(wall[name], wall["direct"], strict=True)]
+        cpu_diffs = [c - d for c, d in zip(cpu[name], cpu["direct"], strict=True)]
+        out[name] = {
+            "wall": Summary.of(wall[name]),
+            "cpu": Summary.of(cpu[name]),
+            "overhead": Summary.of(diffs),
+            "cpu_overhead": Summary.of(cpu_diffs),
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for calls in args.calls:
                 results = asyncio.run(measure(calls, args.runs, server.url, Path(tmp)))
-                base = results["direct"].median
-                print(f"\n{calls} model calls per task, ms per model call (median of {args.runs}, min-max):")
-                for name, s in results.items():
-                    extra = "" if name == "direct" else f"   overhead {s.median - base:+.2f} ms"
-                    print(f"  {name:<18} {s.median:7.2f}  ({s.min:.2f}-{s.max:.2f}){extra}")
+                print(f"\n{calls} model calls per task; ms per model call, median of {args.runs} (min-max)")
+                print(f"  {'variant':<18} {'wall':>20} {'overhead (wall)':>22} {'overhead (CPU)':>16}")
+                for name, r in results.items():
+                    w, o, c = r["wall"], r["overhead"], r["cpu_overhead"]
+                    over = "" if name == "direct" else f"{o.median:+7.2f} ({o.min:+.2f}..{o.max:+.2f})"
+                    cpu = "" if name == "direct" else f"{c.median:+7.2f}"
+                    print(f"  {name:<18} {w.median:7.2f} ({w.min:5.2f}-{w.max:6.2f}) {over:>22} {cpu:>16}")
         finally:
             server.stop()
     print(f"\n{uptime_line()}")
