@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pai_agents
 import pytest
-from agentswarm.broker import TaskSpec
+from agentswarm.broker import NewTask
 from agentswarm.servers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from rt_support import AgentProcess, make_test_broker, wait_until
@@ -78,7 +78,7 @@ async def test_sigkilled_agent_resumes_without_paying_twice(
     broker = make_test_broker(backend, server_url, unique_namespace)
     await broker.connect()
     try:
-        await broker.enqueue_many([TaskSpec({"prompt": "add them up"}, "pai-1")])
+        await broker.enqueue_many([NewTask({"prompt": "add them up"}, "pai-1")])
         agent.start()
 
         async def at_kill_point() -> bool:
