@@ -1,14 +1,21 @@
-"""The research swarm example (examples/research_swarm) runs to completion in ``agentswarm local``."""
+"""The research swarm example (examples/research_swarm) runs to completion in ``agentswarm local``.
+
+Once offline against pydantic-ai's ``TestModel``, and once against an OpenAI-compatible endpoint given by the
+three variables: the wire-format test server of llm_support, answering as planner, researcher and writer.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from llm_support import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,3 +52,55 @@ def test_research_swarm_runs_in_local_mode_against_test_model(tmp_path: Path) ->
     assert outcome["usage"]["input_tokens"] > 0
     assert "calls read_note" in proc.stdout  # tool calls were streamed as events to the client
     assert "stopped" in local_log.read_text()  # the local swarm was shut down cleanly
+
+
+def _system_text(messages: list[dict[str, Any]]) -> str:
+    return " ".join(str(m.get("content")) for m in messages if m["role"] in ("system", "developer"))
+
+
+def research_model(messages: list[dict[str, Any]]) -> Reply:
+    """A scripted model playing the three agents, told apart by their instructions."""
+    system = _system_text(messages)
+    user = next(str(m["content"]) for m in messages if m["role"] == "user")
+    tool_results = [str(m["content"]) for m in messages if m["role"] == "tool"]
+    if "Split the research question" in system:
+        return Reply(tool_calls=[("plan-1", "final_result", {"subtopics": ["checkpoints", "queues"]})])
+    if "Research the sub-topic" in system:
+        if not tool_results:
+            return Reply(tool_calls=[(f"read-{user}", "read_note", {"title": user})])
+        return Reply(text=f"On {user}: {tool_results[0]}")
+    return Reply(text="REPORT: " + " | ".join(line for line in user.splitlines() if line.startswith("On ")))
+
+
+async def test_research_swarm_against_an_openai_compatible_endpoint(tmp_path: Path) -> None:
+    async with FakeOpenAI(research_model) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSWARM_")}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(EXAMPLES), os.environ.get("PYTHONPATH", "")] if p)
+        env |= {
+            "AGENTSWARM_LLM_BASE_URL": server.base_url,
+            "AGENTSWARM_LLM_API_KEY": "sk-example",
+            "AGENTSWARM_LLM_MODEL": "fake-gpt",
+        }
+        argv = ["-m", "research_swarm", "What makes agents durable?", "--json", "--agents", "2"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv,
+            "--state-dir",
+            str(tmp_path / "s"),
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=200)
+    text = out.decode()
+    assert proc.returncode == 0, text + (tmp_path / "s" / "research-swarm-local.out").read_text()
+    outcome = json.loads(text.strip().splitlines()[-1])
+    assert outcome["subtopics"] == ["checkpoints", "queues"]
+    assert outcome["report"].startswith("REPORT: On checkpoints: A checkpoint is a versioned")
+    assert "On queues: Work queues with acknowledgements" in outcome["report"]
+    # planner 1, researchers 2 x 2, writer 1; every call streamed with usage, with the key from the variable.
+    assert outcome["usage"]["requests"] == 6 == len(server.requests)
+    assert all(r.get("stream") and r["model"] == "fake-gpt" for r in server.requests)
+    assert set(server.auth) == {"Bearer sk-example"}
+    assert outcome["usage"]["input_tokens"] > 0
