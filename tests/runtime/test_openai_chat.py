@@ -18,6 +18,7 @@ from agentswarm.broker.base import Task
 from agentswarm.handlers import ShutdownRequested, openai_chat
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import LLMConfigError, ModelCallError, PayloadError
+from agentswarm.llm.prices import Price, PriceTable
 from agentswarm.llm.retry import RetryPolicy, parse_retry_after
 from llm_support import Crash, FakeContext, FakeOpenAI, Fault, Reply
 
@@ -325,3 +326,50 @@ def test_metrics_exporter_port_is_validated(tmp_path: Path) -> None:
     with pytest.raises(LLMConfigError, match="AGENTSWARM_LLM_METRICS_PORT='http'"):
         metrics.start_exporter({"AGENTSWARM_LLM_METRICS_PORT": "http"})
     assert metrics.start_exporter({}) is None
+
+
+async def test_usage_with_estimated_cost(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AGENTSWARM_LLM_PRICES",
+        '{"fake-gpt": {"input": 1, "output": 4}, "fake-*": {"input": 0, "output": 0}}',
+    )
+    ctx = FakeContext()
+    result = await openai_chat.handle(task(), None, ctx)
+    usage = result["usage"]
+    assert usage["cost_usd"] == pytest.approx((usage["input_tokens"] + 4 * usage["output_tokens"]) / 1e6)
+    # The cost survives a resume: it is part of the checkpointed usage.
+    first = FakeContext(crash_after=3)
+    with pytest.raises(Crash):
+        await openai_chat.handle(task(), None, first)
+    resumed = await openai_chat.handle(task(), first.state, FakeContext(first.state))
+    assert resumed["usage"] == usage
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{", "not JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"m": {"input": 1}}', "'m'="),
+        ('{"m": {"input": -1, "output": 1}}', r"'m'\.input=-1: must be a number >= 0"),
+        ('{"m": {"input": true, "output": 1}}', r"'m'\.input=True"),
+    ],
+)
+def test_bad_price_tables(raw: str, message: str) -> None:
+    with pytest.raises(LLMConfigError, match=message):
+        PriceTable.from_env({"AGENTSWARM_LLM_PRICES": raw})
+
+
+def test_price_lookup() -> None:
+    prices = {
+        "gpt-4o": {"input": 2.5, "output": 10},
+        "gpt-*": {"input": 1, "output": 2},
+        "gpt-4o-*": {"input": 0.15, "output": 0.6},
+    }
+    table = PriceTable.from_env({"AGENTSWARM_LLM_PRICES": json.dumps(prices)})
+    assert table is not None
+    assert table.price("gpt-4o") == Price(2.5, 10.0)  # exact beats prefixes
+    assert table.price("gpt-4o-mini") == Price(0.15, 0.6)  # longest prefix
+    assert table.price("gpt-3.5") == Price(1.0, 2.0)
+    assert table.price("llama") is None
+    assert PriceTable.from_env({}) is None

@@ -238,3 +238,20 @@ async def test_bad_payloads(calls_dir: Path) -> None:
         await handler.handle(Task(id="t5", payload={"prompt": ""}), None, FakeContext())
     with pytest.raises(PayloadError, match="JSON object"):
         await handler.handle(Task(id="t5", payload=["x"]), None, FakeContext())
+
+
+async def test_estimated_cost_from_the_price_table(calls_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSWARM_LLM_PRICES", '{"script*": {"input": 2.0, "output": 10.0}}')
+    ctx = FakeContext()
+    result = await handler.handle(TASK, None, ctx)
+    usage = result["usage"]
+    expected = (usage["input_tokens"] * 2.0 + usage["output_tokens"] * 10.0) / 1_000_000
+    assert usage["cost_usd"] == pytest.approx(expected) and usage["cost_usd"] > 0
+    assert usage["unpriced_requests"] == 0
+    assert ctx.events[-1]["cost_usd"] == usage["cost_usd"]
+    monkeypatch.setenv("AGENTSWARM_LLM_PRICES", '{"gpt-4o": {"input": 2.5, "output": 10}}')
+    result = await handler.handle(TASK, None, FakeContext())
+    assert result["usage"]["cost_usd"] == 0 and result["usage"]["unpriced_requests"] == pai_agents.MODEL_CALLS
+    monkeypatch.delenv("AGENTSWARM_LLM_PRICES")
+    result = await handler.handle(TASK, None, FakeContext())
+    assert "cost_usd" not in result["usage"]

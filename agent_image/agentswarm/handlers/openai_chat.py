@@ -11,6 +11,7 @@ Use with ``AGENTSWARM_HANDLER=agentswarm.handlers.openai_chat:handle``. Configur
   timeouts (default 4), honouring ``Retry-After`` (see :mod:`agentswarm.llm.retry`).
 * ``AGENTSWARM_LLM_TOOLS``: ``module:attribute`` of an :class:`agentswarm.llm.tools.ToolRegistry` whose
   functions the model may call (optional).
+* ``AGENTSWARM_LLM_PRICES``: price table for the estimated cost in usage (:mod:`agentswarm.llm.prices`).
 
 Payload::
 
@@ -49,6 +50,7 @@ from agentswarm.handlers import TaskContext
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import LLMConfigError, ModelCallError, PayloadError
 from agentswarm.llm.events import Emit, TokenStream, preview
+from agentswarm.llm.prices import PriceTable
 from agentswarm.llm.retry import DEFAULT_MAX_RETRIES, RetryPolicy, parse_retry_after, retryable_status
 from agentswarm.llm.tools import Tool, ToolRegistry, load_registry
 from agentswarm.llm.usage import Usage
@@ -71,6 +73,7 @@ class LLMConfig:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tools_ref: str | None = None
+    prices: PriceTable | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMConfig:
@@ -100,6 +103,7 @@ class LLMConfig:
             timeout=timeout,
             retry=RetryPolicy(max_retries=int(raw_retries)),
             tools_ref=env.get("AGENTSWARM_LLM_TOOLS") or None,
+            prices=PriceTable.from_env(env),
         )
 
     def http_client(self) -> httpx.AsyncClient:
@@ -211,11 +215,13 @@ class ChatClient:
                 )
                 await asyncio.sleep(wait)
                 continue
+            completion.usage.priced(completion.model, self.config.prices)
             metrics.record_response(
                 completion.model,
                 input_tokens=completion.usage.input_tokens,
                 output_tokens=completion.usage.output_tokens,
                 seconds=time.monotonic() - started,
+                cost_usd=completion.usage.cost_usd if not completion.usage.unpriced_requests else None,
             )
             return completion
 

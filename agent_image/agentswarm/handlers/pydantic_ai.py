@@ -11,6 +11,8 @@ Configuration (environment of the agent process, set by the operator):
   every module under a package (``myproject.*``). Empty (the default): payloads can only use the default
   agent. A reference outside the list is refused *before anything is imported*, so a client cannot make
   the agent import arbitrary modules.
+* ``AGENTSWARM_LLM_PRICES``: optional price table; usage then carries the estimated cost
+  (:mod:`agentswarm.llm.prices`).
 
 Payload: ``{"prompt": "...", "agent": "myproject.agents:writer"}`` (``agent`` optional). Result::
 
@@ -75,6 +77,7 @@ from agentswarm.handlers import ShutdownRequested, TaskContext
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import AgentRefError, LLMConfigError, PayloadError
 from agentswarm.llm.events import Emit, EventSender, TokenStream, preview
+from agentswarm.llm.prices import PriceTable
 from agentswarm.llm.usage import Usage
 
 AGENT_VARIABLE = "AGENTSWARM_PYDANTIC_AI_AGENT"
@@ -189,14 +192,15 @@ def _prefix_kept(old: Sequence[ModelMessage], new: Sequence[ModelMessage]) -> bo
     return len(new) >= len(old) and all(a is b for a, b in zip(old, new, strict=False))
 
 
-def history_usage(messages: Sequence[ModelMessage]) -> Usage:
+def history_usage(messages: Sequence[ModelMessage], prices: PriceTable | None = None) -> Usage:
     """Usage of a conversation: the responses it holds (each paid once) and the tool results in it."""
     usage = Usage()
     for message in messages:
         if isinstance(message, ModelResponse):
-            usage.requests += 1
-            usage.input_tokens += message.usage.input_tokens
-            usage.output_tokens += message.usage.output_tokens
+            call = Usage(
+                input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens, requests=1
+            )
+            usage.add(call.priced(message.model_name, prices))
         elif isinstance(message, ModelRequest):
             usage.tool_calls += sum(isinstance(p, ToolReturnPart) for p in message.parts)
     return usage
@@ -281,9 +285,10 @@ def _error_kind(exc: BaseException) -> str:
 class DurableCapability(AbstractCapability[Any]):
     """Replays what the journal already paid for, and counts what it did not (metrics, journal)."""
 
-    def __init__(self, journal: Journal, replay: ModelResponse | None) -> None:
+    def __init__(self, journal: Journal, replay: ModelResponse | None, prices: PriceTable | None) -> None:
         self.journal = journal
         self.replay = replay
+        self.prices = prices
 
     async def wrap_model_request(self, ctx: Any, *, request_context: Any, handler: Any) -> ModelResponse:
         if self.replay is not None:
@@ -298,11 +303,16 @@ class DurableCapability(AbstractCapability[Any]):
             except Exception as exc:
                 metrics.record_error(model, _error_kind(exc))
                 raise
+            name = response.model_name or model
+            price = self.prices.price(name) if self.prices is not None else None
             metrics.record_response(
-                response.model_name or model,
+                name,
                 input_tokens=response.usage.input_tokens,
                 output_tokens=response.usage.output_tokens,
                 seconds=time.monotonic() - started,
+                cost_usd=price.cost(response.usage.input_tokens, response.usage.output_tokens)
+                if price
+                else None,
             )
             tracing.set_attributes(
                 span,
@@ -374,7 +384,11 @@ async def _stream_tool_calls(node: Any, run: Any, emit: Emit, step: int) -> None
 
 
 async def run_agent(
-    agent: AbstractAgent[Any, Any], prompt: str, journal: Journal, emit: Emit
+    agent: AbstractAgent[Any, Any],
+    prompt: str,
+    journal: Journal,
+    emit: Emit,
+    prices: PriceTable | None = None,
 ) -> tuple[Any, list[ModelMessage]]:
     """Drive ``agent`` node by node from the journal's history; return its output and final history."""
     history = list(journal.messages)
@@ -382,7 +396,7 @@ async def run_agent(
     if history and isinstance(last := history[-1], ModelResponse):
         history.pop()
         replay = last
-    capability = DurableCapability(journal, replay)
+    capability = DurableCapability(journal, replay, prices)
     done = history_usage(history)
     usage = RunUsage(
         requests=done.requests,
@@ -441,6 +455,7 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     if not isinstance(prompt, str) or not prompt:
         raise PayloadError(f"payload.prompt={prompt!r}: must be a non-empty string")
     ref = AgentPolicy.from_env().choose(payload.get("agent"))
+    prices = PriceTable.from_env()
     agent = load_agent(ref)
     journal = Journal(ctx, ref, state)
     _current.set(ctx)
@@ -454,8 +469,8 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     }
     with tracing.span(f"invoke_agent {agent.name or ref}", attrs) as span:
         async with EventSender(ctx.emit) as events:
-            output, messages = await run_agent(agent, prompt, journal, events.send)
-            usage = history_usage(messages)
+            output, messages = await run_agent(agent, prompt, journal, events.send, prices)
+            usage = history_usage(messages, prices)
             model = next(
                 (m.model_name for m in reversed(messages) if isinstance(m, ModelResponse) and m.model_name),
                 None,

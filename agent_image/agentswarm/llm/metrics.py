@@ -12,6 +12,7 @@ Families (``model`` is the model name the server reported, or the configured one
 * ``agentswarm_llm_errors_total{model,kind}``: failed attempts, ``kind`` = ``rate_limited`` |
   ``server_error`` | ``timeout`` | ``connection`` | ``client_error`` | ``other``.
 * ``agentswarm_llm_request_duration_seconds{model}``: latency of successful calls (whole stream).
+* ``agentswarm_llm_cost_usd_total{model}``: estimated cost, with a price table (``AGENTSWARM_LLM_PRICES``).
 * ``agentswarm_llm_tool_calls_total{tool}``: tool calls executed (journal replays are not counted).
 """
 
@@ -56,6 +57,12 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+COST = Counter(
+    "agentswarm_llm_cost_usd",
+    "Estimated cost of model calls in US dollars, from AGENTSWARM_LLM_PRICES (priced models only).",
+    ["model"],
+    registry=REGISTRY,
+)
 TOOL_CALLS = Counter(
     "agentswarm_llm_tool_calls", "Tool calls executed on behalf of a model.", ["tool"], registry=REGISTRY
 )
@@ -64,13 +71,17 @@ _exporter_lock = threading.Lock()
 _exporter_port: int | None = None
 
 
-def record_response(model: str, *, input_tokens: int, output_tokens: int, seconds: float | None) -> None:
+def record_response(
+    model: str, *, input_tokens: int, output_tokens: int, seconds: float | None, cost_usd: float | None = None
+) -> None:
     """Count one model call that returned a response."""
     REQUESTS.labels(model).inc()
     TOKENS.labels(model, "input").inc(max(input_tokens, 0))
     TOKENS.labels(model, "output").inc(max(output_tokens, 0))
     if seconds is not None:
         LATENCY.labels(model).observe(seconds)
+    if cost_usd is not None:
+        COST.labels(model).inc(max(cost_usd, 0.0))
 
 
 def record_error(model: str, kind: str) -> None:
