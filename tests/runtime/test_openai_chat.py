@@ -7,6 +7,9 @@ types and validates every request with them; the official ``openai`` client is c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -373,3 +376,17 @@ def test_price_lookup() -> None:
     assert table.price("gpt-3.5") == Price(1.0, 2.0)
     assert table.price("llama") is None
     assert PriceTable.from_env({}) is None
+
+
+def test_bad_metrics_port_stops_the_agent_with_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSWARM_")}
+    env |= {
+        "AGENTSWARM_HANDLER": "agentswarm.handlers.openai_chat:handle",
+        "AGENTSWARM_LLM_METRICS_PORT": "http",
+        "AGENTSWARM_CHECKPOINT_DIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentswarm.agent"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "AGENTSWARM_LLM_METRICS_PORT='http': must be a port number 1-65535" in proc.stderr

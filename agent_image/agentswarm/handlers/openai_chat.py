@@ -550,4 +550,4 @@ async def _converse(
     return model
 
 
-metrics.start_exporter()
+metrics.start_exporter_for_handler()

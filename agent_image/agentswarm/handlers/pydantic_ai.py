@@ -50,7 +50,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic_ai import Agent, ModelMessagesTypeAdapter
+try:
+    from pydantic_ai import Agent, ModelMessagesTypeAdapter
+except ImportError as exc:  # the optional extra is not installed in this image
+    raise ImportError(f"{exc}; the pydantic-ai handler needs: pip install 'agentswarm[agents]'") from exc
 from pydantic_ai.agent import AbstractAgent
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import SkipModelRequest
@@ -493,4 +496,4 @@ async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     }
 
 
-metrics.start_exporter()
+metrics.start_exporter_for_handler()

@@ -2,7 +2,8 @@
 
 The agent process itself serves no HTTP, so the counters live in a private registry (:data:`REGISTRY`)
 that the LLM handlers fill, and are served on ``AGENTSWARM_LLM_METRICS_PORT`` when that variable is set
-(:func:`start_exporter`, called when an LLM handler module is loaded, that is when the agent starts).
+(:func:`start_exporter_for_handler`, called when an LLM handler module is loaded, that is when the agent
+starts).
 Without it the same numbers still reach the swarm through each task's result and ``usage`` event.
 
 Families (``model`` is the model name the server reported, or the configured one):
@@ -116,3 +117,15 @@ def start_exporter(environ: dict[str, str] | None = None) -> int | None:
             _exporter_port = int(raw)
             log.info("serving LLM metrics on :%d/metrics", _exporter_port)
         return _exporter_port
+
+
+def start_exporter_for_handler() -> None:
+    """:func:`start_exporter` when an LLM handler module is imported (the agent loads it at start-up).
+
+    A bad ``AGENTSWARM_LLM_METRICS_PORT`` becomes an ImportError, so the agent refuses to start with the
+    one-line reason (``AGENTSWARM_HANDLER=...: cannot import ...: AGENTSWARM_LLM_METRICS_PORT='x': ...``).
+    """
+    try:
+        start_exporter()
+    except LLMConfigError as exc:
+        raise ImportError(str(exc)) from None
