@@ -111,6 +111,8 @@ async def test_sigterm_stops_at_a_tool_checkpoint_and_resumes(calls_dir: Path) -
         await handler.handle(TASK, None, ctx)
     assert ctx.state["tools"] == {"c0": 1}
     assert paid(calls_dir)[1] == {"c0": 1}
+    # Events of the paused attempt were sent before it stopped.
+    assert [e["call_id"] for e in ctx.events if e["type"] == "tool_result"] == ["c0"]
     result = await handler.handle(TASK, ctx.state, FakeContext(ctx.state))
     assert result["output"] == pai_agents.EXPECTED_OUTPUT
     models, tools = paid(calls_dir)

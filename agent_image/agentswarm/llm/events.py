@@ -31,6 +31,8 @@ from pydantic_core import to_jsonable_python
 TOKEN_FLUSH_SECONDS = 0.05
 #: Emit pending text once this many characters are buffered, whatever the interval.
 TOKEN_FLUSH_CHARS = 1024
+#: How long a handler that stops with an error (or pauses) waits for its queued events to be sent.
+FLUSH_ON_ERROR_SECONDS = 2.0
 #: Tool arguments and results larger than this (as JSON) are shown truncated in events.
 PREVIEW_CHARS = 4096
 
@@ -81,7 +83,9 @@ class EventSender:
 
     ``send`` queues and returns at once; ``flush`` waits until everything queued is written and re-raises
     the first error the sender met (``ctx.emit`` already retries a broker outage, so that is a real
-    error). Use as an async context manager: leaving it flushes, or cancels the sender on an exception.
+    error). Use as an async context manager: leaving it flushes (for at most ``FLUSH_ON_ERROR_SECONDS``
+    when leaving with an exception, not at all when cancelled). A SIGKILL loses the events still queued:
+    they are progress reports, the checkpoints are the record.
     """
 
     def __init__(self, emit: Emit) -> None:
@@ -100,10 +104,14 @@ class EventSender:
             await self.flush()
             self._queue.put_nowait(None)
             await self._task
-        else:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            return
+        if exc_type is not asyncio.CancelledError:
+            # Pausing at a checkpoint (SIGTERM) or failing: what was said so far still reaches the watchers.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queue.join(), FLUSH_ON_ERROR_SECONDS)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
 
     async def _run(self) -> None:
         while True:
