@@ -6,6 +6,7 @@ The real-process SIGKILL proof on both brokers is in test_pydantic_ai_swarm.py.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,8 @@ from agentswarm.handlers import pydantic_ai as handler
 from agentswarm.llm import metrics
 from agentswarm.llm.errors import AgentRefError, LLMConfigError, PayloadError
 from llm_support import Crash, FakeContext
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.models.test import TestModel
 
 
 @pytest.fixture
@@ -257,3 +260,18 @@ async def test_estimated_cost_from_the_price_table(calls_dir: Path, monkeypatch:
     monkeypatch.delenv("AGENTSWARM_LLM_PRICES")
     result = await handler.handle(TASK, None, FakeContext())
     assert "cost_usd" not in result["usage"]
+
+
+async def test_own_handler_runs_an_agent_with_deps(calls_dir: Path) -> None:
+    agent = Agent(TestModel(), deps_type=int)
+
+    @agent.tool
+    def offset(ctx: RunContext[int], x: int) -> int:
+        """Add the deps to x."""
+        return ctx.deps + x
+
+    ctx = FakeContext()
+    journal = handler.Journal(ctx, "tests:offset", None)
+    output, messages = await handler.run_agent(agent, "go", journal, ctx.emit, deps=7)
+    assert json.loads(output) == {"offset": 7}
+    assert ctx.state["agent"] == "tests:offset" and len(messages) == 4

@@ -392,8 +392,16 @@ async def run_agent(
     journal: Journal,
     emit: Emit,
     prices: PriceTable | None = None,
+    *,
+    deps: Any = None,
 ) -> tuple[Any, list[ModelMessage]]:
-    """Drive ``agent`` node by node from the journal's history; return its output and final history."""
+    """Drive ``agent`` node by node from the journal's history; return its output and final history.
+
+    Your own handler can call it to run an agent that needs ``deps``::
+
+        journal = Journal(ctx, "myproject.agents:researcher", state)
+        output, messages = await run_agent(researcher, prompt, journal, ctx.emit, deps=MyDeps(...))
+    """
     history = list(journal.messages)
     replay: ModelResponse | None = None
     if history and isinstance(last := history[-1], ModelResponse):
@@ -411,6 +419,7 @@ async def run_agent(
         None if history else prompt,
         message_history=history or None,
         usage=usage,
+        deps=deps,
         capabilities=[capability],
     ) as run:
         node = run.next_node
