@@ -125,7 +125,13 @@ async def research(client: SwarmClient, question: str) -> dict[str, Any]:
     for r in [plan, *findings, report]:
         for key in usage:
             usage[key] += int(r["usage"][key])
-    return {"question": question, "subtopics": subtopics, "report": report["output"], "usage": usage}
+    return {
+        "question": question,
+        "subtopics": subtopics,
+        "findings": [f["output"] for f in findings],
+        "report": report["output"],
+        "usage": usage,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """The swarm's agents: ordinary pydantic-ai agents, nothing agentswarm-specific in them.
 
 * ``planner``: splits a question into a few sub-topics (structured output, :class:`Plan`).
-* ``researcher``: researches one sub-topic with tools (a small local notes corpus, so the example runs
+* ``researcher``: researches one sub-topic with a tool over a small local notes corpus (so the example runs
   offline) and answers with findings.
 * ``writer``: turns the findings into a short report.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from pydantic import BaseModel, Field
-from pydantic_ai import Agent
+from pydantic_ai import Agent, RunContext
 from pydantic_ai.models import Model
 from pydantic_ai.models.test import TestModel
 
@@ -70,25 +70,26 @@ planner = Agent(
 researcher = Agent(
     model(TestModel()),
     instructions=(
-        "Research the sub-topic you are given. Use list_notes to see what notes exist and read_note to read "
-        "the relevant ones. Answer with 2-3 sentences of findings, citing the note titles you used."
+        "Research the sub-topic you are given: search the notes with search_notes, then answer with 2-3 "
+        "sentences of findings, citing the note titles you used."
     ),
     name="researcher",
 )
 
 
-@researcher.tool_plain
-def list_notes() -> list[str]:
-    """Titles of the notes available."""
-    return sorted(NOTES)
+def _matching(query: str) -> list[str]:
+    words = [w for w in query.lower().split() if len(w) > 2]
+    return [
+        f"{title}: {text}"
+        for title, text in NOTES.items()
+        if any(w in title or w in text.lower() for w in words)
+    ]
 
 
-@researcher.tool_plain
-def read_note(title: str) -> str:
-    """The text of one note (by its exact title)."""
-    return NOTES.get(
-        title.strip().lower(), f"No note titled {title!r}. Available: {', '.join(sorted(NOTES))}"
-    )
+@researcher.tool
+def search_notes(ctx: RunContext[None], query: str) -> list[str]:
+    """Notes whose title or text contains a word of the query (those on the sub-topic when none does)."""
+    return _matching(query) or _matching(str(ctx.prompt or "")) or ["No notes found."]
 
 
 writer = Agent(

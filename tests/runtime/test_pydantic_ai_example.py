@@ -50,7 +50,8 @@ def test_research_swarm_runs_in_local_mode_against_test_model(tmp_path: Path) ->
     # planner 1 call, each researcher 2 calls (tools, then answer), writer 1 call.
     assert outcome["usage"]["requests"] == 1 + 3 * 2 + 1
     assert outcome["usage"]["input_tokens"] > 0
-    assert "calls read_note" in proc.stdout  # tool calls were streamed as events to the client
+    assert "calls search_notes" in proc.stdout  # tool calls were streamed as events to the client
+    assert "A checkpoint is a versioned, checksummed snapshot" in json.dumps(outcome)  # found by a researcher
     assert "stopped" in local_log.read_text()  # the local swarm was shut down cleanly
 
 
@@ -67,8 +68,8 @@ def research_model(messages: list[dict[str, Any]]) -> Reply:
         return Reply(tool_calls=[("plan-1", "final_result", {"subtopics": ["checkpoints", "queues"]})])
     if "Research the sub-topic" in system:
         if not tool_results:
-            return Reply(tool_calls=[(f"read-{user}", "read_note", {"title": user})])
-        return Reply(text=f"On {user}: {tool_results[0]}")
+            return Reply(tool_calls=[(f"search-{user}", "search_notes", {"query": user})])
+        return Reply(text=f"On {user}: {json.loads(tool_results[0])[0]}")
     return Reply(text="REPORT: " + " | ".join(line for line in user.splitlines() if line.startswith("On ")))
 
 
@@ -97,8 +98,8 @@ async def test_research_swarm_against_an_openai_compatible_endpoint(tmp_path: Pa
     assert proc.returncode == 0, text + (tmp_path / "s" / "research-swarm-local.out").read_text()
     outcome = json.loads(text.strip().splitlines()[-1])
     assert outcome["subtopics"] == ["checkpoints", "queues"]
-    assert outcome["report"].startswith("REPORT: On checkpoints: A checkpoint is a versioned")
-    assert "On queues: Work queues with acknowledgements" in outcome["report"]
+    assert outcome["report"].startswith("REPORT: On checkpoints: checkpoints: A checkpoint is a versioned")
+    assert "On queues: queues: Work queues with acknowledgements" in outcome["report"]
     # planner 1, researchers 2 x 2, writer 1; every call streamed with usage, with the key from the variable.
     assert outcome["usage"]["requests"] == 6 == len(server.requests)
     assert all(r.get("stream") and r["model"] == "fake-gpt" for r in server.requests)
