@@ -6,9 +6,10 @@ stops the local swarm. With ``--url``/``AGENTSWARM_URL`` (and ``AGENTSWARM_API_T
 swarm instead, whose agents must run the pydantic-ai handler with ``research_swarm`` importable and
 ``AGENTSWARM_PYDANTIC_AI_ALLOWED=research_swarm.agents:*``.
 
-The orchestration is done here, by the client: plan (one task), research every sub-topic (one task
-each, in parallel on the agents), write (one task). Each task is durable on its own: kill an agent
-mid-way and the task resumes on its restart without paying again for the model calls it made.
+The client submits one task, the planner; the planner's ``research`` tool spawns one researcher task per
+sub-topic, which run in parallel on the agents while the planner is parked (holding no agent), and it
+writes the report from their findings. Every task is durable on its own: kill an agent mid-way and its
+task resumes without paying again for the model and tool calls it finished.
 """
 
 from __future__ import annotations
@@ -26,14 +27,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agentswarm.client import Backoff, SwarmClient
+from agentswarm.client import Backoff, SwarmClient, TaskWatch
 from agentswarm.protocol import EventFrame
 
 HANDLER = "agentswarm.handlers.pydantic_ai:handle"
 PLANNER = "research_swarm.agents:planner"
-RESEARCHER = "research_swarm.agents:researcher"
-WRITER = "research_swarm.agents:writer"
-MAX_SUBTOPICS = 5
 
 
 class LocalSwarmProcess:
@@ -43,7 +41,7 @@ class LocalSwarmProcess:
         examples = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [examples, env.get("PYTHONPATH", "")] if p)
-        env["AGENTSWARM_PYDANTIC_AI_AGENT"] = RESEARCHER
+        env["AGENTSWARM_PYDANTIC_AI_AGENT"] = PLANNER
         env["AGENTSWARM_PYDANTIC_AI_ALLOWED"] = "research_swarm.agents:*"
         env["PYTHONUNBUFFERED"] = "1"
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -82,54 +80,49 @@ def _show(frame: EventFrame) -> None:
     data = frame.data
     if data.get("type") == "tool_call":
         print(f"  [{frame.task_id}] calls {data['tool']}({json.dumps(data.get('args'))[:80]})", flush=True)
+    elif data.get("type") == "spawned":
+        print(f"  [{frame.task_id}] spawned {len(data['children'])} researchers", flush=True)
+    elif data.get("type") == "parked":
+        print(f"  [{frame.task_id}] parked until its researchers finish (holding no agent)", flush=True)
     elif data.get("type") == "started" and data.get("attempt", 1) > 1:
         print(
             f"  [{frame.task_id}] resumed on {data['agent']} from checkpoint {data['resumed_from_version']}"
         )
 
 
-async def _run(client: SwarmClient, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Submit tasks, follow them, return their results in order (fail loudly on a dead task)."""
-    ids = await client.submit(specs)
-    watches = await client.watch(ids, on_event=_show)
-    out = []
-    for task_id in ids:
-        result = watches[task_id].result
-        if result is None or result.status != "done":
-            raise SystemExit(f"task {task_id} failed: {result.error if result else 'no result'}")
-        out.append(result.result)
-    return out
-
-
 async def research(client: SwarmClient, question: str) -> dict[str, Any]:
-    """Plan, research each sub-topic in parallel, write; returns the report and the total usage."""
-    run = uuid.uuid4().hex[:8]
+    """Run the planner (which spawns the researchers); return its report and the whole tree's usage."""
+    root = f"research-{uuid.uuid4().hex[:8]}"
+    children: list[str] = []
+    child_watches: list[asyncio.Task[dict[str, TaskWatch]]] = []
+
+    def on_event(frame: EventFrame) -> None:
+        if frame.data.get("type") == "spawned":
+            new = [c for c in frame.data["children"] if c not in children]
+            children.extend(new)
+            if new:  # follow the researchers live, next to their planner
+                child_watches.append(asyncio.create_task(client.watch(new, on_event=_show)))
+        _show(frame)
+
     print(f"planning: {question}", flush=True)
-    [plan] = await _run(
-        client, [{"task_id": f"{run}-plan", "payload": {"prompt": question, "agent": PLANNER}}]
-    )
-    subtopics = [str(s) for s in plan["output"]["subtopics"]][:MAX_SUBTOPICS]
-    print(f"researching {len(subtopics)} sub-topics in parallel: {', '.join(subtopics)}", flush=True)
-    specs = [
-        {"task_id": f"{run}-research-{i}", "payload": {"prompt": topic, "agent": RESEARCHER}}
-        for i, topic in enumerate(subtopics)
-    ]
-    findings = await _run(client, specs)
-    notes = "\n\n".join(f"## {t}\n{f['output']}" for t, f in zip(subtopics, findings, strict=True))
-    print("writing the report", flush=True)
-    prompt = f"Question: {question}\n\nFindings:\n\n{notes}"
-    [report] = await _run(
-        client, [{"task_id": f"{run}-write", "payload": {"prompt": prompt, "agent": WRITER}}]
-    )
+    [task_id] = await client.submit([{"task_id": root, "payload": {"prompt": question, "agent": PLANNER}}])
+    watches = await client.watch([task_id], on_event=on_event)
+    result = watches[task_id].result
+    if result is None or result.status != "done":
+        raise SystemExit(f"task {task_id} failed: {result.error if result else 'no result'}")
+    outcomes = [result.result]
+    for done in await asyncio.gather(*child_watches):
+        outcomes += [
+            w.result.result for w in done.values() if w.result is not None and w.result.status == "done"
+        ]
     usage = {"input_tokens": 0, "output_tokens": 0, "requests": 0, "tool_calls": 0}
-    for r in [plan, *findings, report]:
+    for outcome in outcomes:
         for key in usage:
-            usage[key] += int(r["usage"][key])
+            usage[key] += int(outcome["usage"][key])
     return {
         "question": question,
-        "subtopics": subtopics,
-        "findings": [f["output"] for f in findings],
-        "report": report["output"],
+        "researchers": len(children),
+        "report": result.result["output"],
         "usage": usage,
     }
 

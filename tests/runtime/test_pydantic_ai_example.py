@@ -45,13 +45,16 @@ def test_research_swarm_runs_in_local_mode_against_test_model(tmp_path: Path) ->
     local_log = tmp_path / "s" / "research-swarm-local.out"
     assert proc.returncode == 0, proc.stdout + proc.stderr + local_log.read_text()
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert outcome["subtopics"] == ["durable execution", "checkpoints", "token costs"]
-    assert isinstance(outcome["report"], str) and outcome["report"]
-    # planner 1 call, each researcher 2 calls (tools, then answer), writer 1 call.
-    assert outcome["usage"]["requests"] == 1 + 3 * 2 + 1
-    assert outcome["usage"]["input_tokens"] > 0
-    assert "calls search_notes" in proc.stdout  # tool calls were streamed as events to the client
-    assert "A checkpoint is a versioned, checksummed snapshot" in json.dumps(outcome)  # found by a researcher
+    assert outcome["researchers"] == 3
+    report = outcome["report"]
+    for topic in ("durable execution", "checkpoints", "token costs"):
+        assert f"{topic}: " in report
+    assert "A checkpoint is a versioned, checksummed snapshot" in report  # found by a researcher's tool
+    # planner 2 calls (research, then the report), each researcher 2 calls (search, then answer).
+    assert outcome["usage"]["requests"] == 2 + 3 * 2
+    assert outcome["usage"]["tool_calls"] == 1 + 3
+    assert "spawned 3 researchers" in proc.stdout and "parked until its researchers finish" in proc.stdout
+    assert "calls search_notes" in proc.stdout  # the researchers' tool calls reached the client as events
     assert "stopped" in local_log.read_text()  # the local swarm was shut down cleanly
 
 
@@ -60,17 +63,18 @@ def _system_text(messages: list[dict[str, Any]]) -> str:
 
 
 def research_model(messages: list[dict[str, Any]]) -> Reply:
-    """A scripted model playing the three agents, told apart by their instructions."""
+    """A scripted model playing the planner and the researchers, told apart by their instructions."""
     system = _system_text(messages)
     user = next(str(m["content"]) for m in messages if m["role"] == "user")
     tool_results = [str(m["content"]) for m in messages if m["role"] == "tool"]
     if "Split the research question" in system:
-        return Reply(tool_calls=[("plan-1", "final_result", {"subtopics": ["checkpoints", "queues"]})])
-    if "Research the sub-topic" in system:
         if not tool_results:
-            return Reply(tool_calls=[(f"search-{user}", "search_notes", {"query": user})])
-        return Reply(text=f"On {user}: {json.loads(tool_results[0])[0]}")
-    return Reply(text="REPORT: " + " | ".join(line for line in user.splitlines() if line.startswith("On ")))
+            return Reply(tool_calls=[("plan-1", "research", {"subtopics": ["checkpoints", "queues"]})])
+        findings = json.loads(tool_results[0])
+        return Reply(text="REPORT: " + " | ".join(findings))
+    if not tool_results:
+        return Reply(tool_calls=[(f"search-{user}", "search_notes", {"query": user})])
+    return Reply(text=f"On {user}: {json.loads(tool_results[0])[0]}")
 
 
 async def test_research_swarm_against_an_openai_compatible_endpoint(tmp_path: Path) -> None:
@@ -97,10 +101,10 @@ async def test_research_swarm_against_an_openai_compatible_endpoint(tmp_path: Pa
     text = out.decode()
     assert proc.returncode == 0, text + (tmp_path / "s" / "research-swarm-local.out").read_text()
     outcome = json.loads(text.strip().splitlines()[-1])
-    assert outcome["subtopics"] == ["checkpoints", "queues"]
+    assert outcome["researchers"] == 2
     assert outcome["report"].startswith("REPORT: On checkpoints: checkpoints: A checkpoint is a versioned")
     assert "On queues: queues: Work queues with acknowledgements" in outcome["report"]
-    # planner 1, researchers 2 x 2, writer 1; every call streamed with usage, with the key from the variable.
+    # planner 2 (research, report) + researchers 2 x 2; every call streamed, with the key from the variable.
     assert outcome["usage"]["requests"] == 6 == len(server.requests)
     assert all(r.get("stream") and r["model"] == "fake-gpt" for r in server.requests)
     assert set(server.auth) == {"Bearer sk-example"}
