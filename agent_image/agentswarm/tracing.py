@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -117,13 +117,35 @@ def enabled() -> bool:
 
 
 def span(name: str, attributes: Mapping[str, Any] | None = None, *, context: Any = None) -> Any:
-    """A context manager for one span (yielding it), or a no-op yielding None when tracing is off."""
+    """A context manager for one span (yielding it), or a no-op yielding None when tracing is off.
+
+    An exception marks the span as an error; a task that stops on purpose (a ``BaseException`` that is not
+    an ``Exception``: paused at SIGTERM, parked by ``ctx.gather``) is not an error, its span says
+    ``agentswarm.stopped=<reason>``.
+    """
     if not _configured:
         configure()
     if _tracer is None:
         return _NULL
     attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
-    return _tracer.start_as_current_span(name, context=context, attributes=attrs)
+    return _recorded(
+        _tracer.start_as_current_span(
+            name, context=context, attributes=attrs, record_exception=False, set_status_on_exception=False
+        )
+    )
+
+
+@contextlib.contextmanager
+def _recorded(manager: Any) -> Iterator[Any]:
+    with manager as current:
+        try:
+            yield current
+        except Exception as exc:
+            record_error(current, exc)
+            raise
+        except BaseException as exc:
+            current.set_attribute("agentswarm.stopped", type(exc).__name__)
+            raise
 
 
 def set_attributes(current: Any, attributes: Mapping[str, Any]) -> None:

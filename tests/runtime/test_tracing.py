@@ -82,6 +82,9 @@ async def test_pydantic_ai_spans_one_per_paid_call_across_a_crash(spans: InMemor
     assert result["output"] == pai_agents.EXPECTED_OUTPUT
     runs = by_name(spans, "invoke_agent ")
     assert [s.attributes["agentswarm.attempt"] for s in runs] == [1, 2]  # type: ignore[index]
+    # The killed attempt's span ended with the (simulated) kill; an exception would mark it an error.
+    assert runs[0].attributes["agentswarm.stopped"] == "Crash"  # type: ignore[index]
+    assert [s.status.status_code.name for s in runs] == ["UNSET", "UNSET"]
     chats = by_name(spans, "chat scripted")
     tools = by_name(spans, "execute_tool ")
     # Each model call and tool call that was paid for has exactly one span; replays have none.
@@ -172,3 +175,11 @@ async def test_end_to_end_through_a_real_otlp_http_receiver(
     assert services == {"agent-under-test"}
     assert names.count("chat scripted") == pai_agents.MODEL_CALLS
     assert "invoke_agent counting" in names
+
+
+def test_errors_mark_spans(spans: InMemorySpanExporter) -> None:
+    with pytest.raises(ValueError), tracing.span("failing"):
+        raise ValueError("bad")
+    [failed] = by_name(spans, "failing")
+    assert failed.status.status_code.name == "ERROR" and "ValueError: bad" in str(failed.status.description)
+    assert [e.name for e in failed.events] == ["exception"]
