@@ -45,11 +45,23 @@ def template_files() -> list[Path]:
     return out
 
 
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9 _.,()/'-]*[A-Za-z0-9_.)]|[A-Za-z_]")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
+
+
+def _yaml_string(value: str) -> str:
+    """``value`` as a YAML string: plain where it reads back as the same string (as Pulumi writes it), else
+    double-quoted (JSON is valid YAML)."""
+    if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value)
+
+
 def _render(rel: Path, text: str, name: str, description: str) -> str:
     """What ``pulumi new`` writes for this file: placeholders replaced (quoted in YAML), and in Pulumi.yaml
     the ``template:`` section dropped."""
     if rel.suffix == ".yaml":
-        name, description = json.dumps(name), json.dumps(description)  # a YAML double-quoted scalar
+        name, description = _yaml_string(name), _yaml_string(description)
     text = text.replace("${PROJECT}", name).replace("${DESCRIPTION}", description)
     if rel == Path("Pulumi.yaml"):
         head, sep, _ = text.partition("\ntemplate:")
