@@ -19,12 +19,16 @@ state; ``Broker.backlog()`` returns the same number on both backends (the confor
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agentswarm.broker import Broker, TaskSpec
+from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.broker.redis_streams import RedisStreamsBroker
+from agentswarm.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,6 +66,34 @@ class KedaRedisStreams:
             "pendingEntriesCount": await self.pending_entries_count(),
             "streamLength": await self.stream_length(),
         }
+
+
+class MonitoredNatsServer(NatsServer):
+    """nats-server with its HTTP monitoring endpoint (what KEDA's nats-jetstream scaler reads)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.monitoring_port = free_port()
+
+    def command(self) -> list[str]:
+        return [*super().command(), "-m", str(self.monitoring_port)]
+
+
+def keda_nats_lag(monitoring_port: int, stream: str, consumer: str) -> int:
+    """KEDA's nats-jetstream metric: ``GET /jsz?acc=..&consumers=true&config=true`` on the monitoring port,
+    then ``num_pending + num_ack_pending`` of the named consumer of the named stream in account ``$G``."""
+    url = f"http://127.0.0.1:{monitoring_port}/jsz?acc=%24G&config=true&consumers=true"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        data = json.load(response)
+    for account in data.get("account_details", []):
+        if account.get("name") != "$G" and account.get("id") != "$G":
+            continue
+        for detail in account.get("stream_detail", []):
+            if detail["name"] == stream:
+                for c in detail.get("consumer_detail", []):
+                    if c["name"] == consumer:
+                        return int(c["num_pending"]) + int(c["num_ack_pending"])
+    raise AssertionError(f"consumer {consumer} of stream {stream} not in /jsz")
 
 
 def active(value: int, activation: int = 0) -> bool:
@@ -161,6 +193,44 @@ async def test_lag_stays_null_and_never_wakes_a_swarm_at_zero(redis_broker: Redi
         null_lag += await keda.lag_count() == -1
     assert null_lag >= 20, null_lag  # 38 of the 155 samples with Redis 7.0
     assert await keda.lag_count() == 0
+
+
+async def test_nats_jetstream_scaler_reads_the_backlog(tmp_path: Path, unique_namespace: str) -> None:
+    """The nats-jetstream scaler's number, read from /jsz like KEDA does, is ``Broker.backlog()``."""
+    with MonitoredNatsServer(tmp_path / "nats") as server:
+        b = NatsJetStreamBroker(
+            server.url,
+            namespace=unique_namespace,
+            claim_idle_ms=500,
+            retry_backoff_ms=2000,
+            ledger_dir=tmp_path,
+        )
+        await b.connect()
+        try:
+
+            async def both() -> tuple[int, int]:
+                return keda_nats_lag(server.monitoring_port, b.s_tasks, b.durable), await b.backlog()
+
+            assert await both() == (0, 0)
+            await b.enqueue_many([TaskSpec({"n": i}, f"n{i}") for i in range(6)])
+            assert await both() == (6, 6)
+            (d1,) = await b.claim("agent-0", block_ms=200)
+            (d2,) = await b.claim("agent-1", block_ms=200)
+            await b.ack(d2)
+            assert await both() == (5, 5)
+            assert not await b.fail(d1, "boom")  # the retry waits 2 s: still counted
+            assert await both() == (5, 5)
+            finished = 0
+            for _ in range(100):
+                for d in await b.claim("agent-1", block_ms=200):
+                    await b.ack(d)
+                    finished += 1
+                if await b.backlog() == 0:
+                    break
+            assert finished == 5
+            assert await both() == (0, 0)
+        finally:
+            await b.close()
 
 
 async def test_backlog_counts_queued_running_retrying_and_abandoned(brokers: Any, tmp_path: Path) -> None:
