@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import os
 from importlib import resources
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
+import pulumi
 import pytest
-from mockharness import Recording, run_mocked
+from mockharness import Recording, is_secret, run_mocked
 
 from components.autoscaling import (
     KEDA_CHART_REPO,
@@ -19,6 +23,7 @@ from components.autoscaling import (
     keda_ingress_rule,
     redis_address,
 )
+from components.nats import NATS_MONITORING_PORT, Nats, NatsConnection, nats_conf, nats_env
 
 RULE = ScalingRule(
     min_replicas=0,
@@ -179,3 +184,96 @@ def test_keda_ingress_rule_and_redis_address() -> None:
     assert redis_address("rediss://h") == ("h:6379", 0, True)
     with pytest.raises(ValueError, match="not a redis"):
         redis_address("nats://h:4222")
+
+
+# -- NATS in the cluster ------------------------------------------------------------------------------------
+def nats(**args: Any) -> Recording:
+    base: Any = {"namespace": "swarm", "client_selectors": [{"app": "agent"}], **args}
+    return run_mocked(lambda: Nats("nats", base))
+
+
+def test_nats_statefulset_jetstream_pvc_auth_and_restricted_security() -> None:
+    rec = nats(monitoring_ingress=[keda_ingress_rule(NATS_MONITORING_PORT)])
+    for manifest in rec.manifests():
+        kubernetes_validate.validate(manifest, "1.33.0", strict=True)
+    (sts,) = rec.kinds("StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert sts["spec"]["replicas"] == 1
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"]["port"] == "monitoring"
+    # The password reaches the server from the Secret, never as a literal anywhere.
+    (password_env,) = [e for e in container["env"] if e["name"] == "NATS_PASSWORD"]
+    assert password_env["valueFrom"]["secretKeyRef"]["key"] == "password"
+    (config,) = rec.kinds("ConfigMap")
+    conf = config["data"]["nats.conf"]
+    assert "password: $NATS_PASSWORD" in conf and "mock-secret" not in conf
+    assert "http_port: 8222" in conf and 'store_dir: "/data"' in conf
+    (secret,) = rec.of_type("kubernetes:core/v1:Secret")
+    assert is_secret(secret.inputs["stringData"])  # marked secret on the wire
+    (generated,) = rec.of_type("random:index/randomPassword:RandomPassword")
+    assert generated.inputs["special"] is False  # URL-safe: it is expanded into the clients' nats:// URL
+    for res in rec.resources:
+        if res.type != "kubernetes:core/v1:Secret":
+            assert f"mock-secret-{generated.name}" not in json.dumps(res.inputs), res.name
+    (policy,) = rec.kinds("NetworkPolicy")
+    client_rule, keda_rule = policy["spec"]["ingress"]
+    assert client_rule["ports"] == [{"protocol": "TCP", "port": 4222}]
+    assert client_rule["from"] == [{"podSelector": {"matchLabels": {"app": "agent"}}}]
+    assert keda_rule == keda_ingress_rule(8222)
+
+
+def test_nats_client_env_expands_the_password_into_the_url() -> None:
+    conn = NatsConnection(
+        host="agentswarm-nats.swarm.svc.cluster.local",
+        password_secret="auth",
+        password_key="password",
+        pod_selector={},
+    )
+
+    def body() -> Any:
+        env = nats_env(conn)
+        return pulumi.Output.all(
+            [e["name"] for e in env], *[pulumi.Output.from_input(e["value"]) for e in env if "value" in e]
+        )
+
+    names, broker, url = run_mocked(body).outputs["result"]
+    assert broker == "nats"
+    assert url == "nats://agentswarm:$(NATS_PASSWORD)@agentswarm-nats.swarm.svc.cluster.local:4222"
+    assert names.index("NATS_PASSWORD") < names.index("AGENTSWARM_NATS_URL")  # defined before it is used
+
+
+async def test_nats_conf_runs_a_real_server_that_demands_the_password(tmp_path: Any) -> None:
+    """The generated nats.conf on a real nats-server: JetStream works for the right password only."""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+    from agentswarm.servers import NatsServer, free_port, nats_server_binary
+
+    port, monitoring = free_port(), free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(nats_conf(str(tmp_path / "js"), port, monitoring))
+
+    class ConfiguredNats(NatsServer):
+        def command(self) -> list[str]:
+            return [nats_server_binary(), "--config", str(conf)]
+
+    os.environ["NATS_PASSWORD"] = "generatedPassword123"
+    os.environ["POD_NAME"] = "agentswarm-nats-0"
+    try:
+        with ConfiguredNats(tmp_path / "srv", port) as server:
+            assert server.port == port
+            broker = NatsJetStreamBroker(f"nats://agentswarm:generatedPassword123@127.0.0.1:{port}")
+            await broker.connect()
+            await broker.enqueue({"hello": 1}, "t1")
+            assert await broker.backlog() == 1
+            await broker.close()
+            intruder = NatsJetStreamBroker(f"nats://agentswarm:wrong@127.0.0.1:{port}")
+            with pytest.raises(Exception):  # noqa: B017 - nats-py raises its own error types, then times out
+                await asyncio.wait_for(intruder.connect(), timeout=3)
+            await intruder.close()
+    finally:
+        os.environ.pop("NATS_PASSWORD", None)
+        os.environ.pop("POD_NAME", None)
