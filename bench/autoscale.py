@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentswarm.broker import Broker, TaskSpec, open_broker
+from agentswarm.broker import Broker, NewTask, open_broker
 from agentswarm.local import LocalOptions, LocalSwarm
 from agentswarm.settings import load_settings
 
@@ -113,7 +113,7 @@ async def replay(args: argparse.Namespace, mode: str, state: Path) -> Run:
             payload = {"steps": args.steps, "delay": args.delay, "log": str(log_path)}
             t0 = time.monotonic()
             batch = await broker.enqueue_many(
-                [TaskSpec(payload, f"{mode}-{burst}-{i:04d}") for i in range(args.tasks)]
+                [NewTask(payload, f"{mode}-{burst}-{i:04d}") for i in range(args.tasks)]
             )
             ids += batch
             if autoscaled:

@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
-from agentswarm.checkpoint import CheckpointStore, FileCheckpointStore, make_store
+from agentswarm.checkpoint import CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
@@ -71,6 +71,8 @@ class _Context:
 
     def __init__(self, agent: Agent, delivery: Delivery, restored_version: int | None) -> None:
         self._agent = agent
+        self._delivery = delivery
+        self._progress_reported = False
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
@@ -86,6 +88,11 @@ class _Context:
             lambda: self._agent.store.save(self.task_id, state), "checkpoint"
         )
         self.last_version = version
+        if not self._progress_reported:
+            # A newer checkpoint than this delivery started from: if the agent dies now, the next
+            # delivery does not count toward max_deliveries (see Broker.progress).
+            await self._agent.retrying(lambda: self._agent.broker.progress(self._delivery), "progress")
+            self._progress_reported = True
         if self.stopping:
             raise ShutdownRequested(f"checkpoint {version} stored; agent is shutting down")
         return version
@@ -180,7 +187,9 @@ class Agent:
                     continue
                 for delivery in deliveries:
                     if self.stopping.is_set():
-                        break  # claimed but not started: stays pending, our restart takes it first
+                        # Claimed but not started: handed back without a strike; our restart takes it first.
+                        await self._release(delivery)
+                        continue
                     try:
                         await self.process(delivery)
                     except _GiveUp as exc:
@@ -196,15 +205,13 @@ class Agent:
 
         Best effort at start-up; tasks still unfinished keep theirs, so they resume if they come back here.
         """
-        if not isinstance(self.store, FileCheckpointStore):
-            return
-        for task_id in await asyncio.to_thread(self.store.task_ids):
+        for task_id in await self.store.stranded_task_ids():
             try:
                 if await self.broker.get_result(task_id) is not None:
                     await self.store.clear(task_id)
                     log.info("removed checkpoints of task %s (finished elsewhere)", task_id)
                 elif await self.broker.get_task(task_id) is None:
-                    log.warning("checkpoints of unknown task %s kept in %s", task_id, self.store.root)
+                    log.warning("checkpoints of unknown task %s kept in %s", task_id, self.store.location)
             except Exception as exc:
                 log.warning("checkpoint sweep stopped: %s", exc)
                 return
@@ -222,6 +229,9 @@ class Agent:
         existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
         if existing is not None:
             log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
+            # Recording again is a no-op, except that it appends the terminal event if the first recorder
+            # died between storing the result and appending it (watchers wait for that event).
+            await self.retrying(lambda: self.broker.record_result(existing), "record_result")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             await self.store.clear(task.id)
             return
@@ -260,6 +270,7 @@ class Agent:
                     run.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ShutdownRequested, Exception):
                         await run
+                    await self._release(delivery)
                     return
             try:
                 value = run.result()
@@ -267,6 +278,7 @@ class Agent:
                 raise
             except ShutdownRequested:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
+                await self._release(delivery)
                 return
             except asyncio.CancelledError:
                 return
@@ -300,6 +312,13 @@ class Agent:
             for t in (keeper, stop_wait):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+    async def _release(self, delivery: Delivery) -> None:
+        """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
+        try:
+            await self.retrying(lambda: self.broker.release(delivery), "release")
+        except _GiveUp as exc:
+            log.warning("%s; task %s stays pending", exc, delivery.task.id)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         task = delivery.task

@@ -154,17 +154,23 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
         if args.json:
             print(frame.dump(), flush=True)
 
+    def on_event(frame: Any) -> None:
+        if bar is not None:
+            bar.on_event(frame)
+        if args.events:  # one JSON line per event, with the event id a later --after resumes from
+            print(frame.dump(), flush=True)
+
     try:
         watches = await client.watch(
             task_ids,
             after={tid: args.after for tid in task_ids} if getattr(args, "after", None) else None,
-            on_event=bar.on_event if bar is not None else None,
+            on_event=on_event,
             on_result=on_result,
         )
     finally:
         if bar is not None:
             bar.close()
-    if not args.json:
+    if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
     dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
     return EXIT_FAILED if dead else EXIT_OK
@@ -237,6 +243,47 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print each result frame as one JSON line")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="print each event frame as one JSON line (with its event_id, for --after)",
+    )
+
+
+#: Settings only one role reads; the others are read by both (see docs/runtime-contract.md).
+_ONLY = {
+    "coordinator": {"port", "host", "api_token", "shutdown_drain_seconds"},
+    "agent": {
+        "agent_id",
+        "checkpoint_dir",
+        "checkpoint_backend",
+        "checkpoint_keep",
+        "broker_state_dir",
+        "handler",
+        "heartbeat_interval_seconds",
+        "shutdown_grace_seconds",
+        "keepalive_interval_ms",
+        "retry_backoff_ms",
+        "claim_block_ms",
+    },
+}
+
+
+def _settings_help(role: str) -> str:
+    """The ``AGENTSWARM_*`` variables ``role`` reads, with defaults: the epilog of its ``--help``."""
+    from agentswarm.settings import ENV_PREFIX, Settings
+
+    other = set().union(*(names for r, names in _ONLY.items() if r != role))
+    lines = [f"{role} is configured by environment variables (docs/runtime-contract.md):", ""]
+    for name, field in Settings.model_fields.items():
+        if name in other:
+            continue
+        default = "" if field.default is None else f" (default {field.default})"
+        lines.append(f"  {ENV_PREFIX}{name.upper()}")
+        lines.append(f"      {field.description}{default}")
+    lines.append("  AGENTSWARM_LOG_LEVEL")
+    lines.append("      Python logging level (default INFO)")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,8 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("coordinator", help="run the coordinator (websocket API, /healthz, /readyz, /metrics)")
-    sub.add_parser("agent", help="run one agent worker (identity AGENTSWARM_AGENT_ID)")
+    for role, summary in (
+        ("coordinator", "run the coordinator (websocket API, /healthz, /readyz, /metrics)"),
+        ("agent", "run one agent worker (identity AGENTSWARM_AGENT_ID)"),
+    ):
+        sub.add_parser(
+            role,
+            help=summary,
+            description=summary + ". Takes no options.",
+            epilog=_settings_help(role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     probe = sub.add_parser("probe", help="agent exec liveness probe: exit 0 while the heartbeat is fresh")
     probe.add_argument("--max-age-seconds", type=float, default=30.0)

@@ -57,7 +57,11 @@ class Settings(BaseSettings):
         description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
     )
     max_deliveries: int = Field(
-        default=5, ge=1, le=1000, description="attempts before a task is dead-lettered"
+        default=5,
+        ge=1,
+        le=1000,
+        description="unproductive deliveries (the handler raised, or the agent died without checkpoint "
+        "progress) before a task is dead-lettered",
     )
     retry_backoff_ms: int = Field(
         default=500,
@@ -79,6 +83,11 @@ class Settings(BaseSettings):
         default="file",
         description="'file': the agent volume (a task resumes on the agent that owned it); "
         "'broker': Redis hash / NATS KV, so any agent that takes the task over resumes it",
+    )
+    broker_state_dir: Path | None = Field(
+        default=None,
+        description="where the broker keeps an agent's state that must survive its restarts (the NATS "
+        "in-flight ledger), apart from the checkpoints; default <checkpoint_dir>/broker-state",
     )
     checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
     handler: str = Field(default=defaults.DEFAULT_HANDLER, description="module:function of the handler")
@@ -147,6 +156,11 @@ class Settings(BaseSettings):
         """Effective keep-alive period in seconds."""
         ms = self.keepalive_interval_ms or self.claim_idle_ms // 4
         return max(ms, 50) / 1000.0
+
+    @property
+    def broker_state_path(self) -> Path:
+        """The effective ``broker_state_dir``."""
+        return self.broker_state_dir or self.checkpoint_dir / "broker-state"
 
     @property
     def heartbeat_file(self) -> Path:

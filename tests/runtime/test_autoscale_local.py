@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentswarm.broker import Broker, TaskSpec, open_broker
+from agentswarm.broker import Broker, NewTask, open_broker
 from agentswarm.handlers.steps import expected_result
 from agentswarm.local import LocalError, LocalOptions, LocalSwarm
 from agentswarm.local.autoscale import ScalePolicy, parse_range
@@ -124,7 +124,7 @@ async def test_burst_scales_from_zero_to_max_and_back_to_zero(autoscaled: Any, t
     assert running_agents(swarm) == 0 and scaler.agents == 0  # nothing to do: no agent runs
     log_path = tmp_path / "steps.log"
     ids = await broker.enqueue_many(
-        [TaskSpec({"steps": 3, "delay": 0.05, "log": str(log_path)}, f"burst-{i:03d}") for i in range(200)]
+        [NewTask({"steps": 3, "delay": 0.05, "log": str(log_path)}, f"burst-{i:03d}") for i in range(200)]
     )
 
     async def max_reached() -> bool:
@@ -160,7 +160,7 @@ async def test_scale_in_from_4_to_1_hands_every_task_to_the_survivor(autoscaled:
     log_path = tmp_path / "steps.log"
     steps = 12
     ids = await broker.enqueue_many(
-        [TaskSpec({"steps": steps, "delay": 0.25, "log": str(log_path)}, f"long-{i}") for i in range(4)]
+        [NewTask({"steps": steps, "delay": 0.25, "log": str(log_path)}, f"long-{i}") for i in range(4)]
     )
 
     async def four_running_tasks() -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentswarm.broker import Broker, TaskSpec
+from agentswarm.broker import Broker, NewTask
 from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.servers import NatsServer, free_port
@@ -126,7 +126,7 @@ async def test_only_stream_length_follows_outstanding_work(redis_broker: RedisSt
     m = await state("idle, never used", 0)
     assert m == {"lagCount": 0, "pendingEntriesCount": 0, "streamLength": 0}
 
-    await b.enqueue_many([TaskSpec({"n": i}, f"t{i}") for i in range(10)])
+    await b.enqueue_many([NewTask({"n": i}, f"t{i}") for i in range(10)])
     m = await state("10 queued, 0 agents", 10)
     # pendingEntriesCount cannot wake a swarm at zero: nothing is handed out, so it reads 0.
     assert m["pendingEntriesCount"] == 0 and not active(m["pendingEntriesCount"])
@@ -173,12 +173,12 @@ async def test_lag_stays_null_and_never_wakes_a_swarm_at_zero(redis_broker: Redi
     read, the lag stays NULL however much work arrives, so a lagCount trigger never scales up again."""
     b = redis_broker
     keda = KedaRedisStreams(b)
-    await b.enqueue_many([TaskSpec({"n": i}, f"s{i}") for i in range(6)])
+    await b.enqueue_many([NewTask({"n": i}, f"s{i}") for i in range(6)])
     (_abandoned,) = await b.claim("agent-0", block_ms=100)
     (newer,) = await b.claim("agent-1", block_ms=100)
     await b.ack(newer)  # agent-1 finishes; agent-0 is scaled in (or preempted) before finishing
     for wave in range(3):
-        await b.enqueue_many([TaskSpec({"wave": wave, "n": i}, f"w{wave}-{i}") for i in range(50)])
+        await b.enqueue_many([NewTask({"wave": wave, "n": i}, f"w{wave}-{i}") for i in range(50)])
         m = await keda.all()
         outstanding = 5 + 50 * (wave + 1)
         assert m["streamLength"] == outstanding == await b.backlog()
@@ -212,7 +212,7 @@ async def test_nats_jetstream_scaler_reads_the_backlog(tmp_path: Path, unique_na
                 return keda_nats_lag(server.monitoring_port, b.s_tasks, b.durable), await b.backlog()
 
             assert await both() == (0, 0)
-            await b.enqueue_many([TaskSpec({"n": i}, f"n{i}") for i in range(6)])
+            await b.enqueue_many([NewTask({"n": i}, f"n{i}") for i in range(6)])
             assert await both() == (6, 6)
             (d1,) = await b.claim("agent-0", block_ms=200)
             (d2,) = await b.claim("agent-1", block_ms=200)
@@ -237,7 +237,7 @@ async def test_backlog_counts_queued_running_retrying_and_abandoned(brokers: Any
     """``Broker.backlog()`` on both backends: the autoscaling signal, 0 exactly when nothing is left."""
     b: Broker = await brokers(claim_idle_ms=500, retry_backoff_ms=2000)
     assert await b.backlog() == 0
-    await b.enqueue_many([TaskSpec({"n": i}, f"k{i}") for i in range(5)])
+    await b.enqueue_many([NewTask({"n": i}, f"k{i}") for i in range(5)])
     assert await b.backlog() == 5
     (d1,) = await b.claim("agent-0", block_ms=200)
     (d2,) = await b.claim("agent-1", block_ms=200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,17 @@ def test_unknown_variables_are_reported() -> None:
         "HOME": "/",
     }
     assert unknown_variables(env) == ["AGENTSWARM_BROKR"]
+
+
+def test_runtime_contract_documents_every_setting() -> None:
+    """docs/runtime-contract.md lists each variable Settings reads, and only variables the runtime knows."""
+    from agentswarm.settings import ENV_PREFIX, OTHER_KNOWN_VARIABLES, Settings
+
+    doc = (Path(__file__).parents[2] / "docs" / "runtime-contract.md").read_text()
+    table = set(re.findall(r"^\| `(AGENTSWARM_[A-Z0-9_]+)` \|", doc, flags=re.MULTILINE))
+    read = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    assert sorted(read - table) == [], "read by Settings but not documented"
+    assert sorted(table - read - OTHER_KNOWN_VARIABLES) == [], "documented but read by nothing"
 
 
 def test_overrides_render_to_env_that_reads_back_unchanged(
