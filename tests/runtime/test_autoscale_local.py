@@ -198,3 +198,18 @@ async def test_scale_in_from_4_to_1_hands_every_task_to_the_survivor(autoscaled:
     assert {owner[t] for t in ids} == {"agent-0", "agent-1", "agent-2", "agent-3"}
     assert scaler.scale_ins == 3 and running_agents(swarm) == 1
     assert await broker.get_checkpoints(ids[0]) == []
+
+
+async def test_closing_a_nats_broker_logs_no_outage(
+    nats_server: Any, unique_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The autoscaler's broker is closed at every stop: a deliberate close is not a lost connection."""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+
+    broker = NatsJetStreamBroker(nats_server.url, namespace=unique_namespace)
+    await broker.connect()
+    assert await broker.backlog() == 0
+    with caplog.at_level("WARNING", logger="agentswarm.broker"):
+        await broker.close()
+        await asyncio.sleep(0.2)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
