@@ -44,7 +44,10 @@ class AgentPoolArgs(RuntimeWorkloadArgs):
 
 
 class AgentPool(pulumi.ComponentResource):
-    """StatefulSet + headless Service + PDB + ServiceAccount + NetworkPolicy for the agents."""
+    """StatefulSet + headless Service + PDB + ServiceAccount + NetworkPolicy for the agents.
+
+    With ``autoscaling.enabled`` the StatefulSet is sized by KEDA (see
+    :class:`~components.autoscaling.AgentAutoscaler`, which :class:`~components.swarm.AgentSwarm` creates)."""
 
     statefulset_name: pulumi.Output[str]
     service_account_name: pulumi.Output[str]
@@ -81,7 +84,12 @@ class AgentPool(pulumi.ComponentResource):
             f"{name}-statefulset",
             metadata=_k8s.metadata(sts_name, ns, instance, COMPONENT),
             spec=statefulset_spec(cfg, instance, sts_name, sel, template),
-            opts=_k8s.child_opts(self, depends_on=[headless]),
+            # KEDA owns spec.replicas when autoscaling: the next `pulumi up` must not reset it.
+            opts=_k8s.child_opts(
+                self,
+                depends_on=[headless],
+                ignore_changes=["spec.replicas"] if cfg.autoscaling.enabled else None,
+            ),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -97,7 +105,9 @@ class AgentPool(pulumi.ComponentResource):
         )
         self.statefulset_name = statefulset.metadata.name
         self.service_account_name = service_account.metadata.name
-        self.replicas = pulumi.Output.from_input(cfg.replicas)
+        self.replicas = pulumi.Output.from_input(
+            cfg.autoscaling.min_replicas if cfg.autoscaling.enabled else cfg.replicas
+        )
         self.register_outputs(
             {
                 "statefulset_name": self.statefulset_name,
@@ -127,6 +137,9 @@ def pod_spec(
         # pod's grace period is left for writing that checkpoint and exiting before the SIGKILL.
         {"name": "AGENTSWARM_SHUTDOWN_GRACE_SECONDS", "value": str(agent_shutdown_grace(cfg))},
     ]
+    if cfg.autoscaling.enabled:
+        # A scaled-in agent's task is resumed by another agent: its checkpoints must be in the broker.
+        env.append({"name": "AGENTSWARM_CHECKPOINT_BACKEND", "value": "broker"})
     probe = {
         "exec": {"command": ["agentswarm", "probe", "--max-age-seconds", str(cfg.probe_max_age_seconds)]}
     }
@@ -168,7 +181,8 @@ def statefulset_spec(
     """Parallel pod management, rolling updates, one checkpoint PVC per agent that outlives its pod."""
     return {
         "serviceName": sts_name,
-        "replicas": cfg.replicas,
+        # With autoscaling this is only the size at creation; KEDA owns it afterwards.
+        "replicas": cfg.autoscaling.min_replicas if cfg.autoscaling.enabled else cfg.replicas,
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": sel},
         "updateStrategy": {"type": "RollingUpdate"},

@@ -28,6 +28,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s
+from components.config import AutoscalingConfig
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 #: The kedacore/keda Helm chart version installed by ``install_keda`` (chart and app versions are equal).
@@ -52,6 +53,19 @@ class ScalingRule:
     polling_interval_seconds: int
     cooldown_seconds: int
     scale_down_stabilization_seconds: int
+
+
+def scaling_rule(cfg: AutoscalingConfig) -> ScalingRule:
+    """The ``agents.autoscaling`` section as a :class:`ScalingRule`."""
+    return ScalingRule(
+        min_replicas=cfg.min_replicas,
+        max_replicas=cfg.max_replicas,
+        target_per_agent=cfg.target_tasks_per_agent,
+        activation=cfg.activation_tasks,
+        polling_interval_seconds=cfg.polling_interval_seconds,
+        cooldown_seconds=cfg.cooldown_seconds,
+        scale_down_stabilization_seconds=cfg.scale_down_stabilization_seconds,
+    )
 
 
 def redis_address(url: str) -> tuple[str, int, bool]:

@@ -10,11 +10,19 @@ import pulumi
 from components import _k8s
 from components.agents import COMPONENT as AGENT
 from components.agents import AgentPool, AgentPoolArgs
-from components.config import SwarmConfig, parse_config
+from components.autoscaling import AgentAutoscaler, AgentAutoscalerArgs, keda_ingress_rule, scaling_rule
+from components.config import QUEUE_NAMESPACE, SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
 from components.coordinator import Coordinator, CoordinatorArgs
 from components.namespace import SwarmNamespace
-from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
+from components.redis import (
+    REDIS_PORT,
+    ManagedRedis,
+    Redis,
+    RedisArgs,
+    RedisConnection,
+    managed_redis_connection,
+)
 
 IMAGE_DIGEST_ANNOTATION = "agentswarm.io/image-digest"
 """Pod-template annotation carrying the digest of an image built under a fixed name (kind): a rebuild changes
@@ -36,7 +44,8 @@ class AgentSwarmArgs(TypedDict):
 
 
 class AgentSwarm(pulumi.ComponentResource):
-    """Namespace + Redis (or a managed one) + Coordinator + AgentPool, wired to each other."""
+    """Namespace + Redis (or a managed one) + Coordinator + AgentPool (+ AgentAutoscaler), wired to each
+    other."""
 
     namespace: pulumi.Output[str]
     coordinator_service: pulumi.Output[str]
@@ -71,6 +80,8 @@ class AgentSwarm(pulumi.ComponentResource):
                 "config": cfg.redis,
                 "client_selectors": [coordinator_sel, agent_sel],
             }
+            if cfg.agents.autoscaling.enabled:  # KEDA's operator reads the backlog (XLEN)
+                redis_args["extra_ingress"] = [keda_ingress_rule(REDIS_PORT)]
             if cfg.redis_password is not None:
                 redis_args["password"] = cfg.redis_password.get_secret_value()
             conn = Redis(f"{name}-redis", redis_args, in_ns).connection
@@ -106,6 +117,23 @@ class AgentSwarm(pulumi.ComponentResource):
             coordinator_args["pod_annotations"] = pool_args["pod_annotations"] = rolls
         coordinator = Coordinator(f"{name}-coordinator", coordinator_args, in_ns)
         agents = AgentPool(f"{name}-agents", pool_args, in_ns)
+        if cfg.agents.autoscaling.enabled:
+            scaler_args: AgentAutoscalerArgs = {
+                "namespace": ns,
+                "instance": instance,
+                "statefulset_name": agents.statefulset_name,
+                "rule": scaling_rule(cfg.agents.autoscaling),
+                "queue_namespace": QUEUE_NAMESPACE,
+                "redis": {
+                    "url": conn.url,
+                    "password_secret": conn.password_secret,
+                    "password_key": conn.password_key,
+                    "ca_secret": conn.ca_secret,
+                    "ca_key": conn.ca_key,
+                },
+                "install_keda": cfg.agents.autoscaling.install_keda,
+            }
+            AgentAutoscaler(f"{name}-autoscaler", scaler_args, in_ns)
 
         self.config = cfg
         self.namespace = ns

@@ -277,3 +277,74 @@ async def test_nats_conf_runs_a_real_server_that_demands_the_password(tmp_path: 
     finally:
         os.environ.pop("NATS_PASSWORD", None)
         os.environ.pop("POD_NAME", None)
+
+
+# -- wired into the swarm -----------------------------------------------------------------------------------
+GKE = {"platform": "gke", "cluster": {"create": False}, "agents": {"dedicated_nodes": False}}
+
+
+def swarm_with(agents: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Recording, list[Any]]:
+    """Run AgentSwarm; also return the ResourceOptions of every StatefulSet (mocks do not record them)."""
+    import pulumi_kubernetes as k8s
+
+    from components import AgentSwarm, parse_config
+
+    seen: list[Any] = []
+    original = k8s.apps.v1.StatefulSet.__init__
+
+    def spy(self: Any, resource_name: str, *args: Any, **kwargs: Any) -> None:
+        seen.append((resource_name, kwargs.get("opts")))
+        original(self, resource_name, *args, **kwargs)
+
+    monkeypatch.setattr(k8s.apps.v1.StatefulSet, "__init__", spy)
+    cfg = parse_config({**GKE, "agents": {**GKE["agents"], **agents}})
+    rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}))
+    return rec, seen
+
+
+def test_swarm_autoscaling_hands_replicas_to_keda(monkeypatch: pytest.MonkeyPatch) -> None:
+    auto = {"enabled": True, "min_replicas": 0, "max_replicas": 30, "target_tasks_per_agent": 3}
+    rec, opts = swarm_with({"replicas": 50, "autoscaling": auto}, monkeypatch)
+    agents = next(m for m in rec.kinds("StatefulSet") if m["metadata"]["name"] == "agentswarm-agent")
+    assert agents["spec"]["replicas"] == 0  # KEDA starts agents when work arrives
+    (agent_opts,) = [o for n, o in opts if n == "swarm-agents-statefulset"]
+    assert agent_opts.ignore_changes == ["spec.replicas"]  # the next `pulumi up` does not fight KEDA
+    env = {e["name"]: e.get("value") for e in agents["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AGENTSWARM_CHECKPOINT_BACKEND"] == "broker"  # scaled-in tasks resume on other agents
+    (scaled,) = rec.kinds("ScaledObject")
+    validate(scaled)
+    assert scaled["metadata"]["namespace"] == "agentswarm"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "agentswarm-agent"
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 30)
+    metadata = scaled["spec"]["triggers"][0]["metadata"]
+    assert metadata["address"] == "agentswarm-redis.agentswarm.svc.cluster.local:6379"
+    assert (metadata["stream"], metadata["streamLength"]) == ("agentswarm:tasks", "3")
+    (auth,) = rec.kinds("TriggerAuthentication")
+    (redis_secret,) = [m for m in rec.kinds("Secret") if m["metadata"]["name"] == "agentswarm-redis-auth"]
+    assert auth["spec"]["secretTargetRef"][0]["name"] == redis_secret["metadata"]["name"]
+    redis_policy = next(m for m in rec.kinds("NetworkPolicy") if m["metadata"]["name"] == "agentswarm-redis")
+    assert keda_ingress_rule(6379) in redis_policy["spec"]["ingress"]
+
+
+def test_swarm_without_autoscaling_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, opts = swarm_with({"replicas": 7}, monkeypatch)
+    agents = next(m for m in rec.kinds("StatefulSet") if m["metadata"]["name"] == "agentswarm-agent")
+    assert agents["spec"]["replicas"] == 7
+    (agent_opts,) = [o for n, o in opts if n == "swarm-agents-statefulset"]
+    assert not agent_opts.ignore_changes
+    env = {e["name"] for e in agents["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "AGENTSWARM_CHECKPOINT_BACKEND" not in env
+    assert rec.kinds("ScaledObject") == [] and rec.kinds("TriggerAuthentication") == []
+    redis_policy = next(m for m in rec.kinds("NetworkPolicy") if m["metadata"]["name"] == "agentswarm-redis")
+    assert keda_ingress_rule(6379) not in redis_policy["spec"]["ingress"]
+
+
+def test_prod_stack_scales_on_memorystore_with_tls(stack_recordings: dict[str, Recording]) -> None:
+    rec = stack_recordings["gke-prod"]
+    (scaled,) = rec.kinds("ScaledObject")
+    (auth,) = rec.kinds("TriggerAuthentication")
+    metadata = scaled["spec"]["triggers"][0]["metadata"]
+    assert metadata["enableTLS"] == "true" and metadata["address"].endswith(":6378")
+    assert [r["parameter"] for r in auth["spec"]["secretTargetRef"]] == ["password", "ca"]
+    assert scaled["spec"]["minReplicaCount"] == 0
+    assert not rec.of_type("kubernetes:helm.sh/v4:Chart")

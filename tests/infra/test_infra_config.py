@@ -49,6 +49,12 @@ def test_load_stack_config_decodes_structured_values() -> None:
 BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
     # (agentswarm config, key in message, bad value in message, allowed text in message)
     ({}, "platform", "None", "required key is missing"),
+    (
+        {"platform": "kind", "agents": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+        "agents.autoscaling.max_replicas",
+        "2",
+        "must be >= min_replicas (5)",
+    ),
     ({"platform": "aws"}, "platform", "'aws'", "'kind' or 'gke'"),
     (
         {"platform": "kind", "exposure": "ingress"},

@@ -433,6 +433,7 @@ STACK_COMPONENTS = {
         "SwarmNamespace",
         "Coordinator",
         "AgentPool",
+        "AgentAutoscaler",
     },
     "render": {"AgentSwarm", "SwarmNamespace", "Redis", "Coordinator", "AgentPool"},
 }
