@@ -14,8 +14,14 @@ import pulumi_kubernetes as k8s
 
 from components import _k8s
 from components.config import AgentsConfig
-from components.redis import RedisConnection
-from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
+from components.workload import (
+    BrokerConnection,
+    RuntimeWorkloadArgs,
+    broker_connection,
+    broker_egress_rule,
+    broker_env,
+    runtime_pod,
+)
 
 CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -56,7 +62,7 @@ class AgentPool(pulumi.ComponentResource):
     def __init__(self, name: str, args: AgentPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:AgentPool", name, None, opts)
         cfg = AgentsConfig.model_validate(args["config"])
-        ns, instance, conn = args["namespace"], args["instance"], args["redis"]
+        ns, instance, conn = args["namespace"], args["instance"], broker_connection(args)
         sts_name = agent_service_account_name(instance)
         sel = _k8s.selector_labels(instance, COMPONENT)
         child = _k8s.child_opts(self)
@@ -121,7 +127,7 @@ def pod_spec(
     cfg: AgentsConfig,
     image: pulumi.Input[str],
     pull_policy: str,
-    conn: RedisConnection,
+    conn: BrokerConnection,
     service_account: k8s.core.v1.ServiceAccount,
 ) -> dict[str, Any]:
     """The agent pod: its identity from the pod name, the checkpoint volume, heartbeat-file probes."""
@@ -130,7 +136,7 @@ def pod_spec(
             "name": "AGENTSWARM_AGENT_ID",
             "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
         },
-        *redis_env(conn),
+        *broker_env(conn),
         {"name": "AGENTSWARM_CHECKPOINT_DIR", "value": cfg.checkpoint_path},
         {"name": "AGENTSWARM_HANDLER", "value": cfg.handler},
         # The agent waits this long for the handler's next checkpoint after SIGTERM; the rest of the
@@ -201,14 +207,14 @@ def statefulset_spec(
 def network_policy_spec(
     cfg: AgentsConfig,
     sel: dict[str, str],
-    conn: RedisConnection,
+    conn: BrokerConnection,
     coordinator_selector: dict[str, str],
     coordinator_port: int,
 ) -> dict[str, Any]:
     """Egress to the broker, DNS, the coordinator and the model-API allow-list. No "ingress" key with Ingress
     in policyTypes: agent pods accept no connection from anyone, including other agents."""
     egress: list[dict[str, Any]] = [
-        redis_egress_rule(conn),
+        broker_egress_rule(conn),
         _k8s.dns_egress_rule(),
         {
             "to": [{"podSelector": {"matchLabels": coordinator_selector}}],

@@ -319,6 +319,19 @@ class RedisConfig(_Model):
     )
 
 
+class NatsConfig(_Model):
+    """In-cluster NATS with JetStream (used when `broker` is `nats`)."""
+
+    image: str = Field(
+        default="docker.io/library/nats:2.10.14-alpine3.19", description="Pinned official image."
+    )
+    storage_size: Quantity = Field(default="8Gi", description="JetStream file store PVC size.")
+    storage_class: str | None = Field(default=None, description="StorageClass; unset = cluster default.")
+    resources: Resources = Field(
+        default_factory=lambda: _resources("100m", "256Mi", "1Gi"), description="Container resources."
+    )
+
+
 class NodePoolConfig(_Model):
     """An autoscaling GKE node pool."""
 
@@ -440,7 +453,12 @@ class SwarmConfig(_Model):
     image: ImageConfig = Field(default_factory=ImageConfig)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    broker: Literal["redis", "nats"] = Field(
+        default="redis",
+        description="Queue backend: Redis Streams (`redis` section) or NATS JetStream (`nats`).",
+    )
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     api_token: SecretStr | None = Field(
         default=None,
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "

@@ -137,6 +137,11 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.platform == "kind" and s.redis.mode == "memorystore",
     ),
     _swarm(
+        "redis.mode",
+        "broker nats runs NATS in the cluster: leave redis.mode at 'in-cluster' (unused)",
+        lambda s: s.broker == "nats" and s.redis.mode == "memorystore",
+    ),
+    _swarm(
         "exposure",
         "platform gke allows 'ingress' or 'gateway'",
         lambda s: s.platform == "gke" and s.exposure == "nodeport",

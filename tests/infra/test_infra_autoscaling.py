@@ -348,3 +348,41 @@ def test_prod_stack_scales_on_memorystore_with_tls(stack_recordings: dict[str, R
     assert [r["parameter"] for r in auth["spec"]["secretTargetRef"]] == ["password", "ca"]
     assert scaled["spec"]["minReplicaCount"] == 0
     assert not rec.of_type("kubernetes:helm.sh/v4:Chart")
+
+
+def test_render_nats_stack_wires_nats_to_both_roles_and_keda(stack_recordings: dict[str, Recording]) -> None:
+    rec = stack_recordings["render-nats"]
+    names = {m["metadata"]["name"] for m in rec.kinds("StatefulSet")}
+    assert names == {"agentswarm-nats", "agentswarm-agent"}  # no Redis at all
+    (secret,) = [m for m in rec.kinds("Secret") if m["metadata"]["name"] == "agentswarm-nats-auth"]
+    for kind, name in (("Deployment", "agentswarm-coordinator"), ("StatefulSet", "agentswarm-agent")):
+        workload = next(m for m in rec.kinds(kind) if m["metadata"]["name"] == name)
+        env = {e["name"]: e for e in workload["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["AGENTSWARM_BROKER"]["value"] == "nats"
+        assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+        assert env["AGENTSWARM_NATS_URL"]["value"] == (
+            "nats://agentswarm:$(NATS_PASSWORD)@agentswarm-nats.agentswarm.svc.cluster.local:4222"
+        )
+        assert "AGENTSWARM_REDIS_URL" not in env
+        policy = next(m for m in rec.kinds("NetworkPolicy") if m["metadata"]["name"] == name)
+        nats_rules = [
+            r for r in policy["spec"]["egress"] if r["ports"] == [{"protocol": "TCP", "port": 4222}]
+        ]
+        assert (
+            nats_rules
+            and nats_rules[0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
+        )
+    (scaled,) = rec.kinds("ScaledObject")
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    assert (
+        trigger["metadata"]["natsServerMonitoringEndpoint"]
+        == "agentswarm-nats.agentswarm.svc.cluster.local:8222"
+    )
+    assert (trigger["metadata"]["stream"], trigger["metadata"]["consumer"]) == (
+        "AGENTSWARM_TASKS",
+        "agentswarm-agents",
+    )
+    assert rec.kinds("TriggerAuthentication") == []
+    nats_policy = next(m for m in rec.kinds("NetworkPolicy") if m["metadata"]["name"] == "agentswarm-nats")
+    assert keda_ingress_rule(8222) in nats_policy["spec"]["ingress"]

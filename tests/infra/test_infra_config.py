@@ -218,6 +218,7 @@ GKE_MEMORYSTORE = {
     "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
+    {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
