@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import _k8s
+from components.config import NatsConfig
 
 NATS_PORT = 4222
 NATS_MONITORING_PORT = 8222
@@ -27,7 +28,6 @@ PASSWORD_KEY = "password"
 #: The password variable: the server's config references it, clients' URL expands it.
 PASSWORD_ENV = "NATS_PASSWORD"
 NATS_UID = 1000
-DEFAULT_IMAGE = "nats:2.10.14-alpine3.19"
 COMPONENT = "nats"
 CONF_DIR = "/etc/nats"
 DATA_DIR = "/data"
@@ -157,14 +157,8 @@ class NatsArgs(TypedDict):
     """Namespace to deploy into."""
     instance: NotRequired[str]
     """Swarm instance name (labels); default ``agentswarm``."""
-    image: NotRequired[str]
-    """nats-server image; default :data:`DEFAULT_IMAGE`."""
-    storage_size: NotRequired[str]
-    """JetStream PVC size; default ``5Gi``."""
-    storage_class: NotRequired[str | None]
-    """StorageClass of the PVC; unset = cluster default."""
-    resources: NotRequired[dict[str, Any]]
-    """Container resources (Kubernetes form)."""
+    config: NotRequired[NatsConfig]
+    """Validated ``nats`` section; a plain mapping is validated here. Default: every default."""
     client_selectors: NotRequired[list[dict[str, str]]]
     """Pod label sets allowed to connect (coordinator and agents)."""
     monitoring_ingress: NotRequired[list[dict[str, Any]]]
@@ -181,6 +175,7 @@ class Nats(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NatsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:Nats", name, None, opts)
+        cfg = NatsConfig.model_validate(args.get("config", {}))
         ns, instance = args["namespace"], args.get("instance", "agentswarm")
         svc_name = f"{instance}-nats"
         sel = _k8s.selector_labels(instance, COMPONENT)
@@ -226,19 +221,7 @@ class Nats(pulumi.ComponentResource):
             data={"nats.conf": nats_conf()},
             opts=child,
         )
-        claim: dict[str, Any] = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": args.get("storage_size", "5Gi")}},
-        }
-        if args.get("storage_class"):
-            claim["storageClassName"] = args.get("storage_class")
-        resources = args.get(
-            "resources",
-            {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        )
-        pod = pod_spec(
-            args.get("image", DEFAULT_IMAGE), resources, secret.metadata.name, config_map.metadata.name
-        )
+        pod = pod_spec(cfg.image, cfg.resources.to_k8s(), secret.metadata.name, config_map.metadata.name)
         k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
             metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
@@ -249,7 +232,7 @@ class Nats(pulumi.ComponentResource):
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
                 "template": {"metadata": {"labels": _k8s.labels(instance, COMPONENT)}, "spec": pod},
                 "volumeClaimTemplates": [
-                    {"metadata": {"name": "data", "labels": _k8s.labels(instance, COMPONENT)}, "spec": claim}
+                    _k8s.volume_claim("data", instance, COMPONENT, cfg.storage_size, cfg.storage_class)
                 ],
             },
             opts=_k8s.child_opts(self, depends_on=[service, headless]),

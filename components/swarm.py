@@ -79,10 +79,7 @@ class AgentSwarm(pulumi.ComponentResource):
             nats_args: NatsArgs = {
                 "namespace": ns,
                 "instance": instance,
-                "image": cfg.nats.image,
-                "storage_size": cfg.nats.storage_size,
-                "storage_class": cfg.nats.storage_class,
-                "resources": cfg.nats.resources.to_k8s(),
+                "config": cfg.nats,
                 "client_selectors": [coordinator_sel, agent_sel],
             }
             if autoscaling:  # KEDA's operator reads /jsz on the monitoring port

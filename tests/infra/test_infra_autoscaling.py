@@ -200,7 +200,8 @@ def test_nats_statefulset_jetstream_pvc_auth_and_restricted_security() -> None:
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert sts["spec"]["replicas"] == 1
-    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert container["image"] == "docker.io/library/nats:2.10.14-alpine3.19"
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
