@@ -142,8 +142,11 @@ def _json_object(raw: str, where: str) -> dict[str, Any]:
 async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Namespace) -> int:
     from agentswarm.client import ProgressBar, summary_table
 
-    bar = None if args.quiet else ProgressBar(task_ids)
-    if bar is not None:
+    tree = bool(getattr(args, "tree", False))
+    bar: Any = None
+    if not args.quiet:
+        bar = _tree_view(task_ids) if tree else ProgressBar(task_ids)
+    if bar is not None and not tree:
         client.on_reconnect = bar.on_reconnect
         bar.render(force=True)
         bar.start_ticker()
@@ -166,14 +169,23 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
             after={tid: args.after for tid in task_ids} if getattr(args, "after", None) else None,
             on_event=on_event,
             on_result=on_result,
+            follow_spawned=tree,
         )
     finally:
         if bar is not None:
             bar.close()
+    if tree:  # the table lists the given tasks; their descendants are summed up per level above
+        watches = {tid: watches[tid] for tid in task_ids}
     if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
     dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
     return EXIT_FAILED if dead else EXIT_OK
+
+
+def _tree_view(task_ids: list[str]) -> Any:
+    from agentswarm.swarm.progress import TreeProgress
+
+    return TreeProgress(task_ids)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -322,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(watch)
     watch.add_argument("task_ids", nargs="+", metavar="TASK_ID")
     watch.add_argument("--after", help="event id already seen (resume; only with one task)")
+    watch.add_argument(
+        "--tree",
+        action="store_true",
+        help="also follow every task spawned below these, with one progress line per tree level",
+    )
 
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
     local.add_argument(
@@ -343,9 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinator port (0 or busy = pick a free one)",
     )
     local.add_argument("--token", help="API token (default: generated once, kept in the state dir)")
-    local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
-    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="tasks in the demo batch")
-    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo task")
+    local.add_argument(
+        "--demo", action="store_true", help="run a planner -> workers -> reducer pipeline and exit"
+    )
+    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="workers in the demo")
+    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo worker")
     local.add_argument("--demo-delay", type=float, default=defaults.DEMO_DELAY, help="seconds per demo step")
     _add_autoscale_options(local)
     return parser

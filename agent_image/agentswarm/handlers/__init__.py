@@ -10,6 +10,13 @@ A handler is ``async def handle(task: Task, state: JSON | None, ctx: TaskContext
   there (the call raises :class:`ShutdownRequested` after the state is stored; do not catch it).
 * ``ctx.emit(event)``: append a progress event (a JSON object; ``type`` defaults to ``"progress"``) to the
   task's event log, which watchers read and resume by id.
+* ``ctx.spawn(payloads, handler=None)`` / ``ctx.gather(ids)``: create child tasks and wait for their outcomes;
+  a waiting task *parks* (it holds no agent) and is re-run from its last checkpoint when the last child
+  finishes, so the code before ``gather`` must be safe to re-run (see :mod:`agentswarm.swarm.runtime`).
+* ``ctx.shared``: JSON entries shared by the task tree (``ctx.shared.swarm``: by the whole swarm), with
+  compare-and-set versions (:mod:`agentswarm.swarm.shared`).
+* ``ctx.memory``: this agent's own durable key-value store and directory, across tasks and restarts
+  (:mod:`agentswarm.swarm.memory`).
 
 Handlers run on the agent's event loop: keep blocking work (CPU, sync I/O) in ``asyncio.to_thread`` or the
 heartbeat stops and the liveness probe restarts the pod. One task runs at a time per agent process.
@@ -22,11 +29,16 @@ than once for the same task (at-least-once delivery); side effects outside check
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentswarm.broker.base import JSON, Task
 from agentswarm.defaults import HANDLER_PATTERN
+
+if TYPE_CHECKING:
+    from agentswarm.swarm.memory import AgentMemory
+    from agentswarm.swarm.shared import SharedContext
+    from agentswarm.swarm.store import ChildOutcome
 
 
 class ShutdownRequested(BaseException):
@@ -37,7 +49,7 @@ class ShutdownRequested(BaseException):
 
 
 class TaskContext(Protocol):
-    """What a handler can do besides computing: checkpoint and emit progress."""
+    """What a handler can do besides computing: checkpoint, emit progress, spawn and share."""
 
     task_id: str
     agent_id: str
@@ -52,6 +64,15 @@ class TaskContext(Protocol):
     async def checkpoint(self, state: JSON) -> int: ...
 
     async def emit(self, event: dict[str, Any]) -> str: ...
+
+    # -- swarm primitives (agentswarm.swarm) --------------------------------------------------------------
+    shared: SharedContext
+    memory: AgentMemory
+
+    async def spawn(self, payloads: Sequence[JSON], handler: str | None = None) -> list[str]: ...
+
+    # The timeout spans parking and re-runs on other agents: asyncio.timeout cannot express it.
+    async def gather(self, ids: Sequence[str], timeout: float | None = None) -> list[ChildOutcome]: ...  # noqa: ASYNC109
 
 
 Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]
