@@ -77,7 +77,9 @@ async def autoscaled(
     monkeypatch.setenv("AGENTSWARM_CLAIM_IDLE_MS", "1500")  # a scaled-in agent's task is taken over soon
     made: list[tuple[LocalSwarm, asyncio.Task[None], Broker]] = []
 
-    async def make(scale: str, **options: Any) -> tuple[LocalSwarm, Broker]:
+    async def make(
+        scale: str, handler: str = "agentswarm.handlers.steps:handle", **options: Any
+    ) -> tuple[LocalSwarm, Broker]:
         opts = LocalOptions(
             broker=request.param,
             state_dir=tmp_path / "state",
@@ -87,7 +89,7 @@ async def autoscaled(
             out=io.StringIO(),
             **options,
         )
-        swarm = LocalSwarm(opts, load_settings(handler="agentswarm.handlers.steps:handle"))
+        swarm = LocalSwarm(opts, load_settings(handler=handler))
         await swarm.start()
         supervising = asyncio.create_task(swarm.supervise())
         assert swarm.broker is not None
@@ -213,3 +215,33 @@ async def test_closing_a_nats_broker_logs_no_outage(
         await broker.close()
         await asyncio.sleep(0.2)
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+async def test_parked_parents_never_strand_a_swarm_at_zero(autoscaled: Any) -> None:
+    """Task trees: a parent parks (acknowledged, out of the stream) while its children run. The backlog still
+    counts the children, so agents stay up until the last parent finished, then go to zero."""
+    from agentswarm.handlers.tree import PLAN, expected_pipeline
+
+    swarm, broker = await autoscaled(
+        "0..2", handler=PLAN, autoscale_cooldown=1.0, autoscale_stabilization=0.5
+    )
+    scaler = swarm.autoscaler
+    assert scaler is not None
+    parents = [f"plan-{i}" for i in range(4)]
+    await broker.enqueue_many([NewTask({"workers": 3, "steps": 2}, p) for p in parents])
+
+    async def finished() -> bool:
+        return all([await broker.get_result(p) is not None for p in parents])
+
+    await wait_until(finished, within=180, interval=0.3, what="4 pipelines")
+
+    async def back_to_zero() -> bool:
+        return scaler.agents == 0 and running_agents(swarm) == 0
+
+    await wait_until(back_to_zero, within=60, what="scale back to zero")
+    for p in parents:
+        result = await broker.get_result(p)
+        assert result is not None and result.value == expected_pipeline(p, 3, 2), p
+        events = await broker.read_events(p, limit=1000)
+        assert "parked" in [e.data.get("type") for e in events]
+    assert await broker.backlog() == 0 and await broker.dead_letters() == []
