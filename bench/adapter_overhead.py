@@ -42,6 +42,7 @@ from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore, FileCheckpointStore
 from agentswarm.handlers import pydantic_ai as adapter
 from agentswarm.settings import load_settings
+from agentswarm.swarm.store import Node
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
@@ -100,7 +101,8 @@ def _adapter(
 
     async def run() -> None:
         task = Task(id=f"b{uuid.uuid4().hex[:12]}", payload={"prompt": "go"})
-        ctx = _Context(swarm_agent, Delivery(task=task, consumer="bench-0", attempt=1, source="new"), None)
+        delivery = Delivery(task=task, consumer="bench-0", attempt=1, source="new")
+        ctx = _Context(swarm_agent, delivery, None, Node(task_id=task.id, root=task.id), store)
         result = await adapter.handle(task, None, ctx)
         assert result["usage"]["requests"] == CALLS, result
         await store.clear(task.id)
