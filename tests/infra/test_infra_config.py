@@ -60,6 +60,12 @@ def test_load_stack_config_decodes_structured_values() -> None:
 BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
     # (agentswarm config, key in message, bad value in message, allowed text in message)
     ({}, "platform", "None", "required key is missing"),
+    (
+        {"platform": "kind", "agents": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+        "agents.autoscaling.max_replicas",
+        "2",
+        "must be >= min_replicas (5)",
+    ),
     ({"platform": "aws"}, "platform", "'aws'", "'kind' or 'gke'"),
     (
         {"platform": "kind", "exposure": "ingress"},
@@ -225,6 +231,7 @@ GKE_MEMORYSTORE = {
     "agents": {"handler": "my.pkg:run"},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
+    {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "api_token_next": "short"},
     {"platform": "gke", "cluster": {"create": False}, "coordinator": {"tls": {"mode": "none"}}},

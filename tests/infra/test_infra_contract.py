@@ -28,9 +28,12 @@ from components.config import (
     KindClusterConfig,
 )
 
-PLACEHOLDER = {"AGENTSWARM_AGENT_ID": "agent-0"}
+PLACEHOLDER = {
+    "AGENTSWARM_AGENT_ID": "agent-0",
+    "NATS_PASSWORD": "from-a-secret",  # expanded by Kubernetes into AGENTSWARM_NATS_URL
+}
 SECRET_FILES = {"AGENTSWARM_REDIS_PASSWORD_FILE", "AGENTSWARM_API_TOKEN_FILE", "AGENTSWARM_REDIS_CA_FILE"}
-"""The runtime's secrets arrive as files of mounted Secrets; none comes as an env value."""
+"""The runtime's Redis password and API token arrive as files of mounted Secrets."""
 
 
 def runtime_containers(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -84,7 +87,8 @@ def test_every_variable_is_read_by_the_runtime(
     for role, found in roles.items():
         env = env_of(found["container"])
         assert unknown_variables(env) == [], (stack, role)
-        assert "AGENTSWARM_REDIS_PASSWORD_FILE" in env
+        if env["AGENTSWARM_BROKER"] == "redis":
+            assert "AGENTSWARM_REDIS_PASSWORD_FILE" in env
         assert ("AGENTSWARM_API_TOKEN_FILE" in env) == (role == "coordinator")
         env = secret_file_mounts(found, env, tmp_path)
         for key in list(env):

@@ -26,6 +26,8 @@ CRD_SCHEMAS = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
     ("networking.gke.io/v1", "ManagedCertificate"): "managedcertificate.networking.gke.io_v1.json",
     ("networking.gke.io/v1beta1", "FrontendConfig"): "frontendconfig.networking.gke.io_v1beta1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.keda.sh_v1alpha1.json",
 }
 
 
