@@ -328,8 +328,8 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
     ``const`` becomes a one-value ``enum``; ``additionalProperties: false`` is dropped (a structural schema
     prunes unknown fields instead, and the API server warns about them under server-side apply);
-    ``additionalProperties`` with a schema stays a map; a keyword a CRD cannot express is an error, so a
-    schema change that loses a constraint cannot go unnoticed.
+    ``additionalProperties`` with a schema stays a map; int64 bounds become ``format: int64``; a keyword a
+    CRD cannot express is an error, so a schema change that loses a constraint cannot go unnoticed.
     """
     out: dict[str, Any] = {}
     for key, value in schema.items():
@@ -353,6 +353,11 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
             raise ControlPlaneError(f"JSON-schema keyword {key!r} has no CRD equivalent")
     if "enum" in out and "type" not in out:
         out["type"] = _json_type(out["enum"][0])
+    if out.get("type") == "integer" and (out.get("minimum"), out.get("maximum")) == (-(2**63), 2**63 - 1):
+        # The int64 range as bounds: a CRD keeps bounds as float64, where 2**63 - 1 is not an integer, and
+        # says the same thing with its format.
+        del out["minimum"], out["maximum"]
+        out["format"] = "int64"
     return out
 
 
