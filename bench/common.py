@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentswarm import servers as agentswarm_servers
+from agentswarm.process import ChildProcess
 from agentswarm.servers import free_port, nats_server_binary, wait_for_port
 
 __all__ = ["NatsServer", "RedisServer", "free_port", "nats_server_binary", "wait_for_port"]
@@ -65,67 +66,30 @@ NatsServer = agentswarm_servers.NatsServer
 """nats-server -js with a file store (what the NATS backend is specified against)."""
 
 
-@dataclass
-class Child:
-    """A worker process (agent or peer worker) with its log file."""
+class Child(ChildProcess):
+    """A worker process (agent or peer worker) run from the repository root, with its log file."""
 
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        full = {**os.environ, **env}
+        full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full.get("PYTHONPATH", "")]))
+        super().__init__(name, argv, env=full, log_path=log, cwd=ROOT)
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (a worker's own children included)."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 8.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        # reap anything the worker forked that outlived it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.running
 
 
 def stop_all(children: Sequence[Child]) -> None:
+    """SIGTERM every child at once, give them 8 s together, then SIGKILL what is left of each group."""
     for child in children:
-        if child.proc is not None and child.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.proc.pid, signal.SIGTERM)
+        if child.running:
+            child.signal_group(signal.SIGTERM)
     deadline = time.monotonic() + 8
     for child in children:
-        if child.proc is None:
-            continue
-        try:
-            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.proc.wait(timeout=5)
+        if child.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        child.kill()
 
 
 @dataclass

@@ -145,9 +145,9 @@ class AgentswarmSystem(System):
         await self.broker.close()
 
     async def submit_many(self, items: Sequence[Item]) -> None:
-        from agentswarm.broker import TaskSpec
+        from agentswarm.broker import NewTask
 
-        await self.broker.enqueue_many([TaskSpec(payload=p, id=i) for i, p in items])
+        await self.broker.enqueue_many([NewTask(payload=p, id=i) for i, p in items])
 
     async def submit_one(self, task_id: str, payload: dict[str, Any]) -> None:
         await self.broker.enqueue(payload, task_id)

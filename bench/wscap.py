@@ -62,7 +62,7 @@ async def _serve(kind: str, port: int, redis_url: str) -> None:
     loop.add_signal_handler(signal.SIGUSR1, _trim)
     if kind.startswith("coordinator"):
         from agentswarm.broker.redis_streams import RedisStreamsBroker
-        from agentswarm.coordinator import Coordinator, CoordinatorConfig
+        from agentswarm.coordinator import Coordinator, ServerOptions
 
         broker = RedisStreamsBroker(redis_url, namespace="wscap")
         await broker.connect()
@@ -74,7 +74,7 @@ async def _serve(kind: str, port: int, redis_url: str) -> None:
             import agentswarm.coordinator.server as server_module
 
             server_module.serve = functools.partial(server_module.serve, compression=None)
-        coordinator = Coordinator(broker, CoordinatorConfig(api_token=TOKEN, host="127.0.0.1", port=port))
+        coordinator = Coordinator(broker, ServerOptions(api_token=TOKEN, host="127.0.0.1", port=port))
         await coordinator.start()
         print("READY", flush=True)
         await stop.wait()

@@ -46,9 +46,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
-from agentswarm.checkpoint import CheckpointStore, FileCheckpointStore, make_store
+from agentswarm.checkpoint import CheckpointStore, make_store
+from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 
@@ -69,6 +71,8 @@ class _Context:
 
     def __init__(self, agent: Agent, delivery: Delivery, restored_version: int | None) -> None:
         self._agent = agent
+        self._delivery = delivery
+        self._progress_reported = False
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
@@ -84,6 +88,11 @@ class _Context:
             lambda: self._agent.store.save(self.task_id, state), "checkpoint"
         )
         self.last_version = version
+        if not self._progress_reported:
+            # A newer checkpoint than this delivery started from: if the agent dies now, the next
+            # delivery does not count toward max_deliveries (see Broker.progress).
+            await self._agent.retrying(lambda: self._agent.broker.progress(self._delivery), "progress")
+            self._progress_reported = True
         if self.stopping:
             raise ShutdownRequested(f"checkpoint {version} stored; agent is shutting down")
         return version
@@ -118,7 +127,7 @@ class Agent:
 
     async def retrying(self, make: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``make()`` until it succeeds, retrying transient broker errors with capped backoff."""
-        delay = 0.05
+        backoff = Backoff(initial=0.05, maximum=2.0)
         while True:
             try:
                 return await make()
@@ -128,11 +137,11 @@ class Agent:
                 if self.stopping.is_set() and time.monotonic() > self.stop_deadline:
                     # Shutting down and the broker is still away: stop trying, the delivery stays pending.
                     raise _GiveUp(f"{what}: broker unavailable during shutdown ({exc!r})") from exc
+                delay = backoff.next_delay()
                 log.warning(
                     "%s: broker unavailable (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     # -- heartbeat ----------------------------------------------------------------------------------------
     def write_heartbeat(self) -> None:
@@ -155,17 +164,18 @@ class Agent:
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.sweep_checkpoints()
-        delay = 0.05
+        backoff = Backoff(initial=0.05, maximum=2.0)
         try:
             while not self.stopping.is_set():
                 try:
                     deliveries = await self.broker.claim(
                         self.agent_id, count=1, block_ms=self.settings.claim_block_ms
                     )
-                    delay = 0.05
+                    backoff.reset()
                 except Exception as exc:
                     if not self.broker.is_transient(exc):
                         raise
+                    delay = backoff.next_delay()
                     log.warning(
                         "claim: broker unavailable (%s: %s); retrying in %.2fs",
                         type(exc).__name__,
@@ -174,11 +184,12 @@ class Agent:
                     )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                    delay = min(delay * 2, 2.0)
                     continue
                 for delivery in deliveries:
                     if self.stopping.is_set():
-                        break  # claimed but not started: stays pending, our restart takes it first
+                        # Claimed but not started: handed back without a strike; our restart takes it first.
+                        await self._release(delivery)
+                        continue
                     try:
                         await self.process(delivery)
                     except _GiveUp as exc:
@@ -194,15 +205,13 @@ class Agent:
 
         Best effort at start-up; tasks still unfinished keep theirs, so they resume if they come back here.
         """
-        if not isinstance(self.store, FileCheckpointStore):
-            return
-        for task_id in await asyncio.to_thread(self.store.task_ids):
+        for task_id in await self.store.stranded_task_ids():
             try:
                 if await self.broker.get_result(task_id) is not None:
                     await self.store.clear(task_id)
                     log.info("removed checkpoints of task %s (finished elsewhere)", task_id)
                 elif await self.broker.get_task(task_id) is None:
-                    log.warning("checkpoints of unknown task %s kept in %s", task_id, self.store.root)
+                    log.warning("checkpoints of unknown task %s kept in %s", task_id, self.store.location)
             except Exception as exc:
                 log.warning("checkpoint sweep stopped: %s", exc)
                 return
@@ -220,6 +229,9 @@ class Agent:
         existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
         if existing is not None:
             log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
+            # Recording again is a no-op, except that it appends the terminal event if the first recorder
+            # died between storing the result and appending it (watchers wait for that event).
+            await self.retrying(lambda: self.broker.record_result(existing), "record_result")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             await self.store.clear(task.id)
             return
@@ -258,6 +270,7 @@ class Agent:
                     run.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ShutdownRequested, Exception):
                         await run
+                    await self._release(delivery)
                     return
             try:
                 value = run.result()
@@ -265,6 +278,7 @@ class Agent:
                 raise
             except ShutdownRequested:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
+                await self._release(delivery)
                 return
             except asyncio.CancelledError:
                 return
@@ -298,6 +312,13 @@ class Agent:
             for t in (keeper, stop_wait):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+    async def _release(self, delivery: Delivery) -> None:
+        """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
+        try:
+            await self.retrying(lambda: self.broker.release(delivery), "release")
+        except _GiveUp as exc:
+            log.warning("%s; task %s stays pending", exc, delivery.task.id)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         task = delivery.task
@@ -344,11 +365,12 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, on_signal)
     broker: Broker | None = None
     try:
-        delay = 0.1
+        backoff = Backoff(initial=0.1, maximum=5.0)
         while broker is None:
             try:
                 broker = await open_broker(settings)
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning(
                     "cannot connect to the %s broker yet (%s); retrying in %.1fs", settings.broker, exc, delay
                 )
@@ -356,7 +378,6 @@ async def run(settings: Settings) -> int:
                     await asyncio.wait_for(stop_requested.wait(), timeout=delay)
                 if stop_requested.is_set():
                     return EXIT_OK
-                delay = min(delay * 2, 5.0)
         agent = Agent(settings, broker, make_store(settings, broker), handler)
         if stop_requested.is_set():
             agent.request_stop()
@@ -376,8 +397,8 @@ async def run(settings: Settings) -> int:
 def probe(max_age_seconds: float, settings: Settings | None = None) -> int:
     """Exit code for the exec liveness probe (see module docstring)."""
     if settings is None:
-        checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", "/var/lib/agentswarm"))
-        path = checkpoint_dir / ".heartbeat"
+        checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
+        path = checkpoint_dir / HEARTBEAT_FILE
     else:
         path = settings.heartbeat_file
     try:

@@ -91,11 +91,18 @@ def decode(blob: bytes, task_id: str | None = None) -> Checkpoint:
 class CheckpointStore(Protocol):
     """Where checkpoints live. ``save`` returns the new version number (1, 2, ...)."""
 
+    #: Where the checkpoints are, for log messages.
+    location: str
+
     async def load(self, task_id: str) -> Checkpoint | None: ...
 
     async def save(self, task_id: str, state: JSON) -> int: ...
 
     async def clear(self, task_id: str) -> None: ...
+
+    async def stranded_task_ids(self) -> list[str]:
+        """Tasks whose checkpoints only this agent can see (swept at start-up once finished elsewhere)."""
+        ...
 
 
 def _fsync_dir(path: Path) -> None:
@@ -113,6 +120,7 @@ class FileCheckpointStore:
 
     def __init__(self, root: Path, keep: int = 2) -> None:
         self.root = Path(root) / "tasks"
+        self.location = str(self.root)
         self.keep = max(2, keep)
         self._versions: dict[str, int] = {}
 
@@ -194,12 +202,17 @@ class FileCheckpointStore:
     async def clear(self, task_id: str) -> None:
         await asyncio.to_thread(self._clear_sync, task_id)
 
+    async def stranded_task_ids(self) -> list[str]:
+        """Every task with files here: a task taken over by another agent leaves its files behind."""
+        return await asyncio.to_thread(self.task_ids)
+
 
 class BrokerCheckpointStore:
     """Checkpoints kept in the broker (newest two versions), so any agent can resume a task."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
+        self.location = f"the {broker.name} broker"
         self._versions: dict[str, int] = {}
 
     async def load(self, task_id: str) -> Checkpoint | None:
@@ -227,6 +240,10 @@ class BrokerCheckpointStore:
     async def clear(self, task_id: str) -> None:
         self._versions.pop(task_id, None)
         await self.broker.delete_checkpoints(task_id)
+
+    async def stranded_task_ids(self) -> list[str]:
+        """None: whichever agent finishes a task clears its broker checkpoints."""
+        return []
 
 
 def make_store(settings: Settings, broker: Broker) -> CheckpointStore:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -21,6 +22,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from agentswarm import defaults
+from agentswarm.backoff import Backoff
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -93,7 +97,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from agentswarm.client import Backoff, SwarmClient
+    from agentswarm.client import SwarmClient
 
     return SwarmClient(
         args.url,
@@ -150,17 +154,23 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
         if args.json:
             print(frame.dump(), flush=True)
 
+    def on_event(frame: Any) -> None:
+        if bar is not None:
+            bar.on_event(frame)
+        if args.events:  # one JSON line per event, with the event id a later --after resumes from
+            print(frame.dump(), flush=True)
+
     try:
         watches = await client.watch(
             task_ids,
             after={tid: args.after for tid in task_ids} if getattr(args, "after", None) else None,
-            on_event=bar.on_event if bar is not None else None,
+            on_event=on_event,
             on_result=on_result,
         )
     finally:
         if bar is not None:
             bar.close()
-    if not args.json:
+    if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
     dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
     return EXIT_FAILED if dead else EXIT_OK
@@ -202,20 +212,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_local(args: argparse.Namespace) -> int:
     from agentswarm.local import LocalOptions, run_local
 
-    opts = LocalOptions(
-        agents=args.agents,
-        broker=args.broker,
-        redis_url=args.redis_url,
-        handler=args.handler,
-        state_dir=Path(args.state_dir),
-        port=args.port,
-        host=args.host,
-        token=args.token,
-        demo=args.demo,
-        demo_tasks=args.demo_tasks,
-        demo_steps=args.demo_steps,
-        demo_delay=args.demo_delay,
-    )
+    # The sub-command's options are named after LocalOptions' fields.
+    names = {f.name for f in dataclasses.fields(LocalOptions)}
+    opts = LocalOptions(**{k: v for k, v in vars(args).items() if k in names})
     return run_local(opts)
 
 
@@ -225,7 +224,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
-        default=os.environ.get("AGENTSWARM_URL", "ws://127.0.0.1:8080/ws"),
+        default=os.environ.get("AGENTSWARM_URL", defaults.DEFAULT_URL),
         help="coordinator websocket URL (env AGENTSWARM_URL; default %(default)s)",
     )
     p.add_argument(
@@ -236,10 +235,55 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-retries", type=int, default=None, help="consecutive failed connects before giving up"
     )
-    p.add_argument("--backoff-initial", type=float, default=0.2, help="first reconnect delay, seconds")
-    p.add_argument("--backoff-max", type=float, default=10.0, help="largest reconnect delay, seconds")
+    p.add_argument(
+        "--backoff-initial", type=float, default=Backoff.initial, help="first reconnect delay, seconds"
+    )
+    p.add_argument(
+        "--backoff-max", type=float, default=Backoff.maximum, help="largest reconnect delay, seconds"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print each result frame as one JSON line")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="print each event frame as one JSON line (with its event_id, for --after)",
+    )
+
+
+#: Settings only one role reads; the others are read by both (see docs/runtime-contract.md).
+_ONLY = {
+    "coordinator": {"port", "host", "api_token", "shutdown_drain_seconds"},
+    "agent": {
+        "agent_id",
+        "checkpoint_dir",
+        "checkpoint_backend",
+        "checkpoint_keep",
+        "broker_state_dir",
+        "handler",
+        "heartbeat_interval_seconds",
+        "shutdown_grace_seconds",
+        "keepalive_interval_ms",
+        "retry_backoff_ms",
+        "claim_block_ms",
+    },
+}
+
+
+def _settings_help(role: str) -> str:
+    """The ``AGENTSWARM_*`` variables ``role`` reads, with defaults: the epilog of its ``--help``."""
+    from agentswarm.settings import ENV_PREFIX, Settings
+
+    other = set().union(*(names for r, names in _ONLY.items() if r != role))
+    lines = [f"{role} is configured by environment variables (docs/runtime-contract.md):", ""]
+    for name, field in Settings.model_fields.items():
+        if name in other:
+            continue
+        default = "" if field.default is None else f" (default {field.default})"
+        lines.append(f"  {ENV_PREFIX}{name.upper()}")
+        lines.append(f"      {field.description}{default}")
+    lines.append("  AGENTSWARM_LOG_LEVEL")
+    lines.append("      Python logging level (default INFO)")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,8 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("coordinator", help="run the coordinator (websocket API, /healthz, /readyz, /metrics)")
-    sub.add_parser("agent", help="run one agent worker (identity AGENTSWARM_AGENT_ID)")
+    for role, summary in (
+        ("coordinator", "run the coordinator (websocket API, /healthz, /readyz, /metrics)"),
+        ("agent", "run one agent worker (identity AGENTSWARM_AGENT_ID)"),
+    ):
+        sub.add_parser(
+            role,
+            help=summary,
+            description=summary + ". Takes no options.",
+            epilog=_settings_help(role),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     probe = sub.add_parser("probe", help="agent exec liveness probe: exit 0 while the heartbeat is fresh")
     probe.add_argument("--max-age-seconds", type=float, default=30.0)
@@ -271,20 +324,29 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--after", help="event id already seen (resume; only with one task)")
 
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
-    local.add_argument("--agents", type=int, default=3, help="agent processes (default %(default)s)")
-    local.add_argument("--broker", choices=("nats", "redis"), default="nats", help="queue backend")
+    local.add_argument(
+        "--agents", type=int, default=defaults.LOCAL_AGENTS, help="agent processes (default %(default)s)"
+    )
+    local.add_argument(
+        "--broker", choices=("nats", "redis"), default=defaults.LOCAL_BROKER, help="queue backend"
+    )
     local.add_argument("--redis-url", help="use this Redis instead of starting redis-server")
     local.add_argument("--handler", help="module:function of the task handler")
-    local.add_argument("--state-dir", default=".agentswarm", help="broker data, checkpoints, logs")
-    local.add_argument("--host", default="127.0.0.1", help="coordinator bind address")
     local.add_argument(
-        "--port", type=int, default=8080, help="coordinator port (0 or busy = pick a free one)"
+        "--state-dir", type=Path, default=defaults.LOCAL_STATE_DIR, help="broker data, checkpoints, logs"
+    )
+    local.add_argument("--host", default=defaults.LOCAL_HOST, help="coordinator bind address")
+    local.add_argument(
+        "--port",
+        type=int,
+        default=defaults.DEFAULT_PORT,
+        help="coordinator port (0 or busy = pick a free one)",
     )
     local.add_argument("--token", help="API token (default: generated once, kept in the state dir)")
     local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
-    local.add_argument("--demo-tasks", type=int, default=12, help="tasks in the demo batch")
-    local.add_argument("--demo-steps", type=int, default=8, help="steps per demo task")
-    local.add_argument("--demo-delay", type=float, default=0.5, help="seconds per demo step")
+    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="tasks in the demo batch")
+    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo task")
+    local.add_argument("--demo-delay", type=float, default=defaults.DEMO_DELAY, help="seconds per demo step")
     return parser
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sys
 import time
 import uuid
@@ -26,10 +25,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentswarm import protocol as p
+from agentswarm.backoff import Backoff
+from agentswarm.defaults import DEFAULT_URL
 
 log = logging.getLogger("agentswarm.client")
-
-DEFAULT_URL = "ws://127.0.0.1:8080/ws"
 
 
 class ClientError(RuntimeError):
@@ -38,23 +37,6 @@ class ClientError(RuntimeError):
 
 class AuthError(ClientError):
     """The coordinator refused the token."""
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter; ``reset()`` after a connection that worked."""
-
-    initial: float = 0.2
-    maximum: float = 10.0
-    factor: float = 2.0
-    _current: float = field(default=0.0, init=False)
-
-    def next_delay(self) -> float:
-        self._current = self.initial if self._current == 0 else min(self.maximum, self._current * self.factor)
-        return random.uniform(self._current / 2, self._current)
-
-    def reset(self) -> None:
-        self._current = 0.0
 
 
 @dataclass

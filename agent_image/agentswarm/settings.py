@@ -16,8 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_PREFIX = "AGENTSWARM_"
-_HANDLER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+from agentswarm import defaults
+from agentswarm.defaults import ENV_PREFIX
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -31,15 +32,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
 
     # -- broker (both roles) ------------------------------------------------------------------------------
-    broker: Literal["redis", "nats"] = Field(default="redis", description="queue backend")
+    broker: Literal["redis", "nats"] = Field(default=defaults.DEFAULT_BROKER, description="queue backend")
     redis_url: str = Field(
-        default="redis://localhost:6379/0", description="redis:// or rediss://, no password"
+        default=defaults.DEFAULT_REDIS_URL, description="redis:// or rediss://, no password"
     )
     redis_password: SecretStr | None = Field(default=None, description="from a Kubernetes Secret")
     redis_ca_file: Path | None = Field(default=None, description="CA bundle for rediss:// (Memorystore)")
-    nats_url: str = Field(default="nats://localhost:4222", description="nats://HOST:PORT")
+    nats_url: str = Field(default=defaults.DEFAULT_NATS_URL, description="nats://HOST:PORT")
     namespace: str = Field(
-        default="agentswarm",
+        default=defaults.DEFAULT_NAMESPACE,
         description="prefix of every stream/key/bucket, so several swarms (or tests) can share one server",
     )
 
@@ -56,7 +57,11 @@ class Settings(BaseSettings):
         description="how often an agent refreshes its in-flight delivery; 0 = claim_idle_ms / 4",
     )
     max_deliveries: int = Field(
-        default=5, ge=1, le=1000, description="attempts before a task is dead-lettered"
+        default=5,
+        ge=1,
+        le=1000,
+        description="unproductive deliveries (the handler raised, or the agent died without checkpoint "
+        "progress) before a task is dead-lettered",
     )
     retry_backoff_ms: int = Field(
         default=500,
@@ -73,16 +78,19 @@ class Settings(BaseSettings):
 
     # -- agent --------------------------------------------------------------------------------------------
     agent_id: str = Field(default="agent-0", description="stable identity = StatefulSet pod name")
-    checkpoint_dir: Path = Field(default=Path("/var/lib/agentswarm"), description="per-agent volume")
+    checkpoint_dir: Path = Field(default=defaults.DEFAULT_CHECKPOINT_DIR, description="per-agent volume")
     checkpoint_backend: Literal["file", "broker"] = Field(
         default="file",
         description="'file': the agent volume (a task resumes on the agent that owned it); "
         "'broker': Redis hash / NATS KV, so any agent that takes the task over resumes it",
     )
-    checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
-    handler: str = Field(
-        default="agentswarm.handlers.steps:handle", description="module:function of the handler"
+    broker_state_dir: Path | None = Field(
+        default=None,
+        description="where the broker keeps an agent's state that must survive its restarts (the NATS "
+        "in-flight ledger), apart from the checkpoints; default <checkpoint_dir>/broker-state",
     )
+    checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
+    handler: str = Field(default=defaults.DEFAULT_HANDLER, description="module:function of the handler")
     heartbeat_interval_seconds: float = Field(
         default=2.0, gt=0, description="how often .heartbeat is touched"
     )
@@ -94,7 +102,7 @@ class Settings(BaseSettings):
     )
 
     # -- coordinator --------------------------------------------------------------------------------------
-    port: int = Field(default=8080, ge=1, le=65535, description="HTTP + websocket port")
+    port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
     api_token: SecretStr | None = Field(default=None, description="bearer token for websocket clients")
     shutdown_drain_seconds: float = Field(
@@ -121,7 +129,7 @@ class Settings(BaseSettings):
     @field_validator("handler")
     @classmethod
     def _check_handler(cls, v: str) -> str:
-        if not _HANDLER_RE.match(v):
+        if not defaults.HANDLER_PATTERN.match(v):
             raise ValueError("must be 'package.module:function'")
         return v
 
@@ -150,9 +158,38 @@ class Settings(BaseSettings):
         return max(ms, 50) / 1000.0
 
     @property
+    def broker_state_path(self) -> Path:
+        """The effective ``broker_state_dir``."""
+        return self.broker_state_dir or self.checkpoint_dir / "broker-state"
+
+    @property
     def heartbeat_file(self) -> Path:
         """The exec probe's heartbeat file: ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat``."""
-        return self.checkpoint_dir / ".heartbeat"
+        return self.checkpoint_dir / defaults.HEARTBEAT_FILE
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: ``redis_url`` -> ``AGENTSWARM_REDIS_URL``."""
+    return ENV_PREFIX + field.upper()
+
+
+def to_env(overrides: Mapping[str, Any]) -> dict[str, str]:
+    """Settings overrides (field name -> value) as the environment of a child process.
+
+    The one place where settings become ``AGENTSWARM_*`` strings, so that a supervisor hands its children
+    typed values (names checked against :class:`Settings`) and each child reads them back unchanged.
+    """
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise KeyError(f"not settings fields: {', '.join(unknown)}")
+    env: dict[str, str] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[env_name(name)] = str(value)
+    return env
 
 
 #: AGENTSWARM_* variables read by other parts of the runtime (clients, logging, example handlers).
@@ -171,7 +208,7 @@ OTHER_KNOWN_VARIABLES = frozenset(
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """``AGENTSWARM_*`` variables that nothing reads: most likely typos (``AGENTSWARM_BROKR``)."""
     env = os.environ if environ is None else environ
-    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    known = {env_name(name) for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
     return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 
@@ -181,7 +218,7 @@ def _describe(error: dict[str, Any]) -> str:
     msg = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     if not loc:
         return msg
-    var = ENV_PREFIX + loc[0].upper()
+    var = env_name(loc[0])
     shown = "<secret>" if "password" in loc[0] or "token" in loc[0] else repr(value)
     return f"{var}={shown}: {msg}"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from agentswarm.client import Backoff, SwarmClient
+from agentswarm.backoff import Backoff
+from agentswarm.client import SwarmClient
 from agentswarm.handlers.steps import expected_result
 
 from .helpers import pid_alive, wait_until

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from agentswarm import protocol as p
-from agentswarm.client import Backoff, ProgressBar, event_fraction
+from agentswarm.client import ProgressBar, event_fraction
 
 
 @pytest.mark.parametrize(
@@ -51,15 +51,6 @@ def test_good_frames_round_trip() -> None:
     assert p.parse_server_frame(event.dump()) == event
     with pytest.raises(ValueError, match="unexpected frame"):
         p.parse_server_frame('{"type": "mystery"}')
-
-
-def test_backoff_grows_to_the_cap_and_resets() -> None:
-    b = Backoff(initial=0.1, maximum=1.0)
-    delays = [b.next_delay() for _ in range(10)]
-    assert all(0.05 <= d <= 1.0 for d in delays)
-    assert max(delays[-3:]) > 0.5  # reached the cap region
-    b.reset()
-    assert b.next_delay() <= 0.1
 
 
 def test_progress_bar_counts_steps_and_results() -> None:

@@ -151,6 +151,41 @@ def test_cli_submit_and_watch(redis_swarm: Swarm, tmp_path: Path) -> None:
     assert "rejected the API token" in bad.stderr
 
 
+def test_cli_watch_prints_events_with_ids_and_resumes_after_one(redis_swarm: Swarm) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+
+    def run(*args: str) -> list[dict[str, Any]]:
+        out = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    run("submit", "--payload", '{"steps": 3}', "--id", "ev-1", "--quiet", "--json")
+    frames = run("watch", "ev-1", "--events", "--json", "--quiet")
+    events = [f for f in frames if f["type"] == "event"]
+    truth = asyncio.run(broker_events(redis_swarm, "ev-1"))
+    assert [f["event_id"] for f in events] == [eid for eid, _ in truth]
+    assert [f["type"] for f in frames[-2:]] == ["event", "result"]
+    # Resume after the second event: the rest, nothing repeated.
+    rest = run("watch", "ev-1", "--events", "--quiet", "--after", events[1]["event_id"])
+    assert [f["event_id"] for f in rest] == [eid for eid, _ in truth[2:]]
+
+
+def test_role_help_lists_their_settings() -> None:
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+    for role, own, foreign in (
+        ("coordinator", "AGENTSWARM_API_TOKEN", "AGENTSWARM_HANDLER"),
+        ("agent", "AGENTSWARM_HANDLER", "AGENTSWARM_API_TOKEN"),
+    ):
+        out = subprocess.run([*cli, role, "--help"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "docs/runtime-contract.md" in out.stdout
+        assert own in out.stdout and "AGENTSWARM_MAX_DELIVERIES" in out.stdout
+        assert foreign not in out.stdout
+
+
 async def test_watch_through_nginx_with_short_read_timeout(redis_swarm: Swarm, tmp_path: Path) -> None:
     redis_swarm.start_coordinator()
     redis_swarm.start_agent(0)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from agentswarm.broker import Broker, InvalidTaskId, TaskResult, TaskSpec
+from agentswarm.broker import Broker, InvalidCursor, InvalidTaskId, NewTask, TaskResult
 from rt_support import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.timeout(120)
 
 async def test_fifo_and_idempotent_enqueue(brokers) -> None:
     b: Broker = await brokers()
-    ids = await b.enqueue_many([TaskSpec({"n": i}, f"t{i}") for i in range(6)])
+    ids = await b.enqueue_many([NewTask({"n": i}, f"t{i}") for i in range(6)])
     assert ids == [f"t{i}" for i in range(6)]
-    again = await b.enqueue_many([TaskSpec({"n": "changed"}, "t2"), TaskSpec({"n": 6}, "t6")])
+    again = await b.enqueue_many([NewTask({"n": "changed"}, "t2"), NewTask({"n": 6}, "t6")])
     assert again == ["t2", "t6"]
     generated = await b.enqueue({"n": 7})
     assert len(generated) == 32
@@ -40,14 +40,14 @@ async def test_fifo_and_idempotent_enqueue(brokers) -> None:
 async def test_malformed_task_id_rejects_whole_batch(brokers) -> None:
     b: Broker = await brokers()
     with pytest.raises(InvalidTaskId, match="a b"):
-        await b.enqueue_many([TaskSpec(1, "ok"), TaskSpec(2, "a b")])
+        await b.enqueue_many([NewTask(1, "ok"), NewTask(2, "a b")])
     assert (await b.stats()).enqueued_total == 0
     assert await b.get_task("ok") is None
 
 
 async def test_restarted_consumer_gets_own_pending_first(brokers) -> None:
     first: Broker = await brokers()
-    await first.enqueue_many([TaskSpec({}, "a"), TaskSpec({}, "b")])
+    await first.enqueue_many([NewTask({}, "a"), NewTask({}, "b")])
     (d,) = await first.claim("agent-0")
     assert d.task.id == "a"
     await first.close()  # "crash": delivery never acknowledged
@@ -62,7 +62,7 @@ async def test_restarted_consumer_gets_own_pending_first(brokers) -> None:
 async def test_keepalive_protects_long_task_then_abandoned_task_is_reclaimed(brokers) -> None:
     owner: Broker = await brokers(claim_idle_ms=800)
     thief: Broker = await brokers(claim_idle_ms=800, ledger_dir=None)
-    await owner.enqueue_many([TaskSpec({}, "long")])
+    await owner.enqueue_many([NewTask({}, "long")])
     (d,) = await owner.claim("owner")
     # Three idle periods pass while the owner keeps the delivery alive: nobody else gets it.
     for _ in range(12):
@@ -98,7 +98,7 @@ async def test_redelivery_after_sigkill(
     brokers, backend, server_url, unique_namespace, tmp_path, comes_back
 ) -> None:
     b: Broker = await brokers(claim_idle_ms=1000)
-    await b.enqueue_many([TaskSpec({"i": i}, f"k{i}") for i in range(3)])
+    await b.enqueue_many([NewTask({"i": i}, f"k{i}") for i in range(3)])
     script = CLAIM_AND_HANG.format(
         support=str(Path(__file__).parent),
         backend=backend,
@@ -159,7 +159,7 @@ async def test_exactly_one_result_recorded(brokers) -> None:
 
 async def test_fail_retries_then_dead_letters_with_last_error(brokers) -> None:
     b: Broker = await brokers(max_deliveries=3)
-    await b.enqueue_many([TaskSpec({"bad": True}, "poison"), TaskSpec({}, "fine")])
+    await b.enqueue_many([NewTask({"bad": True}, "poison"), NewTask({}, "fine")])
     attempts = []
     while True:
         deliveries = await b.claim("c", block_ms=300)
@@ -206,6 +206,60 @@ async def test_abandoned_task_dead_lettered_after_max_deliveries(brokers) -> Non
     assert dead.task.id == "crasher" and dead.deliveries == 2 and "abandoned" in dead.error
 
 
+async def test_only_unproductive_deliveries_count_toward_max_deliveries(brokers) -> None:
+    """Restarts after checkpoint progress and graceful releases never count; deaths without progress do."""
+    b: Broker = await brokers(max_deliveries=2)
+    await b.enqueue({}, "long")
+    for i in range(10):
+        (d,) = await b.claim("agent-0", block_ms=2000)
+        assert (d.task.id, d.attempt) == ("long", i + 1)
+        if i % 2:
+            await b.release(d)  # SIGTERM: graceful handover
+        else:
+            await b.progress(d)  # stored a checkpoint, then gets SIGKILLed
+        await b.close()  # the agent process ends; its restart comes back under the same identity
+        b = await brokers(max_deliveries=2)
+    # Now a crash loop: two deliveries in a row die without progress, the third claim dead-letters.
+    for attempt in (11, 12):
+        (d,) = await b.claim("agent-0", block_ms=2000)
+        assert d.attempt == attempt
+        await b.close()
+        b = await brokers(max_deliveries=2)
+    assert await b.claim("agent-0", block_ms=300) == []
+    (dead,) = await b.dead_letters()
+    assert dead.task.id == "long" and dead.deliveries == 12
+    assert dead.error == "abandoned 2 times without a result or checkpoint progress"
+
+
+async def test_a_failure_counts_and_a_release_does_not(brokers) -> None:
+    b: Broker = await brokers(max_deliveries=2)
+    await b.enqueue({}, "mixed")
+    (d,) = await b.claim("c")
+    assert await b.fail(d, "ValueError: first") is False
+    (d,) = await b.claim("c", block_ms=2000)
+    await b.release(d)
+    (d,) = await b.claim("c", block_ms=2000)
+    assert d.attempt == 3 and d.last_error == "ValueError: first"
+    assert await b.fail(d, "ValueError: second") is True  # the second strike
+    (dead,) = await b.dead_letters()
+    assert (dead.error, dead.deliveries) == ("ValueError: second", 3)
+
+
+async def test_malformed_cursor_is_a_contract_error(brokers) -> None:
+    b: Broker = await brokers()
+    await b.enqueue({}, "ev")
+    good = await b.publish_event("ev", {"type": "progress"})
+    for bad in ("abc", "1-2-3", "-1", "1.5", " 1", "9" * 30, "0-x"):
+        with pytest.raises(InvalidCursor, match="invalid event cursor"):
+            b.check_cursor(bad)
+        with pytest.raises(InvalidCursor):
+            await b.read_events("ev", bad)
+    for ok in (None, "", "0", good):
+        b.check_cursor(ok)
+    assert await b.read_events("ev", good) == []
+    assert await b.ping() is True  # the connection survived the bad requests
+
+
 async def test_event_log_resume_from_id(brokers) -> None:
     b: Broker = await brokers()
     await b.enqueue({}, "ev")
@@ -232,7 +286,7 @@ async def test_event_log_resume_from_id(brokers) -> None:
 async def test_no_loss_with_competing_consumers(brokers) -> None:
     producer: Broker = await brokers(max_deliveries=10)
     n = 60
-    await producer.enqueue_many([TaskSpec({"i": i}, f"n{i}") for i in range(n)])
+    await producer.enqueue_many([NewTask({"i": i}, f"n{i}") for i in range(n)])
     consumers = [await brokers(max_deliveries=10, ledger_dir=None) for _ in range(3)]
     handled: dict[str, int] = {}
 
@@ -290,7 +344,7 @@ async def test_nats_max_ack_pending_stall_is_reported(
     b = NatsJetStreamBroker(nats_server.url, namespace=unique_namespace, max_ack_pending=2, ledger_dir=None)
     await b.connect()
     try:
-        await b.enqueue_many([TaskSpec({}, f"s{i}") for i in range(3)])
+        await b.enqueue_many([NewTask({}, f"s{i}") for i in range(3)])
         held = (await b.claim("x", count=2, block_ms=1000))[:2]
         assert len(held) == 2
         assert await b.claim("y", block_ms=300) == []  # s2 waits, nothing is delivered
@@ -311,7 +365,7 @@ async def test_nats_max_ack_pending_stall_is_reported(
 async def test_failed_attempt_is_retried_after_backoff_not_before(brokers, owner_restarts: bool) -> None:
     """A failed task waits for its backoff (also across a restart of its consumer); other tasks flow."""
     b: Broker = await brokers(retry_backoff_ms=20_000)
-    await b.enqueue_many([TaskSpec({}, "flaky"), TaskSpec({}, "next")])
+    await b.enqueue_many([NewTask({}, "flaky"), NewTask({}, "next")])
     (d,) = await b.claim("c")
     assert await b.fail(d, "HTTPError: 503") is False
     if owner_restarts:
@@ -335,3 +389,78 @@ async def test_failed_attempt_is_retried_after_backoff_not_before(brokers, owner
 
     await wait_until(retried, within=20, what="retry after backoff")
     assert (got[0].task.id, got[0].attempt, got[0].last_error) == ("flaky2", 2, "Timeout")
+
+
+async def test_nats_outage_logs_one_line_per_state_change(
+    nats_factory, unique_namespace, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the server is away nats-py retries every 0.5 s: no traceback per retry, one line lost/back."""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+
+    server = nats_factory()
+    b = NatsJetStreamBroker(server.url, namespace=unique_namespace, ledger_dir=tmp_path)
+    await b.connect()
+    try:
+        with caplog.at_level("DEBUG"):
+            server.kill()
+            await asyncio.sleep(4)  # about eight reconnect attempts
+            server.start()
+
+            async def back() -> bool:
+                return await b.ping()
+
+            await wait_until(back, within=30, what="the connection to come back")
+        records = [r for r in caplog.records if r.name.startswith(("nats", "agentswarm")) and r.levelno >= 30]
+        assert not [r for r in records if r.exc_info], [r.getMessage() for r in records]
+        messages = [r.getMessage() for r in records]
+        assert sum("connection lost" in m for m in messages) == 1, messages
+        assert sum("connection back" in m for m in messages) == 1, messages
+    finally:
+        await b.close()
+
+
+async def test_nats_ledger_lives_in_the_broker_state_dir(nats_server, unique_namespace, tmp_path) -> None:
+    from agentswarm.broker import make_broker
+    from agentswarm.settings import Settings
+
+    settings = Settings(
+        broker="nats", nats_url=nats_server.url, namespace=unique_namespace, checkpoint_dir=tmp_path / "ckpt"
+    )
+    assert settings.broker_state_path == tmp_path / "ckpt" / "broker-state"
+    settings = settings.model_copy(update={"broker_state_dir": tmp_path / "state"})
+    b = make_broker(settings)
+    await b.connect()
+    try:
+        await b.enqueue({}, "t")
+        (d,) = await b.claim("agent-0", block_ms=2000)
+        assert [p.name for p in (tmp_path / "state").iterdir()] == [
+            f".nats-inflight-{unique_namespace}-agent-0.json"
+        ]
+        assert not (tmp_path / "ckpt").exists()
+        await b.ack(d)
+    finally:
+        await b.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "nats"])
+async def test_backend_errors_reach_callers_only_as_contract_errors(
+    kind: str, request: pytest.FixtureRequest, unique_namespace: str, tmp_path: Path
+) -> None:
+    """With the server gone every operation raises BrokerUnavailable (a BrokerError), never a raw
+    redis-py / nats-py exception, and the broker calls it transient."""
+    from agentswarm.broker import BrokerError, BrokerUnavailable
+    from rt_support import make_test_broker
+
+    server = request.getfixturevalue(f"{kind}_factory")()
+    b = make_test_broker(kind, server.url, unique_namespace, ledger_dir=tmp_path)
+    await b.connect()
+    try:
+        await b.enqueue({}, "t")
+        server.kill()
+        for operation in (lambda: b.get_task("t"), lambda: b.enqueue({}, "u")):
+            with pytest.raises(BrokerUnavailable) as caught:
+                await operation()
+            assert isinstance(caught.value, BrokerError) and b.is_transient(caught.value)
+            assert caught.value.__cause__ is not None  # the backend's own exception, kept as the cause
+    finally:
+        await b.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from agentswarm.settings import SettingsError, load_settings, unknown_variables
+from agentswarm.settings import SettingsError, load_settings, to_env, unknown_variables
+from pydantic import SecretStr
 
 
 def test_contract_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +89,55 @@ def test_unknown_variables_are_reported() -> None:
         "HOME": "/",
     }
     assert unknown_variables(env) == ["AGENTSWARM_BROKR"]
+
+
+def test_runtime_contract_documents_every_setting() -> None:
+    """docs/runtime-contract.md lists each variable Settings reads, and only variables the runtime knows."""
+    from agentswarm.settings import ENV_PREFIX, OTHER_KNOWN_VARIABLES, Settings
+
+    doc = (Path(__file__).parents[2] / "docs" / "runtime-contract.md").read_text()
+    table = set(re.findall(r"^\| `(AGENTSWARM_[A-Z0-9_]+)` \|", doc, flags=re.MULTILINE))
+    read = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    assert sorted(read - table) == [], "read by Settings but not documented"
+    assert sorted(table - read - OTHER_KNOWN_VARIABLES) == [], "documented but read by nothing"
+
+
+def test_overrides_render_to_env_that_reads_back_unchanged(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    overrides = {
+        "broker": "nats",
+        "nats_url": "nats://127.0.0.1:4333",
+        "port": 9090,
+        "checkpoint_dir": tmp_path / "agent-1",
+        "api_token": SecretStr("tok"),
+        "shutdown_drain_seconds": 0,
+        "redis_ca_file": None,  # unset: not rendered at all
+    }
+    env = to_env(overrides)
+    assert env == {
+        "AGENTSWARM_BROKER": "nats",
+        "AGENTSWARM_NATS_URL": "nats://127.0.0.1:4333",
+        "AGENTSWARM_PORT": "9090",
+        "AGENTSWARM_CHECKPOINT_DIR": str(tmp_path / "agent-1"),
+        "AGENTSWARM_API_TOKEN": "tok",
+        "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS": "0",
+    }
+    for var in [v for v in os.environ if v.startswith("AGENTSWARM_")]:
+        monkeypatch.delenv(var)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = load_settings()
+    assert (s.broker, s.nats_url, s.port, s.checkpoint_dir) == (
+        "nats",
+        "nats://127.0.0.1:4333",
+        9090,
+        tmp_path / "agent-1",
+    )
+    assert s.api_token is not None and s.api_token.get_secret_value() == "tok"
+    assert s.shutdown_drain_seconds == 0
+
+
+def test_overrides_of_unknown_settings_are_refused() -> None:
+    with pytest.raises(KeyError, match="brokr"):
+        to_env({"brokr": "nats"})

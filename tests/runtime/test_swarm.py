@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from agentswarm.agent import probe
-from agentswarm.broker import Broker, TaskSpec
+from agentswarm.broker import Broker, NewTask
 from agentswarm.checkpoint import FileCheckpointStore
 from agentswarm.handlers.steps import expected_result
 from agentswarm.settings import Settings
@@ -84,7 +85,7 @@ async def test_200_tasks_4_agents_random_sigkills(
     try:
         ids = [f"task-{i:03d}" for i in range(n)]
         await broker.enqueue_many(
-            [TaskSpec({"steps": steps, "delay": 0.03, "log": str(log_path)}, task_id) for task_id in ids]
+            [NewTask({"steps": steps, "delay": 0.03, "log": str(log_path)}, task_id) for task_id in ids]
         )
         for a in agents:
             a.start()
@@ -145,7 +146,7 @@ async def test_broker_killed_and_restarted_mid_run_loses_nothing(
     broker = make_test_broker(backend, server.url, unique_namespace)
     await broker.connect()
     await broker.enqueue_many(
-        [TaskSpec({"steps": steps, "delay": 0.04, "log": str(log_path)}, i) for i in ids]
+        [NewTask({"steps": steps, "delay": 0.04, "log": str(log_path)}, i) for i in ids]
     )
     await broker.close()
     for a in agents:
@@ -178,7 +179,7 @@ async def test_broker_killed_and_restarted_mid_run_loses_nothing(
         await assert_all_done_once(broker, ids, steps)
         assert StepLog.read(log_path).violations() == []
         # Enqueue stays idempotent across the restart (the task index survived it).
-        await broker.enqueue_many([TaskSpec({}, i) for i in ids])
+        await broker.enqueue_many([NewTask({}, i) for i in ids])
         assert (await broker.stats()).enqueued_total == n
         if backend == "redis":  # the outage was visible to the agents (nats-py mostly buffers through it)
             assert "broker unavailable" in "".join(a.log_text() for a in agents)
@@ -196,9 +197,9 @@ async def test_poison_task_dead_lettered_while_others_finish(
     await broker.connect()
     try:
         ids = [f"ok{i:02d}" for i in range(20)]
-        specs = [TaskSpec({"steps": 2, "delay": 0.01}, i) for i in ids[:10]]
-        specs += [TaskSpec({"poison": True}, "poison"), TaskSpec({"steps": 2, "fail_times": 1}, "flaky")]
-        specs += [TaskSpec({"steps": 2, "delay": 0.01}, i) for i in ids[10:]]
+        specs = [NewTask({"steps": 2, "delay": 0.01}, i) for i in ids[:10]]
+        specs += [NewTask({"poison": True}, "poison"), NewTask({"steps": 2, "fail_times": 1}, "flaky")]
+        specs += [NewTask({"steps": 2, "delay": 0.01}, i) for i in ids[10:]]
         await broker.enqueue_many(specs)
         for a in agents:
             a.start()
@@ -272,6 +273,91 @@ async def test_sigterm_pauses_at_checkpoint_and_resumes(
         ]
         assert started[0]["resumed_from_version"] is None
         assert started[-1]["resumed_from_version"] == max(executed) + 1
+    finally:
+        await broker.close()
+
+
+async def test_restarts_of_a_progressing_task_never_dead_letter_it(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    """Ten restarts (SIGKILL and SIGTERM alternately, like a rolling update or spot preemptions) of an
+    agent mid-task, each after new checkpoint progress, with AGENTSWARM_MAX_DELIVERIES=2: the task is
+    done, never dead-lettered, and no step ran again after its checkpoint was stored."""
+    steps = 60
+    log_path = tmp_path / "steps.log"
+    env = agent_env(backend, server_url, unique_namespace, max_deliveries=2, shutdown_grace_seconds=20)
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker(backend, server_url, unique_namespace, max_deliveries=2)
+    await broker.connect()
+    try:
+        await broker.enqueue({"steps": steps, "delay": 0.05, "log": str(log_path)}, "long")
+        agent.start()
+        for restart in range(10):
+            seen = len([r for r in StepLog.read(log_path).lines if r[0] == "ckpt"])
+
+            async def progressed(seen: int = seen, restart: int = restart) -> bool:
+                assert await broker.dead_letters() == [], f"dead-lettered after {restart} restarts"
+                return len([r for r in StepLog.read(log_path).lines if r[0] == "ckpt"]) >= seen + 2
+
+            await wait_until(progressed, within=60, what=f"new checkpoints before restart {restart}")
+            if restart % 2:
+                assert await asyncio.to_thread(agent.terminate, 30) == 0
+            else:
+                agent.kill()
+            agent.start()
+        assert await broker.get_result("long") is None, "finished before the tenth restart: proved little"
+
+        async def done() -> bool:
+            return await broker.get_result("long") is not None or bool(await broker.dead_letters())
+
+        await wait_until(done, within=90, what="the task to finish")
+        agent.stop()
+        assert await broker.dead_letters() == []
+        result = await broker.get_result("long")
+        assert result is not None and result.value == expected_result("long", steps)
+        assert result.attempt == 11
+        log = StepLog.read(log_path)
+        assert log.violations() == []
+        assert log.executed_steps("long") == set(range(steps))
+    finally:
+        await broker.close()
+
+
+async def test_a_task_that_kills_its_agent_at_the_same_step_is_dead_lettered(
+    backend: str, server_url: str, unique_namespace: str, tmp_path: Path, agents_cleanup: list[AgentProcess]
+) -> None:
+    """A crash loop: the first delivery makes progress up to step 3, then every delivery dies at step 3
+    without progress. After AGENTSWARM_MAX_DELIVERIES such deaths the task is dead-lettered."""
+    env = agent_env(
+        backend, server_url, unique_namespace, max_deliveries=3, handler="bad_handlers:dies_at_step"
+    )
+    env["PYTHONPATH"] = f"{Path(__file__).parent}:{os.environ.get('PYTHONPATH', '')}"
+    agent = AgentProcess("agent-0", env, tmp_path)
+    agents_cleanup.append(agent)
+    broker = make_test_broker(backend, server_url, unique_namespace, max_deliveries=3)
+    await broker.connect()
+    try:
+        await broker.enqueue_many([NewTask({"die_at": 3}, "crasher"), NewTask({"steps": 1}, "after")])
+        agent.start()
+
+        async def dead_lettered() -> bool:
+            if not agent.alive:
+                agent.start()  # the StatefulSet brings the pod back under the same identity
+            return bool(await broker.dead_letters())
+
+        await wait_until(dead_lettered, within=120, interval=0.2, what="the crash loop to be dead-lettered")
+        (dead,) = await broker.dead_letters()
+        assert dead.task.id == "crasher" and "without a result or checkpoint progress" in dead.error
+        # One productive delivery (steps 0-2), three deaths at step 3 without progress, and the fifth
+        # agent start dead-letters the task instead of running it.
+        assert dead.deliveries == 4 and agent.starts == 5
+
+        async def next_one_done() -> bool:
+            return await broker.get_result("after") is not None
+
+        await wait_until(next_one_done, within=60, what="the next task to run")
+        agent.stop()
     finally:
         await broker.close()
 
@@ -357,7 +443,10 @@ async def test_broker_checkpoints_let_another_agent_resume(
         first.start()
 
         async def some_steps() -> bool:
-            return len(StepLog.read(log_path).executed_steps("handover")) >= 3
+            # Stored checkpoints, not just executed steps: a kill between a step and its checkpoint
+            # legitimately makes agent-b redo that step.
+            rows = StepLog.read(log_path).by_task().get("handover", [])
+            return len([r for r in rows if r[0] == "ckpt"]) >= 3
 
         await wait_until(some_steps, within=60, what="first steps on agent-a")
         first.kill()  # and it never comes back
@@ -445,7 +534,7 @@ async def test_non_json_output_is_a_clear_task_error(
     broker = make_test_broker("redis", redis_server.url, unique_namespace)
     await broker.connect()
     try:
-        await broker.enqueue_many([TaskSpec({}, "bad"), TaskSpec({}, "bad2")])
+        await broker.enqueue_many([NewTask({}, "bad"), NewTask({}, "bad2")])
         agent.start()
 
         async def dead() -> bool:

@@ -14,14 +14,22 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   consumers "in order" means *handed out* in order, not *finished* in order).
 * **Long tasks.** While a delivery is in flight its owner calls :meth:`Broker.keep_alive` more often
   than ``claim_idle_ms``; nobody else can take it in the meantime, however long it runs.
-* **Dead letters.** A delivery whose attempt number exceeds ``max_deliveries`` is not handed to a handler:
-  the broker moves it to the dead-letter log with its last recorded error, emits a terminal
-  ``{"type": "dead_lettered"}`` event and removes it from the queue. :meth:`Broker.fail` records an error
-  and either makes the task available again or, on the last allowed attempt, dead-letters it.
+* **Dead letters.** Only *unproductive* deliveries count toward ``max_deliveries`` (see
+  :class:`DeliveryRecord`): a delivery that raised (:meth:`Broker.fail`), or one that was abandoned (its
+  consumer died) without reporting checkpoint progress (:meth:`Broker.progress`). A delivery handed back
+  gracefully (:meth:`Broker.release`, an agent stopping on SIGTERM) or one that made progress never counts.
+  When the count reaches ``max_deliveries`` the broker moves the task to the dead-letter log with its last
+  recorded error, emits a terminal ``{"type": "dead_lettered"}`` event and removes it from the queue.
 * **Events.** Every task has an append-only event log. Ids are opaque, strictly increasing per task strings;
   :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
   ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
+
+Errors: a contract operation raises only :class:`BrokerError` and its subclasses, one per kind of problem
+(:class:`InvalidTaskId`, :class:`InvalidCursor` for malformed input; :class:`BrokerUnavailable` when the
+server is unreachable or restarting), never redis-py's or nats-py's own exceptions, so that the coordinator
+maps them to error frames without knowing the backend. The only exceptions let through are ``TypeError`` /
+``ValueError`` for data that is not JSON (the caller's bug, reported as it is).
 
 Task ids are caller-chosen or generated (uuid4 hex); they must match :data:`TASK_ID_PATTERN` because
 NATS uses them as subject tokens and Redis as key suffixes.
@@ -30,12 +38,30 @@ NATS uses them as subject tokens and Redis as key suffixes.
 from __future__ import annotations
 
 import abc
+import dataclasses
+import json
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from agentswarm.broker.errors import (
+    CONTRACT_OPERATIONS,
+    BrokerError,
+    BrokerUnavailable,
+    InvalidCursor,
+    InvalidTaskId,
+    contract_errors,
+)
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "InvalidCursor",
+    "InvalidTaskId",
+]
 
 #: Allowed task ids: letters, digits, ``_`` and ``-``, 1 to 128 characters.
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -45,14 +71,6 @@ TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
 
 JSON = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
-
-
-class BrokerError(RuntimeError):
-    """A broker operation failed for a reason the caller can act on (bad input, server refused, ...)."""
-
-
-class InvalidTaskId(BrokerError, ValueError):
-    """A task id does not match :data:`TASK_ID_PATTERN`."""
 
 
 def validate_task_id(task_id: str) -> str:
@@ -70,7 +88,7 @@ def new_task_id() -> str:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class NewTask:
     """A task to enqueue. ``id=None`` lets the broker generate one."""
 
     payload: JSON
@@ -101,6 +119,62 @@ class Delivery:
     source: Literal["own", "reclaimed", "new"]
     handle: Any = field(default=None, repr=False, compare=False)
     last_error: str | None = None
+
+
+@dataclass
+class DeliveryRecord:
+    """What counts toward ``max_deliveries`` for one task; both backends store it as JSON per task.
+
+    ``strikes`` counts unproductive deliveries: each :meth:`Broker.fail` (the handler raised) and each
+    delivery that was abandoned (neither acknowledged, failed nor released: its consumer died) without
+    reporting checkpoint progress. A released delivery (graceful handover on SIGTERM) or one that reported
+    progress ends without a strike. ``attempt`` is the number of deliveries handed out so far.
+    """
+
+    strikes: int = 0
+    attempt: int = 0
+    open: bool = False
+    progressed: bool = False
+
+    def admit(self) -> None:
+        """A new delivery starts: the previous one, if abandoned without progress, is a strike."""
+        if self.open and not self.progressed:
+            self.strikes += 1
+        self.open, self.progressed = True, False
+
+    def failed(self) -> None:
+        self.strikes += 1
+        self.open = False
+
+    def released(self) -> None:
+        self.open = False
+
+    def dumps(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | bytes | None) -> DeliveryRecord:
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return cls()
+        if isinstance(data, int):  # a bare delivery count (older stores)
+            return cls(attempt=data)
+        if not isinstance(data, dict):
+            return cls()
+        return cls(
+            strikes=int(data.get("strikes", 0)),
+            attempt=int(data.get("attempt", 0)),
+            open=bool(data.get("open", False)),
+            progressed=bool(data.get("progressed", False)),
+        )
+
+
+def abandoned_reason(last_error: str | None, record: DeliveryRecord) -> str:
+    """The dead-letter reason of a task whose last strike was an abandoned delivery."""
+    return last_error or f"abandoned {record.strikes} times without a result or checkpoint progress"
 
 
 @dataclass(frozen=True)
@@ -162,8 +236,9 @@ class BrokerStats:
 
     ``queued``: enqueued, never handed out yet. ``pending``: handed out, not yet acknowledged (running or
     abandoned). ``done``: tasks with a recorded result. ``dead_lettered``: entries in the dead-letter log.
-    ``saturated`` is True when the backend's in-flight limit (JetStream ``MaxAckPending``) is reached, i.e.
-    delivery is stalled until something is acknowledged; it is always False for Redis.
+    ``saturated`` is True while queued tasks are held back because the backend's limit on unacknowledged
+    deliveries is reached (delivery resumes when something is acknowledged). A backend without such a
+    limit (Redis) never saturates.
     """
 
     queued: int
@@ -182,6 +257,12 @@ class Broker(abc.ABC):
     """
 
     name: str = "abstract"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for operation in CONTRACT_OPERATIONS:
+            if operation in cls.__dict__:
+                setattr(cls, operation, contract_errors(cls.__dict__[operation]))
 
     def __init__(self, *, max_deliveries: int, claim_idle_ms: int, retry_backoff_ms: int = 0) -> None:
         self.max_deliveries = max_deliveries
@@ -206,7 +287,20 @@ class Broker(abc.ABC):
 
         Agents retry such errors with backoff instead of failing the task; backends extend the list.
         """
-        return isinstance(exc, (ConnectionError, TimeoutError, OSError))
+        return isinstance(exc, (BrokerUnavailable, ConnectionError, TimeoutError, OSError))
+
+    def check_cursor(self, after: str | None) -> None:
+        """Raise :class:`InvalidCursor` unless ``after`` is None, "" / "0" or an event id of this backend."""
+        if after in (None, "", "0"):
+            return
+        if not isinstance(after, str) or not self.cursor_pattern.match(after):
+            raise InvalidCursor(
+                f"invalid event cursor {after!r}: use an event id of this task ({self.cursor_hint})"
+            )
+
+    #: What an event id of this backend looks like (checked by :meth:`check_cursor`).
+    cursor_pattern: re.Pattern[str] = re.compile(r"^[0-9]{1,20}$")
+    cursor_hint: str = "a sequence number"
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -224,11 +318,11 @@ class Broker(abc.ABC):
     # -- producing ----------------------------------------------------------------------------------------
     async def enqueue(self, payload: JSON, task_id: str | None = None) -> str:
         """Enqueue one task; returns its id. Idempotent per id: a second enqueue of the same id is a no-op."""
-        ids = await self.enqueue_many([TaskSpec(payload=payload, id=task_id)])
+        ids = await self.enqueue_many([NewTask(payload=payload, id=task_id)])
         return ids[0]
 
     @abc.abstractmethod
-    async def enqueue_many(self, tasks: Sequence[TaskSpec]) -> list[str]:
+    async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
         """Enqueue several tasks in order; returns their ids in the same order.
 
         Idempotent per task id: ids already known to the broker (queued, running, done or dead) are not
@@ -246,7 +340,8 @@ class Broker(abc.ABC):
 
         Blocks up to ``block_ms`` for new tasks when there is nothing to hand out; returns ``[]`` on timeout
         (and may return ``[]`` early, e.g. when what it took was dead-lettered: just call again).
-        Deliveries over ``max_deliveries`` are dead-lettered here instead of being returned.
+        A task whose strikes reach ``max_deliveries`` (see :class:`DeliveryRecord`) is dead-lettered here
+        instead of being returned.
         """
 
     @abc.abstractmethod
@@ -259,13 +354,29 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def fail(self, delivery: Delivery, error: str) -> bool:
-        """Record ``error`` as the task's last error and give the delivery back.
+        """Record ``error`` as the task's last error, count a strike and give the delivery back.
 
         The retry is delivered no sooner than :meth:`retry_delay` seconds later (exponential backoff), so a
         failing dependency is not hammered and ``max_deliveries`` is not burnt in a few milliseconds.
 
-        Returns True if this was the last allowed attempt and the task was dead-lettered, False if it will be
+        Returns True if this was the last allowed strike and the task was dead-lettered, False if it will be
         delivered again.
+        """
+
+    @abc.abstractmethod
+    async def progress(self, delivery: Delivery) -> None:
+        """Report that this delivery stored a checkpoint newer than the one it started from.
+
+        An agent calls it once per delivery, after its first checkpoint; a delivery that reported progress
+        and then died does not count toward ``max_deliveries``.
+        """
+
+    @abc.abstractmethod
+    async def release(self, delivery: Delivery) -> None:
+        """Hand a delivery back without a strike (graceful handover: the agent stops on SIGTERM).
+
+        The delivery stays this consumer's (a restart under the same identity takes it first), and after
+        ``claim_idle_ms`` without keep-alive anybody's.
         """
 
     @abc.abstractmethod
@@ -300,6 +411,7 @@ class Broker(abc.ABC):
         """Events of ``task_id`` with id after ``after`` (None or "0" = from the start), oldest first.
 
         When there are none and ``block_ms > 0``, waits up to ``block_ms`` for the next one.
+        Raises :class:`InvalidCursor` when ``after`` is not an event id of this backend.
         """
 
     # -- checkpoints (used by the "broker" checkpoint backend) -------------------------------------------

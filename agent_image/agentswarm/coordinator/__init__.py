@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentswarm.coordinator.server import (
-    CLOSE_POLICY_VIOLATION,
-    CLOSE_SERVICE_RESTART,
-    Coordinator,
-    CoordinatorConfig,
-)
+from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION, CLOSE_SERVICE_RESTART, ServerOptions
+from agentswarm.coordinator.server import Coordinator
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -18,16 +14,16 @@ __all__ = [
     "CLOSE_POLICY_VIOLATION",
     "CLOSE_SERVICE_RESTART",
     "Coordinator",
-    "CoordinatorConfig",
-    "config_from_settings",
+    "ServerOptions",
+    "options_from_settings",
     "run",
 ]
 
 
-def config_from_settings(settings: Settings) -> CoordinatorConfig:
+def options_from_settings(settings: Settings) -> ServerOptions:
     """The coordinator's knobs from ``AGENTSWARM_*`` settings (the token must be set)."""
     token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
-    return CoordinatorConfig(
+    return ServerOptions(
         api_token=token,
         host=settings.host,
         port=settings.port,
@@ -39,6 +35,5 @@ async def run(settings: Settings) -> None:
     """Entry point of ``agentswarm coordinator``: serve until SIGTERM, drain, close with 1012."""
     from agentswarm.broker import make_broker
 
-    config = config_from_settings(settings)
-    coordinator = Coordinator(make_broker(settings), config)
+    coordinator = Coordinator(make_broker(settings), options_from_settings(settings))
     await coordinator.run_until_signalled(connect=True)

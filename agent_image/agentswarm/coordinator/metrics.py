@@ -62,7 +62,7 @@ class CoordinatorMetrics:
         )
         self.saturated = Gauge(
             "agentswarm_queue_saturated",
-            "1 while the backend's in-flight limit (JetStream MaxAckPending) stalls delivery.",
+            "1 while queued tasks are held back by the backend's limit on unacknowledged deliveries.",
             registry=self.registry,
         )
         self.broker_up = Gauge(

@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from agentswarm.broker.base import JSON, Task
+from agentswarm.defaults import HANDLER_PATTERN
 
 
 class ShutdownRequested(BaseException):
@@ -64,9 +65,9 @@ def load_handler(spec: str) -> Handler:
     """Import ``module:function`` and check it is a coroutine function."""
     import inspect
 
-    module_name, _, func_name = spec.partition(":")
-    if not module_name or not func_name:
+    if not HANDLER_PATTERN.match(spec):
         raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: expected 'package.module:function'")
+    module_name, _, func_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

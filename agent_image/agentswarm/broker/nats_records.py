@@ -1,0 +1,222 @@
+"""What the JetStream broker stores per task besides the queue: task data, results, events, dead letters,
+checkpoints, and the counters of :meth:`~agentswarm.broker.base.Broker.stats`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import nats
+import nats.errors
+import nats.js.errors
+
+from agentswarm.broker.base import (
+    JSON,
+    BrokerStats,
+    DeadLetter,
+    NewTask,
+    Task,
+    TaskEvent,
+    TaskResult,
+    new_task_id,
+    validate_task_id,
+)
+
+if TYPE_CHECKING:
+    pass
+
+from agentswarm.broker.nats_connection import NatsConnection
+
+log = logging.getLogger(__name__)
+
+
+class NatsRecords(NatsConnection):
+    """Task data, results, event logs, dead letters, checkpoints and stats in JetStream."""
+
+    # -- producing ----------------------------------------------------------------------------------------
+    async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
+        ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
+        kv = self.kv("tasks")
+
+        async def exists(task_id: str) -> bool:
+            try:
+                await kv.get(task_id)
+                return True
+            except nats.js.errors.KeyNotFoundError:
+                return False
+
+        now = time.time()
+        for start in range(0, len(ids), 256):
+            chunk = list(zip(ids[start : start + 256], tasks[start : start + 256], strict=True))
+            known = await asyncio.gather(*(exists(task_id) for task_id, _ in chunk))
+            fresh = [(task_id, spec) for (task_id, spec), k in zip(chunk, known, strict=True) if not k]
+            # Publish in order (FIFO); Nats-Msg-Id makes a retried publish within 2 minutes a no-op.
+            # Pipelined: sent in order on one connection, acks awaited together.
+            pending = []
+            for task_id, spec in fresh:
+                body = json.dumps({"id": task_id, "payload": spec.payload, "enqueued_at": now}).encode()
+                pending.append(
+                    await self.js.publish_async(
+                        self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"}
+                    )
+                )
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            except TimeoutError:
+                raise nats.errors.TimeoutError from None
+            await asyncio.gather(
+                *(
+                    kv.put(task_id, json.dumps({"payload": spec.payload, "enqueued_at": now}).encode())
+                    for task_id, spec in fresh
+                )
+            )
+        return ids
+
+    async def get_task(self, task_id: str) -> Task | None:
+        try:
+            entry = await self.kv("tasks").get(validate_task_id(task_id))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        data = json.loads(entry.value or b"{}")
+        return Task(id=task_id, payload=data.get("payload"), enqueued_at=float(data.get("enqueued_at", 0)))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        seq = 1
+        while len(out) < limit:
+            try:
+                raw = await self.js.get_msg(self.s_dead, seq, subject=self.subj_dead, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            data = json.loads(raw.data or b"{}")
+            out.append(
+                DeadLetter(
+                    task=Task(id=data["id"], payload=data["payload"], enqueued_at=float(data["enqueued_at"])),
+                    error=data["error"],
+                    deliveries=int(data["deliveries"]),
+                    consumer=data["consumer"],
+                    dead_lettered_at=float(data["at"]),
+                )
+            )
+            seq = int(raw.seq or 0) + 1
+        return out
+
+    # -- results ------------------------------------------------------------------------------------------
+    async def record_result(self, result: TaskResult) -> bool:
+        task_id = validate_task_id(result.task_id)
+        event = json.dumps({"type": "result", **result.to_json()}).encode()
+        headers = {"Nats-Msg-Id": f"result-{task_id}"}
+        try:
+            await self.kv("results").create(task_id, json.dumps(result.to_json()).encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            # Already recorded. If the recorder died before its terminal event, publish it now.
+            try:
+                last = await self.js.get_msg(self.s_events, subject=self._events_subject(task_id))
+                last_type = json.loads(last.data or b"{}").get("type")
+            except nats.js.errors.NotFoundError:
+                last_type = None
+            if last_type != "result":
+                stored = await self.get_result(task_id)
+                if stored is not None:
+                    event = json.dumps({"type": "result", **stored.to_json()}).encode()
+                    await self.js.publish(self._events_subject(task_id), event, headers=headers)
+            return False
+        await self.js.publish(self._events_subject(task_id), event, headers=headers)
+        return True
+
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        try:
+            entry = await self.kv("results").get(validate_task_id(task_id))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return TaskResult.from_json(json.loads(entry.value or b"{}"))
+
+    # -- events -------------------------------------------------------------------------------------------
+    async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:
+        ack = await self.js.publish(
+            self._events_subject(validate_task_id(task_id)), json.dumps(data).encode()
+        )
+        return str(ack.seq)
+
+    async def _read_after(self, subject: str, seq: int, limit: int, task_id: str) -> list[TaskEvent]:
+        out: list[TaskEvent] = []
+        while len(out) < limit:
+            try:
+                raw = await self.js.get_msg(self.s_events, seq + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            seq = int(raw.seq or 0)
+            out.append(TaskEvent(id=str(seq), task_id=task_id, data=json.loads(raw.data or b"{}")))
+        return out
+
+    async def read_events(
+        self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
+    ) -> list[TaskEvent]:
+        subject = self._events_subject(validate_task_id(task_id))
+        self.check_cursor(after)
+        seq = int(after) if after not in (None, "") else 0
+        if block_ms <= 0:
+            return await self._read_after(subject, seq, limit, task_id)
+        # Subscribe before reading so that an event published in between wakes us up.
+        # The core message can arrive before the stream has stored it, so re-read until the deadline.
+        deadline = time.monotonic() + block_ms / 1000.0
+        sub = await self.nc.subscribe(subject)
+        try:
+            while True:
+                events = await self._read_after(subject, seq, limit, task_id)
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    return events
+                try:
+                    await sub.next_msg(timeout=remaining)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                await asyncio.sleep(0.005)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    async def put_checkpoint(self, task_id: str, blob: bytes) -> None:
+        await self.kv("ckpt").put(validate_task_id(task_id), blob)
+
+    async def get_checkpoints(self, task_id: str) -> list[bytes]:
+        stream = f"KV_{self.ns}_ckpt"
+        subject = f"$KV.{self.ns}_ckpt.{validate_task_id(task_id)}"
+        try:
+            newest = await self.js.get_msg(stream, subject=subject)
+        except nats.js.errors.NotFoundError:
+            return []
+        out = [newest.data] if newest.data else []
+        try:
+            oldest = await self.js.get_msg(stream, 1, subject=subject, next=True)
+            if oldest.seq != newest.seq and oldest.data:
+                out.append(oldest.data)
+        except nats.js.errors.NotFoundError:
+            pass
+        return out
+
+    async def delete_checkpoints(self, task_id: str) -> None:
+        await self.kv("ckpt").purge(validate_task_id(task_id))
+
+    # -- metrics ------------------------------------------------------------------------------------------
+    async def stats(self) -> BrokerStats:
+        info = await self.js.consumer_info(self.s_tasks, self.durable)
+        dead = await self.js.stream_info(self.s_dead)
+        results = await self.js.stream_info(f"KV_{self.ns}_results")
+        tasks = await self.js.stream_info(f"KV_{self.ns}_tasks")
+        ack_pending = int(info.num_ack_pending or 0)
+        waiting = int(info.num_pending or 0)
+        return BrokerStats(
+            queued=waiting,
+            pending=ack_pending,
+            done=int(results.state.messages),
+            dead_lettered=int(dead.state.messages),
+            enqueued_total=int(tasks.state.messages),
+            saturated=ack_pending >= self.max_ack_pending and waiting > 0,
+        )

@@ -1,0 +1,210 @@
+"""The Redis side of the Redis Streams broker: the connection, the keys and the Lua scripts.
+
+Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
+
+* ``ns:tasks`` stream (entries ``{id}``), consumer group ``ns-agents``. Acknowledged entries are also
+  ``XDEL``-eted so the stream holds only queued + in-flight tasks (``XLEN - pending = queued``).
+* ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
+  script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
+* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
+  ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack),
+  ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
+* ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
+  newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from typing import TYPE_CHECKING, Any, Self
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agentswarm.broker.base import (
+    Broker,
+)
+
+if TYPE_CHECKING:
+    from agentswarm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_ENQUEUE_LUA = """
+-- KEYS: taskdata, stream, counters. ARGV: id1, json1, id2, json2, ...
+local added = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i])
+    added = added + 1
+  end
+end
+if added > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', added) end
+return added
+"""
+
+_RECORD_LUA = """
+-- KEYS: results, events stream of the task. ARGV: task id, result json, event json
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_KEEPALIVE_LUA = """
+-- KEYS: stream. ARGV: group, consumer, id1, id2, ... Re-claims (JUSTID, resets idle) only entries this
+-- consumer still owns; returns the ids it no longer owns.
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+_DEAD_LUA = """
+-- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash.
+-- ARGV: group, entry id, dead fields json, event json, task id
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[5])
+return 1
+"""
+
+_ENQUEUE_CHUNK = 500
+
+
+async def _aw(value: Any) -> Any:
+    """Await a redis-py command (its stubs type async results as ``Awaitable[T] | T``)."""
+    return await value
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisConnection(Broker):
+    """Connection, key names and scripts shared by the parts of :class:`RedisStreamsBroker`."""
+
+    name = "redis"
+    cursor_pattern = re.compile(r"^[0-9]{1,20}(-[0-9]{1,20})?$")
+    cursor_hint = "a stream entry id such as 1700000000000-0"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        ca_file: str | None = None,
+        namespace: str = "agentswarm",
+        max_deliveries: int = 5,
+        claim_idle_ms: int = 60_000,
+        retry_backoff_ms: int = 0,
+    ) -> None:
+        super().__init__(
+            max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms, retry_backoff_ms=retry_backoff_ms
+        )
+        self.url = url
+        self._password = password
+        self._ca_file = ca_file
+        self.ns = namespace
+        self.stream = f"{namespace}:tasks"
+        self.group = f"{namespace}-agents"
+        self.k_taskdata = f"{namespace}:taskdata"
+        self.k_results = f"{namespace}:results"
+        self.k_errors = f"{namespace}:errors"
+        self.k_retry_at = f"{namespace}:retry_at"
+        self.k_dead = f"{namespace}:dead"
+        self.k_records = f"{namespace}:deliveries"
+        self.k_counters = f"{namespace}:counters"
+        self._redis: aioredis.Redis | None = None
+        self._autoclaim_cursor = "0-0"
+        self._last_autoclaim = 0.0
+        self._inflight: set[str] = set()
+        self._own_clear: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            settings.redis_url,
+            password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+            ca_file=str(settings.redis_ca_file) if settings.redis_ca_file else None,
+            namespace=settings.namespace,
+            max_deliveries=settings.max_deliveries,
+            claim_idle_ms=settings.claim_idle_ms,
+            retry_backoff_ms=settings.retry_backoff_ms,
+        )
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    @property
+    def r(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise RuntimeError("broker is not connected: call connect() first")
+        return self._redis
+
+    def _events_key(self, task_id: str) -> str:
+        return f"{self.ns}:events:{task_id}"
+
+    def _ckpt_key(self, task_id: str) -> str:
+        return f"{self.ns}:ckpt:{task_id}"
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):
+            return True
+        if isinstance(exc, ResponseError) and str(exc).startswith(("LOADING", "NOGROUP", "TRYAGAIN")):
+            return True
+        return super().is_transient(exc)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        kwargs: dict[str, Any] = {
+            "decode_responses": True,
+            "password": self._password,
+            "health_check_interval": 10,
+            "socket_connect_timeout": 5,
+            "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=3),
+            "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        }
+        if self.url.startswith("rediss://"):
+            kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+            if self._ca_file:
+                kwargs["ssl_ca_certs"] = self._ca_file
+        self._redis = aioredis.Redis.from_url(self.url, **kwargs)
+        self._enqueue_script = self._redis.register_script(_ENQUEUE_LUA)
+        self._record_script = self._redis.register_script(_RECORD_LUA)
+        self._keepalive_script = self._redis.register_script(_KEEPALIVE_LUA)
+        self._dead_script = self._redis.register_script(_DEAD_LUA)
+        await self._ensure_group()
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.r.ping(), timeout=2))
+        except Exception:
+            return False

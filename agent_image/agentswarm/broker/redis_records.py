@@ -1,0 +1,135 @@
+"""What the Redis Streams broker stores per task besides the queue: task data, results, events, dead
+letters, checkpoints, and the counters of :meth:`~agentswarm.broker.base.Broker.stats`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from agentswarm.broker.base import (
+    JSON,
+    BrokerStats,
+    DeadLetter,
+    NewTask,
+    Task,
+    TaskEvent,
+    TaskResult,
+    new_task_id,
+    validate_task_id,
+)
+
+if TYPE_CHECKING:
+    pass
+
+from agentswarm.broker.redis_connection import _ENQUEUE_CHUNK, RedisConnection, _aw, _s
+
+log = logging.getLogger(__name__)
+
+
+class RedisRecords(RedisConnection):
+    """Task data, results, event logs, dead letters, checkpoints and stats in Redis."""
+
+    # -- producing ----------------------------------------------------------------------------------------
+    async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
+        ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
+        now = time.time()
+        for start in range(0, len(ids), _ENQUEUE_CHUNK):
+            argv: list[str] = []
+            for task_id, spec in zip(
+                ids[start : start + _ENQUEUE_CHUNK], tasks[start : start + _ENQUEUE_CHUNK], strict=True
+            ):
+                argv += [task_id, json.dumps({"payload": spec.payload, "enqueued_at": now})]
+            await self._enqueue_script(keys=[self.k_taskdata, self.stream, self.k_counters], args=argv)
+        return ids
+
+    async def get_task(self, task_id: str) -> Task | None:
+        raw = await _aw(self.r.hget(self.k_taskdata, validate_task_id(task_id)))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Task(id=task_id, payload=data["payload"], enqueued_at=float(data.get("enqueued_at", 0)))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = await self.r.xrange(self.k_dead, count=limit)
+        out = []
+        for _entry, fields in rows:
+            data = json.loads(fields["data"])
+            out.append(
+                DeadLetter(
+                    task=Task(
+                        id=fields["id"], payload=data["payload"], enqueued_at=data.get("enqueued_at", 0)
+                    ),
+                    error=data["error"],
+                    deliveries=int(data["deliveries"]),
+                    consumer=data["consumer"],
+                    dead_lettered_at=float(data["at"]),
+                )
+            )
+        return out
+
+    # -- results ------------------------------------------------------------------------------------------
+    async def record_result(self, result: TaskResult) -> bool:
+        validate_task_id(result.task_id)
+        event = {"type": "result", **result.to_json()}
+        recorded = await self._record_script(
+            keys=[self.k_results, self._events_key(result.task_id)],
+            args=[result.task_id, json.dumps(result.to_json()), json.dumps(event)],
+        )
+        return bool(recorded)
+
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        raw = await _aw(self.r.hget(self.k_results, validate_task_id(task_id)))
+        return None if raw is None else TaskResult.from_json(json.loads(raw))
+
+    # -- events -------------------------------------------------------------------------------------------
+    async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:
+        return _s(await self.r.xadd(self._events_key(validate_task_id(task_id)), {"data": json.dumps(data)}))
+
+    async def read_events(
+        self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
+    ) -> list[TaskEvent]:
+        key = self._events_key(validate_task_id(task_id))
+        self.check_cursor(after)
+        start = after if after not in (None, "", "0") else "0-0"
+        resp = await self.r.xread({key: start}, count=limit, block=block_ms if block_ms > 0 else None)
+        out: list[TaskEvent] = []
+        for _stream, rows in resp or []:
+            out += [TaskEvent(id=_s(i), task_id=task_id, data=json.loads(f["data"])) for i, f in rows]
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    async def put_checkpoint(self, task_id: str, blob: bytes) -> None:
+        key = self._ckpt_key(validate_task_id(task_id))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.lpush(key, base64.b64encode(blob).decode())
+        pipe.ltrim(key, 0, 1)
+        await pipe.execute()
+
+    async def get_checkpoints(self, task_id: str) -> list[bytes]:
+        rows = await _aw(self.r.lrange(self._ckpt_key(validate_task_id(task_id)), 0, 1))
+        return [base64.b64decode(r) for r in rows]
+
+    async def delete_checkpoints(self, task_id: str) -> None:
+        await self.r.delete(self._ckpt_key(validate_task_id(task_id)))
+
+    # -- metrics ------------------------------------------------------------------------------------------
+    async def stats(self) -> BrokerStats:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xlen(self.stream)
+        pipe.xpending(self.stream, self.group)
+        pipe.hlen(self.k_results)
+        pipe.xlen(self.k_dead)
+        pipe.hget(self.k_counters, "enqueued")
+        length, pending, done, dead, enqueued = await pipe.execute()
+        n_pending = int(pending["pending"]) if pending else 0
+        return BrokerStats(
+            queued=max(0, int(length) - n_pending),
+            pending=n_pending,
+            done=int(done),
+            dead_lettered=int(dead),
+            enqueued_total=int(enqueued or 0),
+        )

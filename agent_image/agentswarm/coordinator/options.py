@@ -1,0 +1,54 @@
+"""The knobs of one coordinator server (:class:`ServerOptions`) and the close codes it sends.
+
+Kept apart from the server so that tests, benchmarks and :func:`agentswarm.coordinator.run` build the
+same options object; the deployment-side configuration lives in ``components/`` and is a different thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentswarm import protocol as p
+from agentswarm.coordinator.auth import DEFAULT_AUTH_TIMEOUT_SECONDS
+from agentswarm.defaults import DEFAULT_PORT
+
+#: Close code sent to every client when the coordinator shuts down ("service restart": reconnect).
+CLOSE_SERVICE_RESTART = 1012
+#: Close code for policy violations (authentication failures).
+CLOSE_POLICY_VIOLATION = 1008
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Runtime knobs of one coordinator. Built from settings by :func:`run`, directly by tests."""
+
+    api_token: str
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    shutdown_drain_seconds: float = 5.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    max_frame_bytes: int = p.DEFAULT_MAX_FRAME_BYTES
+    hard_max_frame_bytes: int = p.DEFAULT_HARD_MAX_FRAME_BYTES
+    #: Largest frame a connection may send before it is authenticated (closed with 1009 above it).
+    auth_max_frame_bytes: int = p.AUTH_MAX_FRAME_BYTES
+    #: Frames received but not yet handled, per connection (websockets' ``max_queue`` high-water mark):
+    #: with the hard cap it bounds what one authenticated connection can make the coordinator buffer.
+    max_queued_frames: int = p.MAX_QUEUED_FRAMES
+    auth_timeout_seconds: float = DEFAULT_AUTH_TIMEOUT_SECONDS
+    #: How long an idle subscription waits before polling the broker again.
+    poll_interval_seconds: float = 0.2
+    #: Events fetched per broker read.
+    event_batch: int = 200
+    #: How long one subscription's broker read waits for new events (0 = poll every poll_interval).
+    block_ms: int = 0
+    ready_timeout_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.api_token:
+            raise ValueError(
+                "AGENTSWARM_API_TOKEN is empty: the coordinator refuses to serve without a token "
+                "(set it from a Kubernetes Secret, or let `agentswarm local` generate one)"
+            )
+        if self.hard_max_frame_bytes <= self.max_frame_bytes:
+            raise ValueError("hard_max_frame_bytes must be larger than max_frame_bytes")

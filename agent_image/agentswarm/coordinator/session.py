@@ -1,0 +1,216 @@
+"""One websocket connection: authentication, frame dispatch, and the mapping of contract errors to frames.
+
+A connection may send only small frames (``auth_max_frame_bytes``) until it is authenticated, so an
+unauthenticated client cannot make the coordinator buffer anything sizeable; after authentication the
+limit is raised to the hard cap. Broker contract errors become the documented error frames
+(:data:`agentswarm.protocol.ErrorCode`); nothing else of a backend reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from agentswarm import protocol as p
+from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
+from agentswarm.coordinator.auth import token_matches
+from agentswarm.coordinator.follow import Follower
+from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
+
+if TYPE_CHECKING:
+    from agentswarm.coordinator.server import Coordinator
+
+log = logging.getLogger("agentswarm.coordinator")
+
+
+class Session:
+    """Per-connection state and the handling of its frames."""
+
+    def __init__(self, coordinator: Coordinator, connection: ServerConnection, authenticated: bool) -> None:
+        self.coordinator = coordinator
+        self.broker = coordinator.broker
+        self.options = coordinator.options
+        self.metrics = coordinator.metrics
+        self.connection = connection
+        self.connection_id = uuid.uuid4().hex[:12]
+        self.authenticated = False
+        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        if authenticated:
+            self._authenticated()
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
+        # Frames up to the hard cap from now on (smaller ones get a ``too_large`` error frame).
+        self.connection.protocol.max_message_size = self.options.hard_max_frame_bytes
+
+    async def serve(self) -> None:
+        try:
+            if self.authenticated:
+                await self.send(self._welcome())
+            elif not await self._authenticate():
+                return
+            async for message in self.connection:
+                await self._dispatch(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in self.subscriptions.values():
+                task.cancel()
+            await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
+
+    def _welcome(self) -> p.WelcomeFrame:
+        return p.WelcomeFrame(connection_id=self.connection_id, max_frame_bytes=self.options.max_frame_bytes)
+
+    async def _authenticate(self) -> bool:
+        """First-frame auth: bad JSON is answered and tolerated until the deadline, anything else closes."""
+        deadline = time.monotonic() + self.options.auth_timeout_seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(self.connection.recv(), remaining)
+            except TimeoutError:
+                await self._refuse("auth_timeout", "no auth frame received in time")
+                return False
+            frame = p.parse_client_frame(message, self.options.max_frame_bytes)
+            if isinstance(frame, p.ErrorFrame):
+                await self.send(frame)
+                continue
+            if not isinstance(frame, p.AuthFrame):
+                await self._refuse(
+                    "unauthenticated", "authenticate first: send an auth frame or a bearer header"
+                )
+                return False
+            if not token_matches(self.options.api_token, frame.token):
+                await self._refuse("unauthenticated", "invalid token")
+                return False
+            self._authenticated()
+            await self.send(self._welcome())
+            return True
+
+    async def _refuse(self, code: p.ErrorCode, message: str) -> None:
+        await self.send(p.ErrorFrame(code=code, message=message))
+        await self.connection.close(CLOSE_POLICY_VIOLATION, message)
+
+    async def send(self, frame: p._Frame) -> None:
+        if isinstance(frame, p.ErrorFrame):
+            self.metrics.frame_errors.labels(code=frame.code).inc()
+        await self.connection.send(frame.dump())
+
+    async def _dispatch(self, message: str | bytes) -> None:
+        frame = p.parse_client_frame(message, self.options.max_frame_bytes)
+        if isinstance(frame, p.ErrorFrame):
+            await self.send(frame)
+        elif isinstance(frame, p.AuthFrame):
+            await self.send(p.ErrorFrame(code="already_authenticated", message="already authenticated"))
+        elif isinstance(frame, p.SubmitFrame):
+            await self._submit(frame)
+        elif isinstance(frame, p.SubscribeFrame):
+            await self._guarded(frame.ref, self._subscribe(frame), frame.task_id)
+        elif isinstance(frame, p.UnsubscribeFrame):
+            await self._unsubscribe(frame)
+        elif isinstance(frame, p.StatsRequestFrame):
+            await self._guarded(frame.ref, self._stats(frame))
+
+    async def _guarded(self, ref: str | None, work: Awaitable[None], task_id: str | None = None) -> None:
+        """Run a broker operation; contract errors become their error frames, others ``broker_error``."""
+        try:
+            await work
+        except ConnectionClosed:
+            raise
+        except (InvalidTaskId, InvalidCursor) as exc:
+            await self.send(p.ErrorFrame(code="invalid_frame", message=str(exc), ref=ref, task_id=task_id))
+        except Exception as exc:
+            log.warning("broker operation failed: %s", exc)
+            await self.send(
+                p.ErrorFrame(
+                    code="broker_error",
+                    message=f"{type(exc).__name__}: {exc}; retry later",
+                    ref=ref,
+                    task_id=task_id,
+                )
+            )
+
+    async def _submit(self, frame: p.SubmitFrame) -> None:
+        if self.coordinator.draining:
+            await self.send(
+                p.ErrorFrame(
+                    code="shutting_down",
+                    message="coordinator is draining; reconnect and resubmit",
+                    ref=frame.ref,
+                )
+            )
+            return
+
+        async def work() -> None:
+            ids = await self.broker.enqueue_many(
+                [NewTask(payload=t.payload, id=t.task_id) for t in frame.tasks]
+            )
+            self.metrics.tasks_submitted.inc(len(ids))
+            await self.send(p.SubmittedFrame(ref=frame.ref, task_ids=ids))
+
+        await self._guarded(frame.ref, work())
+
+    async def _subscribe(self, frame: p.SubscribeFrame) -> None:
+        # A malformed cursor is refused once, here, instead of failing every read of the subscription.
+        self.broker.check_cursor(frame.after)
+        # A typo'd id would otherwise be watched forever. Submitted tasks are in the broker before the
+        # ``submitted`` reply, so a client that subscribes after that reply always finds its task.
+        if await self.broker.get_task(frame.task_id) is None:
+            await self.send(
+                p.ErrorFrame(
+                    code="not_found",
+                    message=f"unknown task {frame.task_id}",
+                    ref=frame.ref,
+                    task_id=frame.task_id,
+                )
+            )
+            return
+        old = self.subscriptions.pop(frame.task_id, None)
+        if old is not None:  # re-subscribing moves the cursor: the newest request wins
+            old.cancel()
+            await asyncio.gather(old, return_exceptions=True)
+        await self.send(p.SubscribedFrame(ref=frame.ref, task_id=frame.task_id, after=frame.after))
+        follower = Follower(self.broker, self.options, self.metrics, self.send, frame.task_id)
+        task = asyncio.create_task(follower.run(frame.after))
+        self.subscriptions[frame.task_id] = task
+        task.add_done_callback(functools.partial(_forget, self, frame.task_id))
+
+    async def _unsubscribe(self, frame: p.UnsubscribeFrame) -> None:
+        task = self.subscriptions.pop(frame.task_id, None)
+        if task is None:
+            await self.send(
+                p.ErrorFrame(
+                    code="not_found",
+                    message=f"not subscribed to {frame.task_id}",
+                    ref=frame.ref,
+                    task_id=frame.task_id,
+                )
+            )
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self.send(p.UnsubscribedFrame(ref=frame.ref, task_id=frame.task_id))
+
+    async def _stats(self, frame: p.StatsRequestFrame) -> None:
+        stats = await self.broker.stats()
+        await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
+
+
+def _forget(session: Session, task_id: str, task: asyncio.Task[None]) -> None:
+    if session.subscriptions.get(task_id) is task:
+        del session.subscriptions[task_id]
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, ConnectionClosed):
+            log.error("subscription %s crashed: %r", task_id, exc)

