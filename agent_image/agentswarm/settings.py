@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         "(keep it below terminationGracePeriodSeconds)",
     )
 
+    tree_ttl_seconds: int = Field(
+        default=defaults.DEFAULT_TREE_TTL_SECONDS,
+        ge=60,
+        description="a task tree's records (children, waiting parents, shared context) expire this long "
+        "after their last write",
+    )
+
     # -- coordinator --------------------------------------------------------------------------------------
     port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
