@@ -328,7 +328,8 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
     ``const`` becomes a one-value ``enum``; ``additionalProperties: false`` is dropped (a structural schema
     prunes unknown fields instead, and the API server warns about them under server-side apply);
-    ``additionalProperties`` with a schema stays a map; int64 bounds become ``format: int64``; a keyword a
+    ``additionalProperties`` with a schema stays a map; int64 bounds become ``format: int64``; ``anyOf``
+    integer or string becomes ``x-kubernetes-int-or-string``; a keyword a
     CRD cannot express is an error, so a schema change that loses a constraint cannot go unnoticed.
     """
     out: dict[str, Any] = {}
@@ -346,6 +347,10 @@ def openapi_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 out["additionalProperties"] = openapi_schema(value)
         elif key in ("$schema", "title", "$comment", "examples", "x-kubernetes-group-version-kind"):
             continue
+        elif key == "anyOf" and sorted(str(v.get("type")) for v in value) == ["integer", "string"]:
+            # int-or-string (a quantity, say): the one place a structural schema allows typed alternatives
+            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+            out["x-kubernetes-int-or-string"] = True
         elif key in ("oneOf", "anyOf", "allOf", "not"):
             # Structural schemas allow these only over the same fields, without types: keep them as such.
             out[key] = [_validation_only(openapi_schema(v)) for v in value] if key != "not" else value
