@@ -379,8 +379,9 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 }
 
 // RunPlugin starts a plugin written in Python: `python -u <program directory> <args...>` in the plugin's
-// environment, as upstream's host does. The plugin (e.g. pulumi.provider.experimental.component_provider_host)
-// prints its gRPC port on stdout; both streams go back to the engine, then the exit code.
+// environment (the args carry the engine's address and flags). The plugin (e.g. Pulumi's
+// component_provider_host) prints its gRPC port on stdout; both streams go back to the engine, then the
+// exit code.
 func (h *host) RunPlugin(
 	req *pulumirpc.RunPluginRequest, server grpc.ServerStreamingServer[pulumirpc.RunPluginResponse],
 ) error {
