@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from components.config_errors import ConfigError, one_line_error
-from components.config_rules import check_rules
+from components.config_rules import CLOUD_ARMOR_INTERVALS, check_rules
 
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -156,8 +156,6 @@ GLOBAL_GATEWAY_CLASSES = ("gke-l7-global-external-managed", "gke-l7-gxlb")
 """GatewayClasses whose load balancer is global: a Certificate Manager map, a global address, Cloud Armor."""
 REGIONAL_GATEWAY_CLASSES = ("gke-l7-regional-external-managed", "gke-l7-rilb")
 """GatewayClasses whose load balancer is regional: regional Certificate Manager certificates, no map."""
-CloudArmorInterval = Literal[10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600]
-"""The rate-limit intervals Cloud Armor accepts (``rateLimitThreshold.intervalSec``)."""
 
 
 class TlsConfig(_Model):
@@ -191,8 +189,11 @@ class RateLimitConfig(_Model):
     """A per-client-IP rate limit (Cloud Armor ``rateLimitOptions``, enforced on key ``IP``)."""
 
     requests: int = Field(default=600, ge=1, le=1_000_000, description="Requests allowed per interval.")
-    interval_seconds: CloudArmorInterval = Field(
-        default=60, description="Interval of the count, in seconds (the values Cloud Armor accepts)."
+    interval_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description=f"Interval of the count, in seconds: {', '.join(map(str, CLOUD_ARMOR_INTERVALS))}.",
     )
     action: Literal["throttle", "rate_based_ban"] = Field(
         default="throttle",

@@ -18,11 +18,14 @@ if TYPE_CHECKING:
         CoordinatorConfig,
         ImageConfig,
         NodePoolConfig,
+        RateLimitConfig,
         SwarmConfig,
     )
 
 __all__ = ["MIN_SECRET_LENGTH", "RULES", "Rule", "check_rules"]
 
+#: The rate-limit intervals Cloud Armor accepts (``rateLimitThreshold.intervalSec``).
+CLOUD_ARMOR_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
 #: Shortest accepted user-supplied token or password.
 MIN_SECRET_LENGTH = 16
 
@@ -79,6 +82,10 @@ def _coordinator(
     return Rule("CoordinatorConfig", key, allowed, broken, detail=detail)
 
 
+def _rate_limit(key: str, allowed: str, broken: Callable[[RateLimitConfig], bool]) -> Rule:
+    return Rule("RateLimitConfig", key, allowed, broken)
+
+
 def _pool(
     key: str, allowed: str, broken: Callable[[NodePoolConfig], bool], detail: Callable[[NodePoolConfig], str]
 ) -> Rule:
@@ -108,6 +115,11 @@ _RENDER = "kubernetes.render_yaml_to_directory"
 #: Checked in this order; the first broken rule is the error.
 RULES: tuple[Rule, ...] = (
     _image("tag", "set image.tag or image.digest", lambda i: i.tag is None and i.digest is None),
+    _rate_limit(
+        "interval_seconds",
+        f"one of the intervals Cloud Armor accepts: {', '.join(map(str, CLOUD_ARMOR_INTERVALS))}",
+        lambda r: r.interval_seconds not in CLOUD_ARMOR_INTERVALS,
+    ),
     _coordinator(
         "termination_grace_seconds",
         "must be greater than coordinator.prestop_delay_seconds + coordinator.connection_draining_seconds",

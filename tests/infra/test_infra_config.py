@@ -234,6 +234,7 @@ MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "api_token_next": "short"},
+    {"platform": "kind", "coordinator": {"cloud_armor": {"rate_limit": {"interval_seconds": 45}}}},
     {"platform": "gke", "cluster": {"create": False}, "coordinator": {"tls": {"mode": "none"}}},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
