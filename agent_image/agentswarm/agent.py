@@ -49,8 +49,10 @@ from typing import Any, TypeVar
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
+from agentswarm.broker.feed import agent_status, task_transition
 from agentswarm.checkpoint import CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
+from agentswarm.emitter import EventWriter
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 
@@ -87,6 +89,7 @@ class _Context:
         version = await self._agent.retrying(
             lambda: self._agent.store.save(self.task_id, state), "checkpoint"
         )
+        await self._agent.events.flush()  # what was streamed before a checkpoint is stored with it
         self.last_version = version
         if not self._progress_reported:
             # A newer checkpoint than this delivery started from: if the agent dies now, the next
@@ -98,10 +101,10 @@ class _Context:
         return version
 
     async def emit(self, event: dict[str, Any]) -> str:
-        data = {"type": "progress", **event}
-        return await self._agent.retrying(
-            lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
-        )
+        return await self._agent.events.emit(self.task_id, {"type": "progress", **event})
+
+    async def stream(self, event: dict[str, Any]) -> None:
+        await self._agent.events.stream(self.task_id, {"type": "progress", **event})
 
 
 class Agent:
@@ -116,6 +119,8 @@ class Agent:
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
+        #: Batches this process's task events and swarm feed entries (see agentswarm.emitter).
+        self.events = EventWriter(broker, self.retrying)
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -163,6 +168,7 @@ class Agent:
         """Claim and process deliveries until :meth:`request_stop`."""
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
+        await self.events.swarm(agent_status(self.agent_id, "alive", at=time.time()))
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
         try:
@@ -199,6 +205,8 @@ class Agent:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self.events.swarm(agent_status(self.agent_id, "gone", at=time.time()))
+            await self.events.close()
 
     async def sweep_checkpoints(self) -> None:
         """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).
@@ -237,6 +245,11 @@ class Agent:
             return
         restored = await self.store.load(task.id)
         ctx = _Context(self, delivery, restored.version if restored else None)
+        now = time.time()
+        await self.events.swarm(
+            task_transition(task.id, "running", at=now, agent=self.agent_id, attempt=delivery.attempt)
+        )
+        await self.events.swarm(agent_status(self.agent_id, "busy", at=now, task_id=task.id))
         await ctx.emit(
             {
                 "type": "started",
@@ -297,6 +310,7 @@ class Agent:
                 attempt=delivery.attempt,
                 started_at=started,
             )
+            await self.events.flush()  # every streamed event before the terminal one
             recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             self.tasks_done += 1
@@ -307,6 +321,7 @@ class Agent:
             except Exception as exc:  # leftovers are harmless: a finished task is never resumed
                 log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
         finally:
+            await self.events.swarm(agent_status(self.agent_id, "idle", at=time.time()))
             keeper.cancel()
             stop_wait.cancel()
             for t in (keeper, stop_wait):
@@ -315,6 +330,10 @@ class Agent:
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
+        await self.events.flush()
+        await self.events.swarm(
+            task_transition(delivery.task.id, "queued", at=time.time(), reason="released")
+        )
         try:
             await self.retrying(lambda: self.broker.release(delivery), "release")
         except _GiveUp as exc:
@@ -325,13 +344,13 @@ class Agent:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("task %s attempt %d failed: %s", task.id, delivery.attempt, error)
         log.debug("%s", "".join(traceback.format_exception(exc)))
-        await self.retrying(
-            lambda: self.broker.publish_event(
-                task.id, {"type": "error", "error": error, "attempt": delivery.attempt}
-            ),
-            "emit",
-        )
+        await self.events.emit(task.id, {"type": "error", "error": error, "attempt": delivery.attempt})
         dead = await self.retrying(lambda: self.broker.fail(delivery, error), "fail")
+        if not dead:
+            retry = task_transition(
+                task.id, "retrying", at=time.time(), attempt=delivery.attempt, error=error
+            )
+            await self.events.swarm(retry)
         if dead:
             with contextlib.suppress(Exception):
                 await self.store.clear(task.id)
