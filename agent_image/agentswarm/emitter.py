@@ -1,8 +1,8 @@
 """An agent's event writer: task events and swarm feed entries queued in order and written in batches.
 
-Why: a handler streaming tokens calls ``ctx.emit`` hundreds of times a second. Writing each event in its
-own round trip makes the handler wait for the broker every time. Here every event goes into one ordered
-queue per agent process; one writer takes whatever is waiting and stores it with one
+Why: a handler streaming tokens emits hundreds of events a second. Writing each event in its own round
+trip makes the handler wait for the broker every time. Here every event goes into one ordered queue per
+agent process; one write at a time takes whatever is waiting and stores it with one
 :meth:`Broker.publish_events` call (one round trip), so events that arrive while a write is in flight
 share the next one (group commit), and each task's events keep their order.
 
@@ -58,74 +58,72 @@ class _Item:
 
 
 class EventWriter:
-    """The agent process's single, ordered, batching writer of events (see the module docstring)."""
+    """The agent process's single, ordered, batching writer of events (see the module docstring).
+
+    Whoever finds no write in progress drains the queue: an awaited ``emit`` does it inline (no task
+    switch, so a handler emitting one event at a time pays one round trip per event, as with a plain
+    write), a ``stream`` starts a background drainer. Events queued while a write is in flight go out
+    together in the next one.
+    """
 
     def __init__(self, broker: Broker, retrying: Retrying) -> None:
         self.broker = broker
         self.retrying = retrying
         self._queue: collections.deque[_Item] = collections.deque()
-        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._room = asyncio.Event()
         self._room.set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self.failed: BaseException | None = None
-
-    def _start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="event-writer")
+        self._drainer: asyncio.Task[None] | None = None
 
     async def _put(self, item: _Item) -> None:
         json.dumps(item.data)  # not JSON: the caller's error, raised at the call
         while len(self._queue) >= EMIT_BUFFER:
             self._room.clear()
+            self._kick()
             await self._room.wait()
         self._queue.append(item)
-        self._idle.clear()
-        self._wake.set()
-        self._start()
+
+    def _kick(self) -> None:
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="event-writer")
 
     async def emit(self, task_id: str, data: dict[str, JSON]) -> str:
         """Queue a task event and return its id once it is stored."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         await self._put(_Item(task_id, data, future))
+        if not self._lock.locked():
+            await self._drain()
         return await future
 
     async def stream(self, task_id: str, data: dict[str, JSON]) -> None:
         """Queue a task event; it is stored shortly (in order), not necessarily when this returns."""
         await self._put(_Item(task_id, data, None))
+        self._kick()
 
     async def swarm(self, data: dict[str, JSON]) -> None:
         """Queue a swarm feed entry (best effort: a failure is logged, the task goes on)."""
         await self._put(_Item(None, data, None))
+        self._kick()
 
     async def flush(self) -> None:
         """Return once everything queued before this call is stored (or its write failed for good)."""
-        if self._queue:
-            self._start()
-        await self._idle.wait()
+        await self._drain()
 
     async def close(self) -> None:
         """Write what is queued (for at most :data:`CLOSE_FLUSH_SECONDS`), then stop the writer."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), CLOSE_FLUSH_SECONDS)
-        if self._task is not None:
-            self._task.cancel()
+        if self._drainer is not None:
+            self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self._drainer
 
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(EMIT_BATCH, len(self._queue)))]
-            if len(self._queue) < EMIT_BUFFER:
+    async def _drain(self) -> None:
+        async with self._lock:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(EMIT_BATCH, len(self._queue)))]
                 self._room.set()
-            await self._write(batch)
+                await self._write(batch)
 
     async def _write(self, batch: list[_Item]) -> None:
         events = [item for item in batch if item.task_id is not None]
@@ -136,8 +134,7 @@ class EventWriter:
                 ids = await self.retrying(lambda: self.broker.publish_events(pairs), "emit")
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:
-                self.failed = exc
+            except Exception as exc:
                 log.error("storing %d events failed: %s", len(events), exc)
                 for item in events:
                     if item.future is not None and not item.future.done():

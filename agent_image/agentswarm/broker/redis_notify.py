@@ -30,12 +30,19 @@ from agentswarm.broker.redis_records import RedisRecords
 log = logging.getLogger(__name__)
 
 _EVENTS_LUA = """
--- KEYS: events stream of the task, notify stream. ARGV: notify maxlen, task id, data1, data2, ...
+-- KEYS: notify stream, then the events stream of each run of consecutive events of one task.
+-- ARGV: notify maxlen, then per run: task id, number of events, their data.
 local ids = {}
-for i = 3, #ARGV do
-  local id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[i])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 't', ARGV[2], 'i', id, 'd', ARGV[i])
-  ids[#ids + 1] = id
+local a = 2
+for k = 2, #KEYS do
+  local task, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, n do
+    local id = redis.call('XADD', KEYS[k], '*', 'data', ARGV[a])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 't', task, 'i', id, 'd', ARGV[a])
+    ids[#ids + 1] = id
+    a = a + 1
+  end
 end
 return ids
 """
@@ -52,15 +59,11 @@ class RedisNotify(RedisRecords):
         self._events_script = self.r.register_script(_EVENTS_LUA)
 
     async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:
-        ids = await self._events_script(
-            keys=[self._events_key(validate_task_id(task_id)), self.k_notify],
-            args=[NOTIFY_RETENTION, task_id, json.dumps(data)],
-        )
-        return _s(ids[0])
+        return (await self.publish_events([(task_id, data)]))[0]
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, JSON]]]) -> list[str]:
-        # Consecutive events of one task go in one script call; all calls in one pipeline (one round trip,
-        # executed in order by the server).
+        # One script call for the whole batch (one round trip, atomic): consecutive events of one task
+        # form a run with one key.
         runs: list[tuple[str, list[str]]] = []
         for task_id, data in events:
             validate_task_id(task_id)
@@ -70,17 +73,11 @@ class RedisNotify(RedisRecords):
                 runs.append((task_id, [json.dumps(data)]))
         if not runs:
             return []
-        pipe = self.r.pipeline(transaction=False)
+        keys = [self.k_notify] + [self._events_key(task_id) for task_id, _ in runs]
+        args: list[Any] = [NOTIFY_RETENTION]
         for task_id, datas in runs:
-            await self._events_script(
-                keys=[self._events_key(task_id), self.k_notify],
-                args=[NOTIFY_RETENTION, task_id, *datas],
-                client=pipe,
-            )
-        out: list[str] = []
-        for ids in await pipe.execute():
-            out += [_s(i) for i in ids]
-        return out
+            args += [task_id, len(datas), *datas]
+        return [_s(i) for i in await self._events_script(keys=keys, args=args)]
 
     async def publish_swarm_event(self, data: dict[str, JSON]) -> str:
         entry_id = await self.r.xadd(

@@ -170,8 +170,7 @@ class _Subscription:
                 await self.fanout.feed_up.wait()
                 self._again = False
                 self._held = []
-                async with self.fanout.catch_up_slots:
-                    done = await self._read_log()
+                done = await self._read_log()
                 if done:
                     self._finish()
                     return
@@ -245,7 +244,9 @@ class TaskSubscription(_Subscription):
     ) -> None:
         super().__init__(fanout, outbox, cursor)
         self.task_id = task_id
-        self.follower = Follower(fanout.broker, fanout.options, fanout.metrics, send, task_id)
+        self.follower = Follower(
+            fanout.broker, fanout.options, fanout.metrics, send, task_id, fanout.catch_up_slots
+        )
         self._look_for_dead = True
 
     async def _read_log(self) -> bool:
@@ -291,7 +292,8 @@ class SwarmSubscription(_Subscription):
         batch = self.fanout.options.event_batch
         while True:
             try:
-                events = await self.fanout.broker.read_swarm_events(self.cursor, limit=batch)
+                async with self.fanout.catch_up_slots:
+                    events = await self.fanout.broker.read_swarm_events(self.cursor, limit=batch)
             except Exception as exc:
                 log.warning("swarm subscription: broker read failed: %s", exc)
                 await self.send(

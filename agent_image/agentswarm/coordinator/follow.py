@@ -10,6 +10,7 @@ when the log shows that the client's cursor is already past it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,16 +30,26 @@ class Follower:
     """Reads one task's log strictly after a cursor, sends it, and sends the result frame at its end."""
 
     def __init__(
-        self, broker: Broker, options: ServerOptions, metrics: CoordinatorMetrics, send: Send, task_id: str
+        self,
+        broker: Broker,
+        options: ServerOptions,
+        metrics: CoordinatorMetrics,
+        send: Send,
+        task_id: str,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.broker = broker
         self.options = options
         self.metrics = metrics
         self.send = send
         self.task_id = task_id
+        #: Bounds how many subscriptions read the broker at once (held only around reads, never while a
+        #: frame waits for room in a slow client's buffer).
+        self.gate = contextlib.nullcontext() if gate is None else gate
 
     async def _read(self, cursor: str | None) -> list[TaskEvent]:
-        return await self.broker.read_events(self.task_id, cursor, limit=self.options.event_batch)
+        async with self.gate:
+            return await self.broker.read_events(self.task_id, cursor, limit=self.options.event_batch)
 
     async def catch_up(self, cursor: str | None, look_for_dead: bool) -> tuple[str | None, bool]:
         """Send every event in the log after ``cursor`` (and the outcome if the task is finished).
