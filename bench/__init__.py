@@ -1,4 +1,4 @@
-"""agentswarm benchmarks against the queues people would pick instead (issue 6).
+"""agentswarm benchmarks against the queues people would pick instead.
 
 Run everything with ``python -m bench`` (``--quick`` for a smoke run); see bench/README.md.
 """

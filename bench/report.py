@@ -522,7 +522,7 @@ def glance(results: dict[str, Any]) -> list[str]:
 
 def headline(results: dict[str, Any]) -> list[str]:
     rows = goals(results)
-    lines = ["| Goal (issue 6) | Target | Measured (median, same run) | Status |", "|---|---|---|---|"]
+    lines = ["| Goal | Target | Measured (median, same run) | Status |", "|---|---|---|---|"]
     lines += [f"| {g} | {t} | {m} | {ok} |" for g, t, m, ok in rows]
     return lines
 
@@ -577,9 +577,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         *glance(results),
         "",
         "Celery's and arq's recovery used the same 5 s abandon timeout as agentswarm; taskiq is not in the recovery "
-        "benchmark (issue 6 asks for Celery and arq). Redis ceiling and the websocket and Pulumi numbers are below.",
+        "benchmark (the goals compare with Celery and arq). Redis ceiling and the websocket and Pulumi numbers are below.",
         "",
-        "### Goals of issue 6",
+        "### The goals",
         "",
         *headline(results),
         "",

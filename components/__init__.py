@@ -4,11 +4,12 @@ Import :class:`AgentSwarm` into any Pulumi program; the other classes are its bu
 """
 
 from components.agents import AgentPool, AgentPoolArgs
-from components.config import ConfigError, SwarmConfig, load_stack_config, parse_config
+from components.config import ConfigError, SwarmConfig, parse_config
 from components.coordinator import Coordinator, CoordinatorArgs
 from components.namespace import SwarmNamespace, SwarmNamespaceArgs
-from components.redis import Redis, RedisArgs, RedisConnection
-from components.swarm import AgentSwarm, AgentSwarmArgs, ManagedRedis
+from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection
+from components.stack_config import load_stack_config
+from components.swarm import AgentSwarm, AgentSwarmArgs
 
 __all__ = [
     "AgentPool",

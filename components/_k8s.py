@@ -1,4 +1,4 @@
-"""Small builders shared by the Kubernetes components: labels, metadata, security contexts.
+"""Small builders shared by the Kubernetes components: labels, metadata, pod templates, security contexts.
 
 One place for the conventions every object follows (recommended ``app.kubernetes.io/*`` labels, the restricted
 Pod Security profile), so no component copies a manifest fragment from another.
@@ -6,9 +6,12 @@ Pod Security profile), so no component copies a manifest fragment from another.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 PART_OF = "agentswarm"
 RUNTIME_UID = 10001
@@ -111,6 +114,53 @@ def child_opts(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions
     return pulumi.ResourceOptions(parent=parent, **kwargs)
 
 
-def spec(value: dict[str, Any]) -> Any:
-    """Hand a camelCase spec dict to the typed SDK; Pulumi passes unknown-cased keys through unchanged."""
-    return value
+def given_or_random(
+    parent: pulumi.Resource, name: str, given: pulumi.Input[str] | None, length: int
+) -> pulumi.Output[str]:
+    """A secret: the ``given`` value marked secret, or a generated ``RandomPassword`` (kept in the state)."""
+    if given is not None:
+        return pulumi.Output.secret(given)
+    return random.RandomPassword(name, length=length, special=False, opts=child_opts(parent)).result
+
+
+def opaque_secret(
+    name: str,
+    secret_name: str,
+    namespace: pulumi.Input[str],
+    instance: str,
+    component: str,
+    data: Mapping[str, pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """A Secret holding ``data``; pods read it as files or ``secretKeyRef``, never as literal values."""
+    return k8s.core.v1.Secret(
+        name,
+        metadata=metadata(secret_name, namespace, instance, component),
+        type="Opaque",
+        string_data=dict(data),
+        opts=opts,
+    )
+
+
+def volume_claim(
+    name: str, instance: str, component: str, size: str, storage_class: str | None
+) -> dict[str, Any]:
+    """A ``volumeClaimTemplates`` entry: one ReadWriteOnce PVC per pod; no class = the cluster default."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "labels": labels(instance, component)}, "spec": spec}
+
+
+def pod_template(
+    instance: str,
+    component: str,
+    pod_spec: dict[str, Any],
+    annotations: Mapping[str, pulumi.Input[str]] | None = None,
+) -> dict[str, Any]:
+    """A workload's pod template. A change of ``annotations`` (e.g. the digest of a rebuilt image whose name
+    stays the same) changes the template, so Kubernetes rolls the pods; no annotations, no key."""
+    meta: dict[str, Any] = {"labels": labels(instance, component)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"metadata": meta, "spec": pod_spec}

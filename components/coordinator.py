@@ -1,180 +1,104 @@
 """Coordinator: the Deployment that hands out tasks, its Service and how clients reach it.
 
-The exposure objects are the only part that differs between platforms:
-``ingress`` (GKE Ingress + BackendConfig), ``gateway`` (Gateway + HTTPRoute + GCPBackendPolicy +
-HealthCheckPolicy) and ``nodeport`` (kind: a fixed NodePort the cluster maps to the host).
+The exposure objects are the only part that differs between platforms: ``ingress`` (GKE Ingress +
+BackendConfig), ``gateway`` (Gateway + HTTPRoute + GCPBackendPolicy + HealthCheckPolicy) and ``nodeport``
+(kind: a fixed NodePort the cluster maps to the host). The specs are pure functions the class wires up.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Literal, NotRequired
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
-from components import _k8s, gke
-from components.config import SwarmConfig
-from components.redis import RedisConnection, redis_ca_volume, redis_egress_rule, redis_env
+from components import _k8s, gke_lb
+from components.config import CoordinatorConfig
+from components.redis import RedisConnection
+from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
 
 HEALTH_PATH = "/healthz"
 """Liveness: 200 while the process serves HTTP (docs/runtime-contract.md)."""
 READY_PATH = "/readyz"
 """Readiness and load-balancer health check: 200 when the broker answers, plain GET, no upgrade."""
 API_TOKEN_KEY = "token"
+COMPONENT = "coordinator"
+
+Exposure = Literal["ingress", "gateway", "nodeport"]
 
 
-class CoordinatorArgs(TypedDict, total=False):
-    namespace: pulumi.Input[str]
-    """Namespace to deploy into."""
-    config: SwarmConfig
-    """The whole validated swarm config (coordinator, image and exposure sections are read)."""
-    redis: RedisConnection
-    """Where the broker is."""
-    image: pulumi.Input[str]
-    """Image reference; defaults to ``config.image.reference`` (overridden when the image is built)."""
+class CoordinatorArgs(RuntimeWorkloadArgs):
+    config: CoordinatorConfig
+    """Validated ``coordinator`` section; a plain mapping is validated here."""
+    exposure: Exposure
+    """How clients reach the coordinator (the swarm config's ``exposure``)."""
+    api_token: NotRequired[pulumi.Input[str]]
+    """The API token clients present; unset: a generated ``RandomPassword``. Kept secret either way."""
 
 
 class Coordinator(pulumi.ComponentResource):
-    """Deployment + Service + API token Secret + NetworkPolicy + the exposure objects for the platform."""
+    """Deployment + Service + API token Secret + NetworkPolicy + PDB + the platform's exposure objects."""
 
     service_name: pulumi.Output[str]
     port: pulumi.Output[int]
     api_token_secret_name: pulumi.Output[str]
     health_path: pulumi.Output[str]
+    address: pulumi.Output[str]
+    """Public IP of the GKE Ingress load balancer (empty for other exposures and until provisioned)."""
 
     def __init__(self, name: str, args: CoordinatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:Coordinator", name, None, opts)
-        cfg = SwarmConfig.model_validate(args["config"])
-        conn = args["redis"]
-        ns = args["namespace"]
-        image = args.get("image", cfg.image.reference)
-        c = cfg.coordinator
-        instance = cfg.name
-        component = "coordinator"
-        sel = _k8s.selector_labels(instance, component)
+        cfg = CoordinatorConfig.model_validate(args["config"])
+        ns, instance, exposure, conn = args["namespace"], args["instance"], args["exposure"], args["redis"]
         svc_name = f"{instance}-coordinator"
-        backend_config_name = f"{instance}-coordinator"
+        sel = _k8s.selector_labels(instance, COMPONENT)
+        child = _k8s.child_opts(self)
 
-        token_value: pulumi.Input[str]
-        if cfg.api_token is not None:
-            token_value = pulumi.Output.secret(cfg.api_token.get_secret_value())
-        else:
-            token_value = random.RandomPassword(
-                f"{name}-api-token", length=48, special=False, opts=_k8s.child_opts(self)
-            ).result
-        token_secret = k8s.core.v1.Secret(
+        token = _k8s.given_or_random(self, f"{name}-api-token", args.get("api_token"), 48)
+        token_secret = _k8s.opaque_secret(
             f"{name}-api-token-secret",
-            metadata=_k8s.metadata(f"{instance}-api-token", ns, instance, component),
-            type="Opaque",
-            string_data={API_TOKEN_KEY: token_value},
-            opts=_k8s.child_opts(self),
+            f"{instance}-api-token",
+            ns,
+            instance,
+            COMPONENT,
+            {API_TOKEN_KEY: token},
+            child,
         )
-        ca_volumes, ca_mounts = redis_ca_volume(conn)
-        env: list[Any] = [
-            *redis_env(conn),
-            {"name": "AGENTSWARM_PORT", "value": str(c.port)},
-            _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
-            {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(c.connection_draining_seconds)},
-        ]
-        container = {
-            "name": "coordinator",
-            "image": image,
-            "imagePullPolicy": cfg.image.pull_policy,
-            "args": ["coordinator"],
-            "ports": [{"name": "http", "containerPort": c.port, "protocol": "TCP"}],
-            "env": env,
-            "resources": c.resources.to_k8s(),
-            "securityContext": _k8s.container_security_context(),
-            "readinessProbe": {
-                "httpGet": {"path": READY_PATH, "port": "http", "scheme": "HTTP"},
-                "periodSeconds": 5,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": HEALTH_PATH, "port": "http", "scheme": "HTTP"},
-                "initialDelaySeconds": 5,
-                "periodSeconds": 10,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
-            # Let endpoint removal reach the load balancer before the process starts draining.
-            "lifecycle": {"preStop": {"sleep": {"seconds": c.prestop_delay_seconds}}},
-            "volumeMounts": [_k8s.tmp_mount(), *ca_mounts],
-        }
+        pod = pod_spec(cfg, args["image"], args.get("image_pull_policy", "IfNotPresent"), conn, token_secret)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=_k8s.metadata(svc_name, ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "replicas": c.replicas,
-                    "selector": {"matchLabels": sel},
-                    "strategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
-                    },
-                    "template": {
-                        "metadata": {"labels": _k8s.labels(instance, component)},
-                        "spec": {
-                            "automountServiceAccountToken": False,
-                            "securityContext": _k8s.pod_security_context(),
-                            "terminationGracePeriodSeconds": c.termination_grace_seconds,
-                            "containers": [container],
-                            "volumes": [_k8s.tmp_volume(), *ca_volumes],
-                        },
-                    },
-                }
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec=deployment_spec(
+                cfg, sel, _k8s.pod_template(instance, COMPONENT, pod, args.get("pod_annotations"))
             ),
-            opts=_k8s.child_opts(self),
+            opts=child,
         )
-
-        annotations = gke.service_annotations(backend_config_name) if cfg.exposure == "ingress" else None
-        port_spec: dict[str, Any] = {"name": "http", "port": c.port, "targetPort": "http", "protocol": "TCP"}
-        if cfg.exposure == "nodeport":
-            port_spec["nodePort"] = c.node_port
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=_k8s.metadata(svc_name, ns, instance, component, annotations),
-            spec=_k8s.spec(
-                {
-                    "type": "NodePort" if cfg.exposure == "nodeport" else "ClusterIP",
-                    "selector": sel,
-                    "ports": [port_spec],
-                }
+            metadata=_k8s.metadata(
+                svc_name, ns, instance, COMPONENT, service_annotations(svc_name, exposure)
             ),
-            opts=_k8s.child_opts(self),
+            spec=service_spec(cfg, sel, exposure),
+            opts=child,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
-            metadata=_k8s.metadata(svc_name, ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "podSelector": {"matchLabels": sel},
-                    "policyTypes": ["Ingress", "Egress"],
-                    # Clients arrive through the load balancer / NodePort from outside the cluster, and agents
-                    # from inside: the port is open, nothing else is.
-                    "ingress": [{"ports": [{"protocol": "TCP", "port": c.port}]}],
-                    "egress": [redis_egress_rule(conn), _k8s.dns_egress_rule()],
-                }
-            ),
-            opts=_k8s.child_opts(self),
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec=network_policy_spec(cfg, sel, conn),
+            opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
-            metadata=_k8s.metadata(svc_name, ns, instance, component),
-            spec=_k8s.spec({"selector": {"matchLabels": sel}, "maxUnavailable": 1}),
-            opts=_k8s.child_opts(self),
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec={"selector": {"matchLabels": sel}, "maxUnavailable": 1},
+            opts=child,
+        )
+        self.address = self._expose(
+            name, cfg, exposure, _k8s.metadata(svc_name, ns, instance, COMPONENT), service
         )
 
-        self.address: pulumi.Output[str] = pulumi.Output.from_input("")
-        if cfg.exposure == "ingress":
-            self._ingress(name, cfg, ns, svc_name, backend_config_name, service)
-        elif cfg.exposure == "gateway":
-            self._gateway(name, cfg, ns, svc_name, service)
-
         self.service_name = service.metadata.name
-        self.port = pulumi.Output.from_input(c.port)
+        self.port = pulumi.Output.from_input(cfg.port)
         self.api_token_secret_name = token_secret.metadata.name
         self.health_path = pulumi.Output.from_input(READY_PATH)
         self.selector = sel
@@ -189,118 +113,140 @@ class Coordinator(pulumi.ComponentResource):
             }
         )
 
-    def _ingress(
-        self,
-        name: str,
-        cfg: SwarmConfig,
-        ns: pulumi.Input[str],
-        svc_name: str,
-        backend_config_name: str,
-        service: k8s.core.v1.Service,
-    ) -> None:
-        c = cfg.coordinator
-        instance = cfg.name
-        backend_config = k8s.apiextensions.CustomResource(
-            f"{name}-backend-config",
-            api_version=gke.BACKEND_CONFIG_API,
-            kind="BackendConfig",
-            metadata=_k8s.metadata(backend_config_name, ns, instance, "coordinator"),
-            spec=gke.backend_config_spec(
-                c.websocket_backend_timeout_seconds, c.connection_draining_seconds, READY_PATH, c.port
-            ),
-            opts=_k8s.child_opts(self),
-        )
-        backend = {"service": {"name": svc_name, "port": {"number": c.port}}}
-        rule: dict[str, Any] = {
-            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
-        }
-        if c.hostname:
-            rule["host"] = c.hostname
-        ingress = k8s.networking.v1.Ingress(
-            f"{name}-ingress",
-            metadata=_k8s.metadata(
-                svc_name, ns, instance, "coordinator", {gke.INGRESS_CLASS_ANNOTATION: gke.GKE_INGRESS_CLASS}
-            ),
-            spec=_k8s.spec({"defaultBackend": backend, "rules": [rule]}),
-            opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
-        )
-        # the load balancer's IP once GKE has provisioned it (empty until then, and under render-to-YAML)
-        self.address = ingress.status.apply(_ingress_ip)
-
-    def _gateway(
-        self, name: str, cfg: SwarmConfig, ns: pulumi.Input[str], svc_name: str, service: k8s.core.v1.Service
-    ) -> None:
-        c = cfg.coordinator
-        instance = cfg.name
-        gateway_name = f"{instance}-gateway"
-        listener: dict[str, Any] = {
-            "name": "http",
-            "protocol": "HTTP",
-            "port": 80,
-            "allowedRoutes": {"namespaces": {"from": "Same"}},
-        }
-        if c.hostname:
-            listener["hostname"] = c.hostname
-        gateway = k8s.apiextensions.CustomResource(
-            f"{name}-gateway",
-            api_version=gke.GATEWAY_API,
-            kind="Gateway",
-            metadata=_k8s.metadata(gateway_name, ns, instance, "coordinator"),
-            spec={"gatewayClassName": c.gateway_class, "listeners": [listener]},
-            opts=_k8s.child_opts(self),
-        )
-        route_spec: dict[str, Any] = {
-            "parentRefs": [
-                {
-                    "group": "gateway.networking.k8s.io",
-                    "kind": "Gateway",
-                    "name": gateway_name,
-                    "sectionName": "http",
-                }
-            ],
-            "rules": [
-                {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"group": "", "kind": "Service", "name": svc_name, "port": c.port}],
-                }
-            ],
-        }
-        if c.hostname:
-            route_spec["hostnames"] = [c.hostname]
-        k8s.apiextensions.CustomResource(
-            f"{name}-http-route",
-            api_version=gke.GATEWAY_API,
-            kind="HTTPRoute",
-            metadata=_k8s.metadata(svc_name, ns, instance, "coordinator"),
-            spec=route_spec,
-            opts=_k8s.child_opts(self, depends_on=[gateway, service]),
-        )
-        k8s.apiextensions.CustomResource(
-            f"{name}-backend-policy",
-            api_version=gke.GKE_POLICY_API,
-            kind="GCPBackendPolicy",
-            metadata=_k8s.metadata(svc_name, ns, instance, "coordinator"),
-            spec=gke.gcp_backend_policy_spec(
-                svc_name, c.websocket_backend_timeout_seconds, c.connection_draining_seconds
-            ),
-            opts=_k8s.child_opts(self, depends_on=[service]),
-        )
-        k8s.apiextensions.CustomResource(
-            f"{name}-health-check-policy",
-            api_version=gke.GKE_POLICY_API,
-            kind="HealthCheckPolicy",
-            metadata=_k8s.metadata(svc_name, ns, instance, "coordinator"),
-            spec=gke.health_check_policy_spec(svc_name, READY_PATH, c.port),
-            opts=_k8s.child_opts(self, depends_on=[service]),
-        )
+    def _expose(
+        self, name: str, cfg: CoordinatorConfig, exposure: Exposure, meta: dict[str, Any], service: Any
+    ) -> pulumi.Output[str]:
+        """The load-balancer objects of ``ingress`` or ``gateway`` (nothing for ``nodeport``); returns the
+        Ingress load balancer's address, empty until GKE has provisioned it and for the other exposures."""
+        svc_name = meta["name"]
+        after_service = _k8s.child_opts(self, depends_on=[service])
+        if exposure == "ingress":
+            backend_config = k8s.apiextensions.CustomResource(
+                f"{name}-backend-config",
+                api_version=gke_lb.BACKEND_CONFIG_API,
+                kind="BackendConfig",
+                metadata=meta,
+                spec=gke_lb.backend_config_spec(
+                    cfg.websocket_backend_timeout_seconds,
+                    cfg.connection_draining_seconds,
+                    READY_PATH,
+                    cfg.port,
+                ),
+                opts=_k8s.child_opts(self),
+            )
+            ingress = k8s.networking.v1.Ingress(
+                f"{name}-ingress",
+                metadata={**meta, "annotations": {gke_lb.INGRESS_CLASS_ANNOTATION: gke_lb.GKE_INGRESS_CLASS}},
+                spec=gke_lb.ingress_spec(svc_name, cfg.port, cfg.hostname),
+                opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
+            )
+            return ingress.status.apply(gke_lb.ingress_address)
+        if exposure == "gateway":
+            gateway_name = f"{meta['labels']['app.kubernetes.io/instance']}-gateway"
+            gateway = k8s.apiextensions.CustomResource(
+                f"{name}-gateway",
+                api_version=gke_lb.GATEWAY_API,
+                kind="Gateway",
+                metadata={**meta, "name": gateway_name},
+                spec=gke_lb.gateway_spec(cfg.gateway_class, cfg.hostname),
+                opts=_k8s.child_opts(self),
+            )
+            timeouts = (cfg.websocket_backend_timeout_seconds, cfg.connection_draining_seconds)
+            for suffix, api, kind, spec, opts in (
+                (
+                    "http-route",
+                    gke_lb.GATEWAY_API,
+                    "HTTPRoute",
+                    gke_lb.http_route_spec(gateway_name, svc_name, cfg.port, cfg.hostname),
+                    _k8s.child_opts(self, depends_on=[gateway, service]),
+                ),
+                (
+                    "backend-policy",
+                    gke_lb.GKE_POLICY_API,
+                    "GCPBackendPolicy",
+                    gke_lb.gcp_backend_policy_spec(svc_name, *timeouts),
+                    after_service,
+                ),
+                (
+                    "health-check-policy",
+                    gke_lb.GKE_POLICY_API,
+                    "HealthCheckPolicy",
+                    gke_lb.health_check_policy_spec(svc_name, READY_PATH, cfg.port),
+                    after_service,
+                ),
+            ):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{suffix}", api_version=api, kind=kind, metadata=meta, spec=spec, opts=opts
+                )
+        return pulumi.Output.from_input("")
 
 
-def _ingress_ip(status: Any) -> str:
-    try:
-        entries = status.load_balancer.ingress or []
-    except AttributeError:
-        return ""
-    for entry in entries:
-        if getattr(entry, "ip", None) or getattr(entry, "hostname", None):
-            return str(entry.ip or entry.hostname)
-    return ""
+def pod_spec(
+    cfg: CoordinatorConfig,
+    image: pulumi.Input[str],
+    pull_policy: str,
+    conn: RedisConnection,
+    token_secret: k8s.core.v1.Secret,
+) -> dict[str, Any]:
+    """The coordinator pod: the runtime env of docs/runtime-contract.md, probes, and a preStop pause."""
+    env = [
+        *redis_env(conn),
+        {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
+        _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
+        {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
+    ]
+    container = {
+        "ports": [{"name": "http", "containerPort": cfg.port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": READY_PATH, "port": "http", "scheme": "HTTP"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": "http", "scheme": "HTTP"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        # Let endpoint removal reach the load balancer before the process starts draining.
+        "lifecycle": {"preStop": {"sleep": {"seconds": cfg.prestop_delay_seconds}}},
+    }
+    return runtime_pod(
+        COMPONENT, image, pull_policy, conn, env, cfg.resources, cfg.termination_grace_seconds, container
+    )
+
+
+def deployment_spec(cfg: CoordinatorConfig, sel: dict[str, str], template: dict[str, Any]) -> dict[str, Any]:
+    """Rolling updates that never lower the serving capacity (surge one, none unavailable)."""
+    return {
+        "replicas": cfg.replicas,
+        "selector": {"matchLabels": sel},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": template,
+    }
+
+
+def service_annotations(svc_name: str, exposure: Exposure) -> dict[str, str] | None:
+    """GKE Ingress reads NEG and BackendConfig from the Service (the BackendConfig shares its name)."""
+    return gke_lb.service_annotations(svc_name) if exposure == "ingress" else None
+
+
+def service_spec(cfg: CoordinatorConfig, sel: dict[str, str], exposure: Exposure) -> dict[str, Any]:
+    """ClusterIP behind a load balancer; on kind a NodePort at the fixed port the cluster maps to the host."""
+    port: dict[str, Any] = {"name": "http", "port": cfg.port, "targetPort": "http", "protocol": "TCP"}
+    if exposure == "nodeport":
+        port["nodePort"] = cfg.node_port
+    return {"type": "NodePort" if exposure == "nodeport" else "ClusterIP", "selector": sel, "ports": [port]}
+
+
+def network_policy_spec(cfg: CoordinatorConfig, sel: dict[str, str], conn: RedisConnection) -> dict[str, Any]:
+    """Clients arrive through the load balancer / NodePort from outside the cluster, and agents from inside:
+    the port is open, nothing else is. Egress: the broker and DNS."""
+    return {
+        "podSelector": {"matchLabels": sel},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"ports": [{"protocol": "TCP", "port": cfg.port}]}],
+        "egress": [redis_egress_rule(conn), _k8s.dns_egress_rule()],
+    }

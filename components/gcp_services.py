@@ -2,17 +2,17 @@
 
 - Workload Identity: a GCP service account that the agents' Kubernetes ServiceAccount impersonates
   (``roles/iam.workloadIdentityUser`` for ``serviceAccount:<project>.svc.id.goog[<ns>/<ksa>]``; the KSA
-  carries
-  ``iam.gke.io/gcp-service-account``), so agents get GCP credentials without keys.
+  carries ``iam.gke.io/gcp-service-account``), so agents get GCP credentials without keys.
 - Memorystore: private (``PRIVATE_SERVICE_ACCESS`` over a ``VPC_PEERING`` range), AUTH on, TLS
-  (``SERVER_AUTHENTICATION``); its auth string and CA go into Kubernetes Secrets (see AgentSwarm).
+  (``SERVER_AUTHENTICATION``); its auth string and CA go into Kubernetes Secrets
+  (``redis.managed_redis_connection``).
 - AgentImage: an Artifact Registry repository and a pulumi-docker-build image of ``agent_image/``, pinned by
   digest; on kind the image is built into the local Docker and loaded into the nodes.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_gcp as gcp
@@ -123,14 +123,17 @@ class Memorystore(pulumi.ComponentResource):
         self.register_outputs({"host": self.host, "port": self.port})
 
 
-class AgentImageArgs(TypedDict, total=False):
+class AgentImageArgs(TypedDict):
     config: ImageConfig
     """Validated ``image`` section (build settings, tag)."""
-    registry: str
+    registry: NotRequired[str]
     """``<region>-docker.pkg.dev/<project>/<repo>`` to push to; unset = build into the local Docker (kind)."""
-    project: str
-    region: str
-    repository_id: str
+    project: NotRequired[str]
+    """With ``registry``: the project of the Artifact Registry repository."""
+    region: NotRequired[str]
+    """With ``registry``: its region."""
+    repository_id: NotRequired[str]
+    """With ``registry``: the repository id."""
 
 
 class AgentImage(pulumi.ComponentResource):

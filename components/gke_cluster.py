@@ -8,7 +8,7 @@ maintenance window, deletion protection unless the stack turns it off, and no de
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_gcp as gcp
@@ -48,17 +48,17 @@ users:
 """
 
 
-class GkeClusterArgs(TypedDict, total=False):
+class GkeClusterArgs(TypedDict):
     project: str
     """GCP project id."""
     region: str
     """Region of the network (and of the cluster when ``config.location`` is empty)."""
-    cluster_name: str
-    """Cluster name."""
-    config: GkeClusterConfig
-    """Validated ``cluster.gke`` section."""
-    gateway_api: bool
-    """Enable the Gateway API controller (exposure ``gateway``)."""
+    cluster_name: NotRequired[str]
+    """Cluster name; default ``agentswarm``."""
+    config: NotRequired[GkeClusterConfig]
+    """Validated ``cluster.gke`` section; default: every default."""
+    gateway_api: NotRequired[bool]
+    """Enable the Gateway API controller (exposure ``gateway``); default false."""
 
 
 class GkeCluster(pulumi.ComponentResource):

@@ -1,17 +1,16 @@
 """KindCluster: a local Kubernetes cluster in Docker, created and deleted by the ``kind`` CLI.
 
 The cluster is a ``pulumi-command`` ``local.Command``: ``kind create cluster`` with a generated config on
-create,
-``kind delete cluster`` on destroy. Its stdout is the kubeconfig (secret), from which the Kubernetes provider
-for the workload layer is built. The coordinator's NodePort is mapped to a host port, and the node carries the
-agent-pool label so the same AgentPool schedules here and on GKE.
+create, ``kind delete cluster`` on destroy. Its stdout is the kubeconfig (secret), from which the Kubernetes
+provider for the workload layer is built. The coordinator's NodePort is mapped to a host port, and the node
+carries the agent-pool label so the same AgentPool schedules here and on GKE.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_command as command
@@ -19,7 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import _k8s
-from components.config import KindClusterConfig
+from components.config import NODE_PORT, KindClusterConfig
 
 INSTALL_HINTS = {
     "kind": "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation "
@@ -67,13 +66,13 @@ def kind_config(name: str, cfg: KindClusterConfig, node_port: int) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-class KindClusterArgs(TypedDict, total=False):
-    cluster_name: str
-    """kind cluster name (the kubeconfig context becomes ``kind-<name>``)."""
-    config: KindClusterConfig
-    """Validated ``cluster.kind`` section."""
-    node_port: int
-    """Coordinator NodePort to map to ``config.host_port`` on 127.0.0.1."""
+class KindClusterArgs(TypedDict):
+    cluster_name: NotRequired[str]
+    """kind cluster name (the kubeconfig context becomes ``kind-<name>``); default ``agentswarm``."""
+    config: NotRequired[KindClusterConfig]
+    """Validated ``cluster.kind`` section; default: every default."""
+    node_port: NotRequired[int]
+    """Coordinator NodePort to map to ``config.host_port`` on 127.0.0.1; default the coordinator's."""
 
 
 class KindCluster(pulumi.ComponentResource):
@@ -87,7 +86,7 @@ class KindCluster(pulumi.ComponentResource):
         super().__init__("agentswarm:index:KindCluster", name, None, opts)
         cfg = KindClusterConfig.model_validate(args.get("config", {}))
         cluster_name = args.get("cluster_name", "agentswarm")
-        config_yaml = kind_config(cluster_name, cfg, args.get("node_port", 30080))
+        config_yaml = kind_config(cluster_name, cfg, args.get("node_port", NODE_PORT))
         create = (
             f"kind create cluster --name {cluster_name} --config=- --wait 180s 1>&2"
             f" && kind get kubeconfig --name {cluster_name}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,11 +10,11 @@ import pulumi_kubernetes as k8s
 from components import _k8s
 
 
-class SwarmNamespaceArgs(TypedDict, total=False):
+class SwarmNamespaceArgs(TypedDict):
     namespace: str
     """Namespace name (a DNS label)."""
-    instance: str
-    """Swarm instance name, used in the ``app.kubernetes.io/instance`` label."""
+    instance: NotRequired[str]
+    """Swarm instance name, used in the ``app.kubernetes.io/instance`` label; default ``agentswarm``."""
 
 
 class SwarmNamespace(pulumi.ComponentResource):
@@ -41,15 +41,13 @@ class SwarmNamespace(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata=_k8s.metadata("default-deny", ns_name, instance, "network-policy"),
-            spec=_k8s.spec({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
             opts=policy_opts,
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-allow-dns",
             metadata=_k8s.metadata("allow-dns", ns_name, instance, "network-policy"),
-            spec=_k8s.spec(
-                {"podSelector": {}, "policyTypes": ["Egress"], "egress": [_k8s.dns_egress_rule()]}
-            ),
+            spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [_k8s.dns_egress_rule()]},
             opts=policy_opts,
         )
         self.register_outputs({"namespace": self.namespace})

@@ -2,8 +2,7 @@
 
 - ``cluster.create`` on ``kind``: preflight (kind, docker), KindCluster, optional image build + ``kind load``.
 - ``cluster.create`` on ``gke``: GkeCluster (its kubeconfig feeds the provider), optional Artifact Registry
-  build,
-  Workload Identity for agents, optional Memorystore.
+  build, Workload Identity for agents, optional Memorystore.
 - otherwise: a provider for an existing kubeconfig context, or one rendering YAML to a directory.
 
 The workload layer (AgentSwarm) is the same in every case; only its provider and inputs differ.
@@ -88,7 +87,12 @@ def deploy(cfg: SwarmConfig) -> Deployment:
                 image.digest,  # reload whenever the build changes
                 _k8s.child_opts(kind, depends_on=[image, kind.command]),
             )
+            # The pods' reference stays `repository:tag`; only after the node holds the new build do the
+            # reference and the digest (a pod-template annotation: a new build rolls the pods) reach them.
             swarm_args["image"] = pulumi.Output.all(image.ref, loaded.stdout).apply(lambda v: str(v[0]))
+            swarm_args["image_digest"] = pulumi.Output.all(image.digest, loaded.stdout).apply(
+                lambda v: str(v[0])
+            )
     elif cfg.platform == "gke" and cfg.cluster.create:
         assert cfg.gcp is not None  # enforced by SwarmConfig
         gke = GkeCluster(

@@ -1,21 +1,29 @@
-"""Redis: the in-cluster queue and state store (Redis Streams), durable with AOF."""
+"""Redis, the queue and state store (Redis Streams): the in-cluster StatefulSet, or a managed instance's
+Secrets, and the :class:`RedisConnection` that tells the runtime pods how to reach either.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import _k8s
 from components.config import RedisConfig
 
 REDIS_PORT = 6379
+MANAGED_REDIS_PORT = 6378
+"""Memorystore serves TLS (SERVER_AUTHENTICATION) on 6378."""
 PASSWORD_KEY = "password"
+MANAGED_PASSWORD_KEY = "auth-string"
+MANAGED_CA_KEY = "ca.crt"
 REDIS_UID = 999
 """UID/GID of the ``redis`` user in the official image."""
+COMPONENT = "redis"
+CONF_DIR = "/usr/local/etc/redis"
+AUTH_DIR = "/run/secrets/redis"
 
 
 @dataclass(frozen=True)
@@ -34,25 +42,24 @@ class RedisConnection:
     port: int = REDIS_PORT
 
 
-class RedisArgs(TypedDict, total=False):
+class RedisArgs(TypedDict):
     namespace: pulumi.Input[str]
     """Namespace to deploy into."""
-    instance: str
-    """Swarm instance name (labels)."""
-    config: RedisConfig
-    """Validated ``redis`` section; a plain mapping is validated here."""
-    client_selectors: list[dict[str, str]]
+    instance: NotRequired[str]
+    """Swarm instance name (labels); default ``agentswarm``."""
+    config: NotRequired[RedisConfig]
+    """Validated ``redis`` section; a plain mapping is validated here. Default: every default."""
+    client_selectors: NotRequired[list[dict[str, str]]]
     """Pod label sets allowed to connect (coordinator and agents)."""
-    password: pulumi.Input[str]
+    password: NotRequired[pulumi.Input[str]]
     """The server password; unset: a generated ``RandomPassword``. Kept secret either way."""
 
 
 class Redis(pulumi.ComponentResource):
     """A single-replica Redis StatefulSet with a PVC, AOF (appendfsync everysec) and a password.
 
-    The password (given, or a generated ``RandomPassword``) is stored only in a Secret; the server reads it
-    from a file mounted from that Secret, clients from ``secretKeyRef``. A NetworkPolicy admits only
-    coordinator and agent pods.
+    The password (given, or a generated ``RandomPassword``) is stored only in Secrets; the server reads it
+    from a file mounted from one, clients from ``secretKeyRef``. A NetworkPolicy admits only the clients.
     """
 
     host: pulumi.Output[str]
@@ -63,177 +70,65 @@ class Redis(pulumi.ComponentResource):
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:Redis", name, None, opts)
         cfg = RedisConfig.model_validate(args.get("config", {}))
-        ns = args["namespace"]
-        instance = args.get("instance", "agentswarm")
-        component = "redis"
-        sel = _k8s.selector_labels(instance, component)
+        ns, instance = args["namespace"], args.get("instance", "agentswarm")
         svc_name = f"{instance}-redis"
-        secret_name = f"{instance}-redis-auth"
+        sel = _k8s.selector_labels(instance, COMPONENT)
+        child = _k8s.child_opts(self)
 
-        password: pulumi.Output[str]
-        if args.get("password") is not None:
-            password = pulumi.Output.secret(args["password"])
-        else:
-            password = random.RandomPassword(
-                f"{name}-password", length=32, special=False, opts=_k8s.child_opts(self)
-            ).result
-        secret = k8s.core.v1.Secret(
+        password = _k8s.given_or_random(self, f"{name}-password", args.get("password"), 32)
+        secret = _k8s.opaque_secret(
             f"{name}-secret",
-            metadata=_k8s.metadata(secret_name, ns, instance, component),
-            type="Opaque",
-            string_data={PASSWORD_KEY: password},
-            opts=_k8s.child_opts(self),
+            f"{instance}-redis-auth",
+            ns,
+            instance,
+            COMPONENT,
+            {PASSWORD_KEY: password},
+            child,
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=_k8s.metadata(svc_name, ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "selector": sel,
-                    "ports": [
-                        {"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}
-                    ],
-                }
-            ),
-            opts=_k8s.child_opts(self),
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec=service_spec(sel, headless=False),
+            opts=child,
         )
         # The StatefulSet's governing Service must be headless; clients use the ClusterIP Service above, whose
         # address survives pod restarts.
         headless = k8s.core.v1.Service(
             f"{name}-headless-service",
-            metadata=_k8s.metadata(f"{svc_name}-headless", ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "clusterIP": "None",
-                    "selector": sel,
-                    "ports": [
-                        {"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}
-                    ],
-                }
-            ),
-            opts=_k8s.child_opts(self),
+            metadata=_k8s.metadata(f"{svc_name}-headless", ns, instance, COMPONENT),
+            spec=service_spec(sel, headless=True),
+            opts=child,
+        )
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=_k8s.metadata(f"{instance}-redis-config", ns, instance, COMPONENT),
+            data={"redis.conf": redis_conf(cfg.aof)},
+            opts=child,
         )
         # The password reaches the server through an included file mounted from a Secret: it is neither in
         # the manifest nor on the command line.
-        server_args = ["/usr/local/etc/redis/redis.conf"]
-        conf_lines = [
-            "port 6379",
-            "dir /data",
-            f"appendonly {'yes' if cfg.aof else 'no'}",
-            "appendfsync everysec",
-            "include /run/secrets/redis/auth.conf",
-        ]
-        config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata=_k8s.metadata(f"{instance}-redis-config", ns, instance, component),
-            data={"redis.conf": "\n".join(conf_lines) + "\n"},
-            opts=_k8s.child_opts(self),
-        )
-        probe_cmd = ["sh", "-c", "redis-cli ping | grep -q PONG"]  # redis-cli reads REDISCLI_AUTH
-        volume_claim = {
-            "metadata": {"name": "data", "labels": _k8s.labels(instance, component)},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": cfg.storage_size}},
-                **({"storageClassName": cfg.storage_class} if cfg.storage_class else {}),
-            },
-        }
-        auth_conf = password.apply(lambda p: f"requirepass {p}\n")  # password is secret, so is this
-        auth_secret = k8s.core.v1.Secret(
+        auth_conf = password.apply(lambda p: f"requirepass {p}\n")  # secret, like password
+        auth_secret = _k8s.opaque_secret(
             f"{name}-server-auth",
-            metadata=_k8s.metadata(f"{instance}-redis-server-auth", ns, instance, component),
-            type="Opaque",
-            string_data={"auth.conf": auth_conf},  # result is secret, so is this
-            opts=_k8s.child_opts(self),
+            f"{instance}-redis-server-auth",
+            ns,
+            instance,
+            COMPONENT,
+            {"auth.conf": auth_conf},
+            child,
         )
+        pod = pod_spec(cfg, secret, config_map, auth_secret)
         k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
-            metadata=_k8s.metadata(svc_name, ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "serviceName": f"{svc_name}-headless",
-                    "replicas": 1,
-                    "selector": {"matchLabels": sel},
-                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-                    "template": {
-                        "metadata": {"labels": _k8s.labels(instance, component)},
-                        "spec": {
-                            "automountServiceAccountToken": False,
-                            "securityContext": {
-                                **_k8s.pod_security_context(),
-                                "runAsUser": REDIS_UID,
-                                "runAsGroup": REDIS_UID,
-                                "fsGroup": REDIS_UID,
-                            },
-                            "terminationGracePeriodSeconds": 30,
-                            "containers": [
-                                {
-                                    "name": "redis",
-                                    "image": cfg.image,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "command": ["redis-server"],
-                                    "args": server_args,
-                                    "ports": [
-                                        {"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}
-                                    ],
-                                    "env": [
-                                        _k8s.secret_env("REDISCLI_AUTH", secret.metadata.name, PASSWORD_KEY)
-                                    ],
-                                    "resources": cfg.resources.to_k8s(),
-                                    "securityContext": _k8s.container_security_context(REDIS_UID),
-                                    "readinessProbe": {
-                                        "exec": {"command": probe_cmd},
-                                        "periodSeconds": 5,
-                                        "timeoutSeconds": 3,
-                                    },
-                                    "livenessProbe": {
-                                        "exec": {"command": probe_cmd},
-                                        "initialDelaySeconds": 10,
-                                        "periodSeconds": 10,
-                                        "timeoutSeconds": 3,
-                                        "failureThreshold": 6,
-                                    },
-                                    "volumeMounts": [
-                                        {"name": "data", "mountPath": "/data"},
-                                        {
-                                            "name": "config",
-                                            "mountPath": "/usr/local/etc/redis",
-                                            "readOnly": True,
-                                        },
-                                        {"name": "auth", "mountPath": "/run/secrets/redis", "readOnly": True},
-                                        _k8s.tmp_mount(),
-                                    ],
-                                }
-                            ],
-                            "volumes": [
-                                {"name": "config", "configMap": {"name": config_map.metadata.name}},
-                                {"name": "auth", "secret": {"secretName": auth_secret.metadata.name}},
-                                _k8s.tmp_volume(),
-                            ],
-                        },
-                    },
-                    "volumeClaimTemplates": [volume_claim],
-                }
-            ),
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec=statefulset_spec(cfg, instance, svc_name, sel, _k8s.pod_template(instance, COMPONENT, pod)),
             opts=_k8s.child_opts(self, depends_on=[service, headless]),
         )
-        clients = args.get("client_selectors", [])
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
-            metadata=_k8s.metadata(f"{instance}-redis", ns, instance, component),
-            spec=_k8s.spec(
-                {
-                    "podSelector": {"matchLabels": sel},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"podSelector": {"matchLabels": c}} for c in clients],
-                            "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-                        }
-                    ],
-                }
-            ),
-            opts=_k8s.child_opts(self),
+            metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
+            spec=network_policy_spec(sel, args.get("client_selectors", [])),
+            opts=child,
         )
         self.host = pulumi.Output.concat(
             service.metadata.name, ".", pulumi.Output.from_input(ns), ".svc.cluster.local"
@@ -242,45 +137,151 @@ class Redis(pulumi.ComponentResource):
         self.secret_name = secret.metadata.name
         self.url = pulumi.Output.concat("redis://", self.host, f":{REDIS_PORT}/0")
         self.connection = RedisConnection(
-            url=self.url,
-            password_secret=self.secret_name,
-            password_key=PASSWORD_KEY,
-            pod_selector=sel,
+            url=self.url, password_secret=self.secret_name, password_key=PASSWORD_KEY, pod_selector=sel
         )
         self.register_outputs(
             {"host": self.host, "port": self.port, "secret_name": self.secret_name, "url": self.url}
         )
 
 
-CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
-
-
-def redis_env(conn: RedisConnection) -> list[dict[str, object]]:
-    """The broker env of docs/runtime-contract.md: URL without password, password and CA from Secrets."""
-    env: list[dict[str, object]] = [
-        {"name": "AGENTSWARM_BROKER", "value": "redis"},
-        {"name": "AGENTSWARM_REDIS_URL", "value": conn.url},
-        _k8s.secret_env("AGENTSWARM_REDIS_PASSWORD", conn.password_secret, conn.password_key),
+def redis_conf(aof: bool) -> str:
+    """redis.conf: data in the volume, AOF fsynced every second, the password from the mounted auth file."""
+    lines = [
+        f"port {REDIS_PORT}",
+        "dir /data",
+        f"appendonly {'yes' if aof else 'no'}",
+        "appendfsync everysec",
+        f"include {AUTH_DIR}/auth.conf",
     ]
-    if conn.ca_secret is not None and conn.ca_key is not None:
-        env.append({"name": "AGENTSWARM_REDIS_CA_FILE", "value": f"{CA_MOUNT_DIR}/{conn.ca_key}"})
-    return env
+    return "\n".join(lines) + "\n"
 
 
-def redis_ca_volume(conn: RedisConnection) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(volumes, mounts) carrying the managed instance's CA certificate, empty for in-cluster Redis."""
-    if conn.ca_secret is None:
-        return [], []
-    return (
-        [{"name": "redis-ca", "secret": {"secretName": conn.ca_secret}}],
-        [{"name": "redis-ca", "mountPath": CA_MOUNT_DIR, "readOnly": True}],
+def service_spec(sel: dict[str, str], headless: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": sel,
+        "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+    }
+    return {"clusterIP": "None", **spec} if headless else spec
+
+
+def pod_spec(
+    cfg: RedisConfig, secret: k8s.core.v1.Secret, config_map: k8s.core.v1.ConfigMap, auth: k8s.core.v1.Secret
+) -> dict[str, Any]:
+    """The redis pod as the image's ``redis`` user, read-only root, config and password from mounted files."""
+    probe_cmd = ["sh", "-c", "redis-cli ping | grep -q PONG"]  # redis-cli reads REDISCLI_AUTH
+    container = {
+        "name": COMPONENT,
+        "image": cfg.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["redis-server"],
+        "args": [f"{CONF_DIR}/redis.conf"],
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "env": [_k8s.secret_env("REDISCLI_AUTH", secret.metadata.name, PASSWORD_KEY)],
+        "resources": cfg.resources.to_k8s(),
+        "securityContext": _k8s.container_security_context(REDIS_UID),
+        "readinessProbe": {"exec": {"command": probe_cmd}, "periodSeconds": 5, "timeoutSeconds": 3},
+        "livenessProbe": {
+            "exec": {"command": probe_cmd},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 6,
+        },
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/data"},
+            {"name": "config", "mountPath": CONF_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            _k8s.tmp_mount(),
+        ],
+    }
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            **_k8s.pod_security_context(),
+            "runAsUser": REDIS_UID,
+            "runAsGroup": REDIS_UID,
+            "fsGroup": REDIS_UID,
+        },
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [
+            {"name": "config", "configMap": {"name": config_map.metadata.name}},
+            {"name": "auth", "secret": {"secretName": auth.metadata.name}},
+            _k8s.tmp_volume(),
+        ],
+    }
+
+
+def statefulset_spec(
+    cfg: RedisConfig, instance: str, svc_name: str, sel: dict[str, str], template: dict[str, Any]
+) -> dict[str, Any]:
+    """One replica with its data PVC, kept when the StatefulSet is deleted or scaled."""
+    return {
+        "serviceName": f"{svc_name}-headless",
+        "replicas": 1,
+        "selector": {"matchLabels": sel},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+        "template": template,
+        "volumeClaimTemplates": [
+            _k8s.volume_claim("data", instance, COMPONENT, cfg.storage_size, cfg.storage_class)
+        ],
+    }
+
+
+def network_policy_spec(sel: dict[str, str], clients: list[dict[str, str]]) -> dict[str, Any]:
+    """Only the client pods reach the Redis port."""
+    return {
+        "podSelector": {"matchLabels": sel},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"podSelector": {"matchLabels": c}} for c in clients],
+                "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+            }
+        ],
+    }
+
+
+class ManagedRedis(TypedDict):
+    """A Redis that is not in the cluster (Memorystore): TLS, AUTH and a private IP."""
+
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    auth_string: pulumi.Input[str]
+    ca_certificate: pulumi.Input[str]
+
+
+def managed_redis_connection(
+    name: str, instance: str, ns: pulumi.Input[str], managed: ManagedRedis, opts: pulumi.ResourceOptions
+) -> RedisConnection:
+    """Secrets for a managed instance's AUTH string and CA; clients use ``rediss://`` (TLS)."""
+    auth_string = pulumi.Output.secret(managed["auth_string"])
+    auth = _k8s.opaque_secret(
+        f"{name}-managed-redis-auth",
+        f"{instance}-redis-auth",
+        ns,
+        instance,
+        COMPONENT,
+        {MANAGED_PASSWORD_KEY: auth_string},
+        opts,
     )
-
-
-def redis_egress_rule(conn: RedisConnection) -> dict[str, object]:
-    """NetworkPolicy egress rule reaching Redis: its pods in-cluster, or the managed instance's address."""
-    if conn.pod_selector is not None:
-        peer: dict[str, object] = {"podSelector": {"matchLabels": conn.pod_selector}}
-    else:
-        peer = {"ipBlock": {"cidr": conn.ip_block}}
-    return {"to": [peer], "ports": [{"protocol": "TCP", "port": conn.port}]}
+    ca = _k8s.opaque_secret(
+        f"{name}-managed-redis-ca",
+        f"{instance}-redis-ca",
+        ns,
+        instance,
+        COMPONENT,
+        {MANAGED_CA_KEY: managed["ca_certificate"]},
+        opts,
+    )
+    host = pulumi.Output.from_input(managed["host"])
+    port = pulumi.Output.from_input(managed["port"])
+    return RedisConnection(
+        url=pulumi.Output.concat("rediss://", host, ":", port.apply(lambda p: str(int(p))), "/0"),
+        password_secret=auth.metadata.name,
+        password_key=MANAGED_PASSWORD_KEY,
+        ca_secret=ca.metadata.name,
+        ca_key=MANAGED_CA_KEY,
+        ip_block=host.apply(lambda h: f"{h}/32"),
+        port=MANAGED_REDIS_PORT,
+    )

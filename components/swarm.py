@@ -3,39 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components import _k8s
-from components.agents import AgentPool
+from components.agents import COMPONENT as AGENT
+from components.agents import AgentPool, AgentPoolArgs
 from components.config import SwarmConfig, parse_config
-from components.coordinator import Coordinator
+from components.coordinator import COMPONENT as COORDINATOR
+from components.coordinator import Coordinator, CoordinatorArgs
 from components.namespace import SwarmNamespace
-from components.redis import Redis, RedisArgs, RedisConnection
+from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
 
-MANAGED_REDIS_PASSWORD_KEY = "auth-string"
-MANAGED_REDIS_CA_KEY = "ca.crt"
-
-
-class ManagedRedis(TypedDict):
-    """A Redis that is not in the cluster (Memorystore): TLS, AUTH and a private IP."""
-
-    host: pulumi.Input[str]
-    port: pulumi.Input[int]
-    auth_string: pulumi.Input[str]
-    ca_certificate: pulumi.Input[str]
+IMAGE_DIGEST_ANNOTATION = "agentswarm.io/image-digest"
+"""Pod-template annotation carrying the digest of an image built under a fixed name (kind): a rebuild changes
+it, so the coordinator and the agents roll onto the new code; an unchanged build changes nothing."""
 
 
-class AgentSwarmArgs(TypedDict, total=False):
+class AgentSwarmArgs(TypedDict):
     config: SwarmConfig | Mapping[str, Any]
     """The swarm config: a :class:`SwarmConfig` or the plain ``agentswarm:`` mapping (validated here)."""
-    image: pulumi.Input[str]
+    image: NotRequired[pulumi.Input[str]]
     """Image reference overriding ``config.image`` (e.g. the digest of an image built in the same program)."""
-    managed_redis: ManagedRedis
+    image_digest: NotRequired[pulumi.Input[str]]
+    """Digest of the image when its reference does not carry it (a kind-loaded build): pods roll when it
+    changes."""
+    managed_redis: NotRequired[ManagedRedis]
     """Required when ``redis.mode`` is ``memorystore``: connection data of the managed instance."""
-    gcp_service_account: pulumi.Input[str]
+    gcp_service_account: NotRequired[pulumi.Input[str]]
     """GCP service account email to bind the agents' ServiceAccount to (Workload Identity)."""
 
 
@@ -64,8 +60,8 @@ class AgentSwarm(pulumi.ComponentResource):
         )
         ns = ns_component.namespace
         in_ns = _k8s.child_opts(self, depends_on=[ns_component])
-        coordinator_sel = _k8s.selector_labels(instance, "coordinator")
-        agent_sel = _k8s.selector_labels(instance, "agent")
+        coordinator_sel = _k8s.selector_labels(instance, COORDINATOR)
+        agent_sel = _k8s.selector_labels(instance, AGENT)
 
         conn: RedisConnection
         if cfg.redis.mode == "in-cluster":
@@ -77,26 +73,39 @@ class AgentSwarm(pulumi.ComponentResource):
             }
             if cfg.redis_password is not None:
                 redis_args["password"] = cfg.redis_password.get_secret_value()
-            redis = Redis(f"{name}-redis", redis_args, in_ns)
-            conn = redis.connection
+            conn = Redis(f"{name}-redis", redis_args, in_ns).connection
         else:
-            conn = self._managed_redis(name, instance, ns, args["managed_redis"], in_ns)
+            conn = managed_redis_connection(name, instance, ns, args["managed_redis"], in_ns)
 
         image = args.get("image", cfg.image.reference)
-        coordinator = Coordinator(
-            f"{name}-coordinator", {"namespace": ns, "config": cfg, "redis": conn, "image": image}, in_ns
-        )
-        pool_args: dict[str, Any] = {
+        coordinator_args: CoordinatorArgs = {
             "namespace": ns,
-            "config": cfg,
+            "instance": instance,
+            "config": cfg.coordinator,
+            "exposure": cfg.exposure or "ingress",
+            "image": image,
+            "image_pull_policy": cfg.image.pull_policy,
+            "redis": conn,
+        }
+        pool_args: AgentPoolArgs = {
+            "namespace": ns,
+            "instance": instance,
+            "config": cfg.agents,
+            "image": image,
+            "image_pull_policy": cfg.image.pull_policy,
             "redis": conn,
             "coordinator_selector": coordinator_sel,
             "coordinator_port": cfg.coordinator.port,
-            "image": image,
         }
+        if cfg.api_token is not None:
+            coordinator_args["api_token"] = cfg.api_token.get_secret_value()
         if "gcp_service_account" in args:
             pool_args["gcp_service_account"] = args["gcp_service_account"]
-        agents = AgentPool(f"{name}-agents", pool_args, in_ns)  # type: ignore[arg-type]
+        if "image_digest" in args:
+            rolls = {IMAGE_DIGEST_ANNOTATION: args["image_digest"]}
+            coordinator_args["pod_annotations"] = pool_args["pod_annotations"] = rolls
+        coordinator = Coordinator(f"{name}-coordinator", coordinator_args, in_ns)
+        agents = AgentPool(f"{name}-agents", pool_args, in_ns)
 
         self.config = cfg
         self.namespace = ns
@@ -118,39 +127,4 @@ class AgentSwarm(pulumi.ComponentResource):
                 "agent_statefulset": self.agent_statefulset,
                 "agent_replicas": self.agent_replicas,
             }
-        )
-
-    def _managed_redis(
-        self,
-        name: str,
-        instance: str,
-        ns: pulumi.Input[str],
-        managed: ManagedRedis,
-        opts: pulumi.ResourceOptions,
-    ) -> RedisConnection:
-        """Secrets for a managed instance's AUTH string and CA; clients use ``rediss://`` (TLS)."""
-        auth = k8s.core.v1.Secret(
-            f"{name}-managed-redis-auth",
-            metadata=_k8s.metadata(f"{instance}-redis-auth", ns, instance, "redis"),
-            type="Opaque",
-            string_data={MANAGED_REDIS_PASSWORD_KEY: pulumi.Output.secret(managed["auth_string"])},
-            opts=opts,
-        )
-        ca = k8s.core.v1.Secret(
-            f"{name}-managed-redis-ca",
-            metadata=_k8s.metadata(f"{instance}-redis-ca", ns, instance, "redis"),
-            type="Opaque",
-            string_data={MANAGED_REDIS_CA_KEY: managed["ca_certificate"]},
-            opts=opts,
-        )
-        host = pulumi.Output.from_input(managed["host"])
-        port = pulumi.Output.from_input(managed["port"])
-        return RedisConnection(
-            url=pulumi.Output.concat("rediss://", host, ":", port.apply(lambda p: str(int(p))), "/0"),
-            password_secret=auth.metadata.name,
-            password_key=MANAGED_REDIS_PASSWORD_KEY,
-            ca_secret=ca.metadata.name,
-            ca_key=MANAGED_REDIS_CA_KEY,
-            ip_block=host.apply(lambda h: f"{h}/32"),
-            port=6378,  # Memorystore serves TLS (SERVER_AUTHENTICATION) on 6378
         )

@@ -17,9 +17,10 @@ _PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 if _PROJECT_ROOT not in sys.path:
     sys.path.insert(0, _PROJECT_ROOT)
 
-from components.config import ConfigError, load_stack_config  # noqa: E402
+from components.config_errors import ConfigError  # noqa: E402
 from components.kind_cluster import PreflightError  # noqa: E402
 from components.platform import deploy  # noqa: E402
+from components.stack_config import load_stack_config  # noqa: E402
 
 try:
     config = load_stack_config()

@@ -33,6 +33,8 @@ STACK_NAMES = tuple(
 )
 
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
+MOCK_DIGEST = "sha256:" + "a" * 64
+"""The digest an image build reports under the mocks unless a run asks for another."""
 FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
@@ -121,8 +123,9 @@ def to_manifest(res: Registered) -> dict[str, Any]:
 class RecordingMocks(Mocks):
     """Records every registration; returns inputs plus plausible computed outputs."""
 
-    def __init__(self, recording: Recording) -> None:
+    def __init__(self, recording: Recording, image_digest: str = MOCK_DIGEST) -> None:
         self.recording = recording
+        self.image_digest = image_digest
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.recording.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.provider))
@@ -153,8 +156,8 @@ class RecordingMocks(Mocks):
         elif typ == "gcp:artifactregistry/repository:Repository":
             state["name"] = args.inputs.get("repositoryId", args.name)
         elif typ == "docker-build:index:Image":
-            state["digest"] = "sha256:" + "a" * 64
-            state["ref"] = f"{args.inputs['tags'][0]}@sha256:{'a' * 64}"
+            state["digest"] = self.image_digest
+            state["ref"] = f"{args.inputs['tags'][0]}@{self.image_digest}"
         elif typ == "gcp:compute/network:Network":
             state["selfLink"] = f"projects/mock-project/global/networks/{args.inputs.get('name', args.name)}"
             state["id"] = state["selfLink"]
@@ -189,10 +192,12 @@ def run_mocked(
     stack: str = "test",
     recording: Recording | None = None,
     secret_keys: Collection[str] = (),
+    image_digest: str = MOCK_DIGEST,
 ) -> Recording:
     """Run ``body`` as a Pulumi program under fresh mocks; return everything it registered.
 
-    ``secret_keys`` are the config keys the engine would report as stored with ``--secret``.
+    ``secret_keys`` are the config keys the engine would report as stored with ``--secret``;
+    ``image_digest`` is the digest every image build reports.
 
     Pass ``recording`` to inspect what was registered even when the program raises.
     """
@@ -201,7 +206,7 @@ def run_mocked(
     # mocked engine (from set_mocks on, which registers the root stack) needs a current one.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    mocks = RecordingMocks(recording)
+    mocks = RecordingMocks(recording, image_digest)
     monitor = MockMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(encode_config(config or {}), list(secret_keys))
@@ -233,17 +238,25 @@ def run_program(
     stack: str = "test",
     recording: Recording | None = None,
     secret_keys: Collection[str] = (),
+    image_digest: str = MOCK_DIGEST,
 ) -> Recording:
     """Run the real infra/__main__.py with this stack config (keys like "agentswarm:platform")."""
     return run_mocked(
-        lambda: runpy.run_path(str(PROGRAM), run_name="__main__"), config, stack, recording, secret_keys
+        lambda: runpy.run_path(str(PROGRAM), run_name="__main__"),
+        config,
+        stack,
+        recording,
+        secret_keys,
+        image_digest,
     )
 
 
-def run_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> Recording:
+def run_stack(
+    stack: str, overrides: Mapping[str, Any] | None = None, image_digest: str = MOCK_DIGEST
+) -> Recording:
     config = stack_config(stack)
     config.update(overrides or {})
-    return run_program(config, stack)
+    return run_program(config, stack, image_digest=image_digest)
 
 
 @contextlib.contextmanager

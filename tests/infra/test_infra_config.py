@@ -9,15 +9,10 @@ import pulumi
 import pytest
 from mockharness import ROOT, Recording, is_secret, run_program, stack_config
 
-from components.config import (
-    ConfigError,
-    SwarmConfig,
-    config_json_schema,
-    config_keys,
-    config_markdown,
-    load_stack_config,
-    parse_config,
-)
+from components.config import ConfigError, SwarmConfig, parse_config
+from components.config_rules import RULES
+from components.docs import config_json_schema, config_keys, config_markdown
+from components.stack_config import load_stack_config
 
 
 def test_defaults_are_sane() -> None:
@@ -203,6 +198,44 @@ def test_bad_config_one_clear_message_and_no_resource(
     assert str(run_info.value) == message
     assert recording.resources == []
     assert recording.calls == []
+
+
+RENDER_ONLY = {
+    "platform": "kind",
+    "cluster": {"create": False},
+    "kubernetes": {"render_yaml_to_directory": "o"},
+}
+GKE_MEMORYSTORE = {
+    "platform": "gke",
+    "gcp": {"project": "my-project"},
+    "cluster": {"create": False},
+    "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
+}
+MORE_BAD_CONFIGS: list[dict[str, Any]] = [
+    {"platform": "kind", "api_token": "short"},
+    {"platform": "kind", "redis_password": "short"},
+    {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
+    {**GKE_MEMORYSTORE, "kubernetes": {"render_yaml_to_directory": "o"}},
+    {**RENDER_ONLY, "image": {"build": {"enabled": True}}},
+    {"platform": "gke", "cluster": {"create": False}, "image": {"build": {"enabled": True}}},
+]
+
+
+def test_every_rule_of_the_table_can_fire() -> None:
+    """No rule is dead: each one is the error of some config, with its own key and text."""
+    fired: set[tuple[str, str]] = set()
+    for config in [bad[0] for bad in BAD_CONFIGS] + MORE_BAD_CONFIGS:
+        with pytest.raises(ConfigError) as info:
+            parse_config(config)
+        fired.add((info.value.key.rpartition(".")[2], info.value.allowed))
+    for rule in RULES:
+        assert any(
+            key == rule.key.rpartition(".")[2] and text.startswith(rule.allowed) for key, text in fired
+        ), (
+            rule.key,
+            rule.allowed,
+        )
+    assert parse_config(GKE_MEMORYSTORE).redis.mode == "memorystore"  # the base of the extra cases is valid
 
 
 def test_valid_program_run_registers_resources() -> None:

@@ -7,11 +7,25 @@ renames a variable.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
+import pydantic
 import pytest
+from agentswarm import defaults as runtime_defaults
 from agentswarm.settings import Settings, unknown_variables
 from mockharness import STACK_NAMES, only_tools_on_path, run_stack
+
+from components.config import (
+    CHECKPOINT_DIR,
+    COORDINATOR_PORT,
+    DEFAULT_HANDLER,
+    HANDLER_PATTERN,
+    AgentsConfig,
+    CoordinatorConfig,
+    KindClusterConfig,
+)
 
 PLACEHOLDER = {
     "AGENTSWARM_AGENT_ID": "agent-0",
@@ -65,3 +79,55 @@ def test_every_variable_is_read_by_the_runtime(stack: str, monkeypatch: pytest.M
             assert settings.shutdown_drain_seconds < found["pod"]["terminationGracePeriodSeconds"]
         for key in env:
             monkeypatch.delenv(key)
+
+
+def test_components_defaults_are_the_runtimes() -> None:
+    """Each setting both packages know has one default on each side of the boundary, and they are equal."""
+    runtime = Settings.model_fields
+    assert (
+        runtime["port"].default
+        == runtime_defaults.DEFAULT_PORT
+        == COORDINATOR_PORT
+        == CoordinatorConfig().port
+    )
+    assert runtime["handler"].default == runtime_defaults.DEFAULT_HANDLER == DEFAULT_HANDLER
+    assert DEFAULT_HANDLER == AgentsConfig().handler
+    assert (
+        str(runtime["checkpoint_dir"].default)
+        == str(runtime_defaults.DEFAULT_CHECKPOINT_DIR)
+        == CHECKPOINT_DIR
+    )
+    assert CHECKPOINT_DIR == AgentsConfig().checkpoint_path
+    # a kind swarm answers where the CLI and the client look when given no URL
+    assert urlsplit(runtime_defaults.DEFAULT_URL).port == KindClusterConfig().host_port == COORDINATOR_PORT
+
+
+HANDLERS = [
+    "agentswarm.handlers.steps:handle",
+    "pkg.mod:fn",
+    "mod:fn",
+    "_p.m2:_f",
+    "no-colon",
+    "pkg.mod:",
+    ":fn",
+    "pkg..mod:fn",
+    "pkg.mod:fn.attr",
+    "pkg/mod:fn",
+    "1pkg:fn",
+    "pkg.mod:fn:x",
+]
+
+
+@pytest.mark.parametrize("handler", [h for h in HANDLERS if re.match(HANDLER_PATTERN, h)])
+def test_a_handler_the_stack_config_accepts_the_runtime_accepts(handler: str) -> None:
+    """The config refuses at `pulumi preview` what the agents would refuse at start-up (never the reverse)."""
+    assert Settings(handler=handler).handler == handler
+
+
+def test_the_handler_pattern_refuses_some() -> None:
+    """The check above can fail: the config's pattern does refuse handlers."""
+    refused = [h for h in HANDLERS if not re.match(HANDLER_PATTERN, h)]
+    assert len(refused) >= 5
+    for handler in refused:
+        with pytest.raises(pydantic.ValidationError):
+            AgentsConfig(handler=handler)

@@ -15,6 +15,7 @@ from mockharness import (
     is_secret,
     only_tools_on_path,
     run_program,
+    run_stack,
     stack_config,
 )
 
@@ -306,6 +307,27 @@ def test_kind_builds_and_loads_image(stack_recordings: dict[str, Recording]) -> 
     assert load["triggers"] == ["sha256:" + "a" * 64]
     container = _manifest(rec, "StatefulSet", "agentswarm-agent")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "agentswarm:dev"
+
+
+def _pod_templates(image_digest: str) -> dict[str, Any]:
+    """The coordinator's and the agents' pod templates of the local stack when its build has this digest."""
+    with only_tools_on_path("kind", "docker"):
+        rec = run_stack("local", image_digest=image_digest)
+    return {
+        "coordinator": _manifest(rec, "Deployment", "agentswarm-coordinator")["spec"]["template"],
+        "agents": _manifest(rec, "StatefulSet", "agentswarm-agent")["spec"]["template"],
+    }
+
+
+def test_kind_rebuilt_image_rolls_both_workloads() -> None:
+    """A kind-loaded build keeps its name (agentswarm:dev): the pod templates must change with its digest,
+    or Kubernetes rolls nothing and the pods keep running the old code; an unchanged build rolls nothing."""
+    first = _pod_templates("sha256:" + "1" * 64)
+    assert _pod_templates("sha256:" + "1" * 64) == first
+    rebuilt = _pod_templates("sha256:" + "2" * 64)
+    for workload in ("coordinator", "agents"):
+        assert rebuilt[workload] != first[workload], workload
+        assert rebuilt[workload]["spec"]["containers"][0]["image"] == "agentswarm:dev"
 
 
 @pytest.mark.parametrize(

@@ -101,12 +101,24 @@ def test_components_usable_alone() -> None:
     def body() -> None:
         ns = SwarmNamespace("ns", {"namespace": "team-a", "instance": "a"})
         redis = Redis("r", {"namespace": ns.namespace, "instance": "a", "config": cfg.redis})
-        coord = Coordinator("c", {"namespace": "team-a", "config": cfg, "redis": redis.connection})
+        coord = Coordinator(
+            "c",
+            {
+                "namespace": "team-a",
+                "instance": "a",
+                "config": cfg.coordinator,
+                "exposure": "ingress",
+                "image": cfg.image.reference,
+                "redis": redis.connection,
+            },
+        )
         AgentPool(
             "p",
             {
                 "namespace": "team-a",
-                "config": cfg,
+                "instance": "a",
+                "config": cfg.agents,
+                "image": cfg.image.reference,
                 "redis": redis.connection,
                 "coordinator_selector": coord.selector,
                 "coordinator_port": 8080,

@@ -1,4 +1,5 @@
-"""GKE load-balancing facts, each written once.
+"""GKE load-balancing facts, each written once: the specs of the Ingress and Gateway objects that expose the
+coordinator, and the annotations and policies that make a GKE load balancer carry websockets.
 
 - The LB backend timeout is the maximum lifetime of a websocket (default 30 s), so the coordinator's backend
   gets ``timeoutSec`` from config (3600 by default).
@@ -84,3 +85,60 @@ def health_check_policy_spec(service_name: str, health_path: str, port: int) -> 
             },
         },
     }
+
+
+def ingress_spec(service_name: str, port: int, hostname: str | None) -> dict[str, Any]:
+    """``Ingress.spec`` sending every path (and the default backend) to the coordinator Service."""
+    backend = {"service": {"name": service_name, "port": {"number": port}}}
+    rule: dict[str, Any] = {"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+    if hostname:
+        rule["host"] = hostname
+    return {"defaultBackend": backend, "rules": [rule]}
+
+
+def gateway_spec(gateway_class: str, hostname: str | None) -> dict[str, Any]:
+    """``Gateway.spec``: one HTTP listener on port 80 admitting routes of its own namespace."""
+    listener: dict[str, Any] = {
+        "name": "http",
+        "protocol": "HTTP",
+        "port": 80,
+        "allowedRoutes": {"namespaces": {"from": "Same"}},
+    }
+    if hostname:
+        listener["hostname"] = hostname
+    return {"gatewayClassName": gateway_class, "listeners": [listener]}
+
+
+def http_route_spec(gateway_name: str, service_name: str, port: int, hostname: str | None) -> dict[str, Any]:
+    """``HTTPRoute.spec`` attaching every path to the coordinator Service through the Gateway's listener."""
+    spec: dict[str, Any] = {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": gateway_name,
+                "sectionName": "http",
+            }
+        ],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": service_name, "port": port}],
+            }
+        ],
+    }
+    if hostname:
+        spec["hostnames"] = [hostname]
+    return spec
+
+
+def ingress_address(status: Any) -> str:
+    """The load balancer's IP (or hostname) from an Ingress status; empty until GKE has provisioned it."""
+    try:
+        entries = status.load_balancer.ingress or []
+    except AttributeError:
+        return ""
+    for entry in entries:
+        if getattr(entry, "ip", None) or getattr(entry, "hostname", None):
+            return str(entry.ip or entry.hostname)
+    return ""

@@ -1,0 +1,219 @@
+"""The cross-field rules of the stack config, as one table that the validator runs and docs/config.md renders.
+
+A rule belongs to one model (named by class, so the table needs no import of the models) and names its key
+relative to that model; its ``allowed`` text is both the tail of the one-line error and the documented rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from components.config_errors import ConfigError
+
+if TYPE_CHECKING:
+    from components.config import CoordinatorConfig, ImageConfig, NodePoolConfig, SwarmConfig
+
+__all__ = ["MIN_SECRET_LENGTH", "RULES", "Rule", "check_rules"]
+
+#: Shortest accepted user-supplied token or password.
+MIN_SECRET_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``broken(model)`` true means ``key`` (relative to ``model``) holds a value the rule refuses."""
+
+    model: str
+    """Class name of the model the rule checks (subclasses included)."""
+    key: str
+    """Dotted key the error names, relative to the model."""
+    allowed: str
+    """What is allowed: the error's tail and the documented rule."""
+    broken: Callable[[Any], bool]
+    value: Callable[[Any], Any] | None = None
+    """The bad value the error shows; default: the value at ``key``."""
+    detail: Callable[[Any], str] | None = None
+    """Appended to ``allowed`` in the error only (the numbers of this config)."""
+
+    def error(self, model: Any) -> ConfigError:
+        value = self.value(model) if self.value is not None else _at(model, self.key)
+        detail = self.detail(model) if self.detail is not None else ""
+        return ConfigError(self.key, value, self.allowed + detail)
+
+
+def _at(model: Any, key: str) -> Any:
+    for part in key.split("."):
+        model = getattr(model, part)
+    return model
+
+
+def _secret(_: Any) -> str:
+    return "<secret>"
+
+
+def _short(secret: Any) -> bool:
+    return secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH
+
+
+# One constructor per model, so that mypy checks each rule's lambdas against the model they receive.
+
+
+def _image(key: str, allowed: str, broken: Callable[[ImageConfig], bool]) -> Rule:
+    return Rule("ImageConfig", key, allowed, broken)
+
+
+def _coordinator(
+    key: str,
+    allowed: str,
+    broken: Callable[[CoordinatorConfig], bool],
+    detail: Callable[[CoordinatorConfig], str],
+) -> Rule:
+    return Rule("CoordinatorConfig", key, allowed, broken, detail=detail)
+
+
+def _pool(
+    key: str, allowed: str, broken: Callable[[NodePoolConfig], bool], detail: Callable[[NodePoolConfig], str]
+) -> Rule:
+    return Rule("NodePoolConfig", key, allowed, broken, detail=detail)
+
+
+def _swarm(
+    key: str,
+    allowed: str,
+    broken: Callable[[SwarmConfig], bool],
+    value: Callable[[SwarmConfig], Any] | None = None,
+) -> Rule:
+    return Rule("SwarmConfig", key, allowed, broken, value=value)
+
+
+_RENDER = "kubernetes.render_yaml_to_directory"
+
+#: Checked in this order; the first broken rule is the error.
+RULES: tuple[Rule, ...] = (
+    _image("tag", "set image.tag or image.digest", lambda i: i.tag is None and i.digest is None),
+    _coordinator(
+        "termination_grace_seconds",
+        "must be greater than coordinator.prestop_delay_seconds + coordinator.connection_draining_seconds",
+        lambda c: c.termination_grace_seconds <= c.prestop_delay_seconds + c.connection_draining_seconds,
+        detail=lambda c: f" = {c.prestop_delay_seconds + c.connection_draining_seconds}",
+    ),
+    _pool(
+        "max_nodes",
+        "must be >= min_nodes",
+        lambda p: p.max_nodes < p.min_nodes,
+        detail=lambda p: f" ({p.min_nodes})",
+    ),
+    _swarm(
+        "exposure",
+        "platform kind allows only 'nodeport'",
+        lambda s: s.platform == "kind" and s.exposure != "nodeport",
+    ),
+    _swarm(
+        "redis.mode",
+        "platform kind allows only 'in-cluster'",
+        lambda s: s.platform == "kind" and s.redis.mode == "memorystore",
+    ),
+    _swarm(
+        "exposure",
+        "platform gke allows 'ingress' or 'gateway'",
+        lambda s: s.platform == "gke" and s.exposure == "nodeport",
+    ),
+    _swarm(
+        "redis_password",
+        "must be unset with redis.mode memorystore (its AUTH string is used)",
+        lambda s: s.redis_password is not None and s.redis.mode == "memorystore",
+        value=_secret,
+    ),
+    _swarm(
+        "api_token",
+        f"must be at least {MIN_SECRET_LENGTH} characters",
+        lambda s: _short(s.api_token),
+        value=_secret,
+    ),
+    _swarm(
+        "redis_password",
+        f"must be at least {MIN_SECRET_LENGTH} characters",
+        lambda s: _short(s.redis_password),
+        value=_secret,
+    ),
+    _swarm(
+        "kubernetes.context",
+        "must be unset when cluster.create is true (the created cluster's kubeconfig is used)",
+        lambda s: s.cluster.create and s.kubernetes.context is not None,
+    ),
+    _swarm(
+        "cluster.create",
+        f"must be false when {_RENDER} is set",
+        lambda s: s.cluster.create and s.kubernetes.render_yaml_to_directory is not None,
+    ),
+    _swarm(
+        "cluster.create",
+        "creating a cluster on platform gke needs the gcp section (gcp.project)",
+        lambda s: s.platform == "gke" and s.gcp is None and s.cluster.create,
+    ),
+    _swarm(
+        "redis.mode",
+        "memorystore on platform gke needs the gcp section (gcp.project)",
+        lambda s: s.platform == "gke" and s.gcp is None and s.redis.mode == "memorystore",
+    ),
+    _swarm(
+        "image.build.enabled",
+        "building the image on platform gke needs the gcp section (gcp.project)",
+        lambda s: s.platform == "gke" and s.gcp is None and s.image.build.enabled,
+    ),
+    _swarm(
+        "redis.mode",
+        f"memorystore is not allowed with {_RENDER}",
+        lambda s: s.kubernetes.render_yaml_to_directory is not None and s.redis.mode == "memorystore",
+    ),
+    _swarm(
+        "image.build.enabled",
+        f"an image build is not allowed with {_RENDER}",
+        lambda s: s.kubernetes.render_yaml_to_directory is not None and s.image.build.enabled,
+    ),
+    _swarm(
+        "redis.memorystore.network",
+        "needed (VPC id) with memorystore when cluster.create is false",
+        lambda s: (
+            s.redis.mode == "memorystore" and not s.cluster.create and s.redis.memorystore.network is None
+        ),
+    ),
+    _swarm(
+        "cluster.gke.master_authorized_networks",
+        "a created GKE cluster with a public endpoint needs it: list at least the CIDR of the machine "
+        "running `pulumi up` (only those reach the API)",
+        lambda s: (
+            s.platform == "gke"
+            and s.cluster.create
+            and not s.cluster.gke.private_endpoint
+            and not s.cluster.gke.master_authorized_networks
+        ),
+    ),
+    _swarm(
+        "image.digest",
+        "must be unset with image.build.enabled (the build's digest is used)",
+        lambda s: s.image.build.enabled and s.image.digest is not None,
+    ),
+    _swarm(
+        "image.pull_policy",
+        "a kind-loaded build (platform kind, image.build.enabled) is in no registry: Always is refused, "
+        "use IfNotPresent or Never",
+        lambda s: s.platform == "kind" and s.image.build.enabled and s.image.pull_policy == "Always",
+    ),
+    _swarm(
+        "gcp",
+        "platform kind creates no GCP resource; remove gcp",
+        lambda s: s.platform == "kind" and s.gcp is not None,
+        value=lambda s: s.gcp.project if s.gcp else None,
+    ),
+)
+
+
+def check_rules(model: Any) -> None:
+    """Raise the :class:`ConfigError` of the first rule of ``model``'s class (or a base class) it breaks."""
+    names = {cls.__name__ for cls in type(model).__mro__}
+    for rule in RULES:
+        if rule.model in names and rule.broken(model):
+            raise rule.error(model)

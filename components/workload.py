@@ -1,0 +1,104 @@
+"""What the coordinator and the agent pods share: the args naming the runtime image, the broker and the pod
+annotations, the pod skeleton, and the broker env, CA volume and egress rule built from a
+:class:`RedisConnection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NotRequired, TypedDict
+
+import pulumi
+
+from components import _k8s
+from components.config import Resources
+from components.redis import RedisConnection
+
+CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
+
+
+class RuntimeWorkloadArgs(TypedDict):
+    """The keys :class:`~components.coordinator.CoordinatorArgs` and
+    :class:`~components.agents.AgentPoolArgs` share."""
+
+    namespace: pulumi.Input[str]
+    """Namespace to deploy into."""
+    instance: str
+    """Swarm instance name (labels and object names)."""
+    image: pulumi.Input[str]
+    """Image reference of the agentswarm runtime."""
+    redis: RedisConnection
+    """Where the broker is."""
+    image_pull_policy: NotRequired[str]
+    """Kubernetes imagePullPolicy; default ``IfNotPresent``."""
+    pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
+    """Pod-template annotations; a changed value rolls the pods (the kind build digest)."""
+
+
+def runtime_pod(
+    role: str,
+    image: pulumi.Input[str],
+    pull_policy: str,
+    conn: RedisConnection,
+    env: Sequence[Any],
+    resources: Resources,
+    grace_seconds: int,
+    container: Mapping[str, Any],
+    mounts: Sequence[Mapping[str, Any]] = (),
+    pod: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A pod running ``agentswarm <role>`` from the runtime image: the restricted security profile, a
+    read-only root with /tmp, the broker's CA when it has one. ``container`` adds ports and probes, ``pod``
+    pod fields."""
+    ca_volumes, ca_mounts = redis_ca_volume(conn)
+    return {
+        **(pod or {}),
+        "automountServiceAccountToken": False,
+        "securityContext": _k8s.pod_security_context(),
+        "terminationGracePeriodSeconds": grace_seconds,
+        "containers": [
+            {
+                "name": role,
+                "image": image,
+                "imagePullPolicy": pull_policy,
+                "args": [role],
+                "env": list(env),
+                "resources": resources.to_k8s(),
+                "securityContext": _k8s.container_security_context(),
+                **container,
+                "volumeMounts": [*mounts, _k8s.tmp_mount(), *ca_mounts],
+            }
+        ],
+        "volumes": [_k8s.tmp_volume(), *ca_volumes],
+    }
+
+
+def redis_env(conn: RedisConnection) -> list[dict[str, object]]:
+    """The broker env of docs/runtime-contract.md: URL without password, password and CA from Secrets."""
+    env: list[dict[str, object]] = [
+        {"name": "AGENTSWARM_BROKER", "value": "redis"},
+        {"name": "AGENTSWARM_REDIS_URL", "value": conn.url},
+        _k8s.secret_env("AGENTSWARM_REDIS_PASSWORD", conn.password_secret, conn.password_key),
+    ]
+    if conn.ca_secret is not None and conn.ca_key is not None:
+        env.append({"name": "AGENTSWARM_REDIS_CA_FILE", "value": f"{CA_MOUNT_DIR}/{conn.ca_key}"})
+    return env
+
+
+def redis_ca_volume(conn: RedisConnection) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(volumes, mounts) carrying the managed instance's CA certificate, empty for in-cluster Redis."""
+    if conn.ca_secret is None:
+        return [], []
+    return (
+        [{"name": "redis-ca", "secret": {"secretName": conn.ca_secret}}],
+        [{"name": "redis-ca", "mountPath": CA_MOUNT_DIR, "readOnly": True}],
+    )
+
+
+def redis_egress_rule(conn: RedisConnection) -> dict[str, object]:
+    """NetworkPolicy egress rule reaching Redis: its pods in-cluster, or the managed instance's address."""
+    if conn.pod_selector is not None:
+        peer: dict[str, object] = {"podSelector": {"matchLabels": conn.pod_selector}}
+    else:
+        peer = {"ipBlock": {"cidr": conn.ip_block}}
+    return {"to": [peer], "ports": [{"protocol": "TCP", "port": conn.port}]}
