@@ -585,6 +585,11 @@ async def _run(quick: bool, only: set[str] | None = None) -> dict[str, Any]:
     return out
 
 
+def _num(value: Any) -> float:
+    """A measured number, or infinity when the measurement failed (so a goal reads as missed)."""
+    return float("inf") if value is None else float(value)
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "n/a"
@@ -613,6 +618,25 @@ def render(before: dict[str, Any], after: dict[str, Any]) -> str:
             f"| {a['backend']} | {a['watched']:,} | {_fmt(b.get('p50_ms'))} | {_fmt(b.get('p99_ms'))} | "
             f"{_fmt(a.get('p50_ms'))} | {_fmt(a.get('p99_ms'))} | {_fmt(a.get('samples'))} |"
         )
+    worst = max(_num(a.get("p99_ms")) for a in after["latency"])
+    worst50 = max(_num(a.get("p50_ms")) for a in after["latency"])
+    lines += [
+        "",
+        f"Goal p50 <= 5 ms: {'met' if worst50 <= 5 else 'missed'} (worst p50 after: {_fmt(worst50)} ms); "
+        f"goal p99 <= 25 ms: {'met' if worst <= 25 else 'missed'} (worst p99 after: {_fmt(worst)} ms).",
+        "",
+        "Events/s one handler sustains, emitting back to back (goal: 500/s without slowing the handler; "
+        "`ctx.stream` exists only after):",
+        "",
+        "| backend | before `await ctx.emit` | after `await ctx.emit` | after `await ctx.stream` |",
+        "|---|---:|---:|---:|",
+    ]
+    for b, a in zip(before.get("emit", []), after.get("emit", []), strict=False):
+        lines.append(
+            f"| {a['backend']} | {_fmt(b.get('emit_per_s'), 0)} | {_fmt(a.get('emit_per_s'), 0)} | "
+            f"{_fmt(a.get('stream_per_s'), 0)} |"
+        )
+    idle = max(_num(a.get("ops_per_s")) for a in after["idle"])
     lines += [
         "",
         "Broker operations per second caused by 1,000 idle subscriptions on one coordinator (goal: <= 10/s; "
@@ -623,6 +647,7 @@ def render(before: dict[str, Any], after: dict[str, Any]) -> str:
     ]
     for b, a in zip(before["idle"], after["idle"], strict=True):
         lines.append(f"| {a['backend']} | {_fmt(b.get('ops_per_s'))} | {_fmt(a.get('ops_per_s'))} |")
+    lines += ["", f"Goal <= 10 operations/s: {'met' if idle <= 10 else 'missed'} (after: {_fmt(idle)}/s)."]
     lines += [
         "",
         "Fan-out: event frames/s delivered to 1,000 websockets subscribed to one task, server pinned to "
@@ -636,6 +661,13 @@ def render(before: dict[str, Any], after: dict[str, Any]) -> str:
         lines.append(
             f"| {a['server']} | {_fmt(b.get('frames_per_s'), 0)} | {_fmt(a.get('frames_per_s'), 0)} |"
         )
+    rates = {f["server"]: f.get("frames_per_s") or 0.0 for f in after["fanout"]}
+    if rates.get("coordinator"):
+        ratio = rates.get("bare", 0.0) / rates["coordinator"]
+        lines += [
+            "",
+            f"Bare / coordinator after: {ratio:.2f}x (goal <= 2x: {'met' if ratio <= 2 else 'missed'}).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -26,11 +26,18 @@ from agentswarm.broker.nats_records import NatsRecords
 
 log = logging.getLogger(__name__)
 
+#: How long the feed waits for an unsubscribe when it stops or rebuilds.
+_UNSUBSCRIBE_SECONDS = 2.0
+
 
 class NatsNotify(NatsRecords):
     """Pipelined event appends, the swarm feed's log, and :meth:`follow`."""
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, JSON]]]) -> list[str]:
+        if len(events) == 1:  # the common case of an awaited emit: a plain publish, no futures
+            task_id, data = events[0]
+            subject = self._events_subject(validate_task_id(task_id))
+            return [str((await self.js.publish(subject, json.dumps(data).encode())).seq)]
         # Sent in order on one connection, acknowledged together (one round trip for the batch).
         pending = [
             await self.js.publish_async(
@@ -117,6 +124,8 @@ class NatsNotify(NatsRecords):
             reason = "broker connection lost"
 
     async def _unsubscribe(self, subs: list[Any]) -> None:
+        # Bounded: nats-py's unsubscribe of an ordered consumer can wait on its helper tasks for long
+        # (seen under load); the ephemeral consumer is removed by the server once it is inactive anyway.
         for sub in subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await asyncio.wait_for(sub.unsubscribe(), _UNSUBSCRIBE_SECONDS)

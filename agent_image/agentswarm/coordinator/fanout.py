@@ -43,6 +43,8 @@ from agentswarm.coordinator.options import ServerOptions
 
 log = logging.getLogger("agentswarm.coordinator")
 
+#: How long stopping waits for the feed to close.
+_STOP_SECONDS = 5.0
 #: Live events held back per subscription while it catches up; past it the catch-up simply reads again.
 _HELD_BACK = 10_000
 
@@ -342,8 +344,8 @@ class Fanout:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a shutdown must not hang on the broker client's clean-up of the feed.
+            await asyncio.wait({self._task}, timeout=_STOP_SECONDS)
 
     def metrics_lagged(self) -> None:
         self.metrics.lagged.inc()
