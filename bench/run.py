@@ -24,7 +24,7 @@ from typing import Any
 from bench.common import git_state, machine, uptime_line, versions
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("ceiling", "queues", "recovery", "wscap", "pulumi")
+SECTIONS = ("ceiling", "queues", "recovery", "wscap", "pulumi", "fanout")
 log = logging.getLogger("bench")
 
 
@@ -52,6 +52,7 @@ def _profile(quick: bool) -> dict[str, Any]:
             "ws_repeats": 1,
             "pulumi_repeats": 1,
             "pulumi_replicas": (5, 50, 500, 5000),
+            "fanout": {"children": 200, "repeats": 1},
         }
     return {
         "agent_counts": (1, 2, 4, 8),
@@ -75,6 +76,7 @@ def _profile(quick: bool) -> dict[str, Any]:
         "ws_repeats": 2,
         "pulumi_repeats": 5,
         "pulumi_replicas": (5, 50, 500, 5000),
+        "fanout": {"children": 1000, "repeats": 3},
     }
 
 
@@ -110,6 +112,10 @@ def _section(name: str, prof: dict[str, Any], workdir: Path, systems: tuple[str,
         from bench.pulumi_eval import run_pulumi_eval
 
         return run_pulumi_eval(prof["pulumi_repeats"], prof["pulumi_replicas"])
+    if name == "fanout":
+        from bench.fanout import FanoutConfig, run_fanout
+
+        return asyncio.run(run_fanout(FanoutConfig(**prof["fanout"]), workdir))
     raise ValueError(name)
 
 
@@ -167,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         "section_seconds": {},
         "section_errors": {},
     }
+    previous: dict[str, Any] = {}
     if args.only and results_path.exists():  # merge into the previous full results
         previous = json.loads(results_path.read_text())
         results["sections"] = previous.get("sections", {})
         results["section_seconds"] = previous.get("section_seconds", {})
+        results["section_git"] = previous.get("section_git", {})
     t_all = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="agentswarm-bench-") as tmp:
         for name in sections:
@@ -191,6 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     results["uptime_end"] = uptime_line()
     results["total_seconds"] = time.monotonic() - t_all
     results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if previous.get("finished"):
+        # The header describes the run that produced most sections; the re-run ones carry their own
+        # section_git (and the fan-out section its own times and load).
+        header = ("command", "started", "finished", "total_seconds", "git", "uptime_start", "uptime_end")
+        for key in (*header, "machine", "versions", "quick", "profile"):
+            if key in previous:
+                results[key] = previous[key]
     results_path.write_text(json.dumps(results, indent=1, default=str))
     write_report(results, args.out)
     log.info("done in %.0fs: %s", results["total_seconds"], args.out / "RESULTS.md")

@@ -601,7 +601,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def render(before: dict[str, Any], after: dict[str, Any]) -> str:
     """The RESULTS.md section comparing a run on the old code with one on the new code."""
     lines = [
-        "## 6. Task events at interactive latency (bench/streaming.py)",
+        "## 8. Task events at interactive latency (bench/streaming.py)",
         "",
         f"Before: code `{before.get('code')}`; after: code `{after.get('code')}`. "
         f"Load before: {before.get('uptime_start')}; after: {after.get('uptime_start')}.",

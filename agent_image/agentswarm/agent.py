@@ -50,11 +50,13 @@ from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
 from agentswarm.broker.feed import agent_status, task_transition
-from agentswarm.checkpoint import CheckpointStore, make_store
+from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.emitter import EventWriter
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
+from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
+from agentswarm.swarm.store import Node
 
 log = logging.getLogger("agentswarm.agent")
 T = TypeVar("T")
@@ -68,29 +70,38 @@ class _GiveUp(Exception):
     """The broker stayed unreachable past the shutdown grace period."""
 
 
-class _Context:
+class _Context(SwarmContextMixin):
     """The :class:`agentswarm.handlers.TaskContext` given to handlers."""
 
-    def __init__(self, agent: Agent, delivery: Delivery, restored_version: int | None) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        delivery: Delivery,
+        restored: Checkpoint | None,
+        node: Node,
+        store: CheckpointStore,
+    ) -> None:
         self._agent = agent
         self._delivery = delivery
         self._progress_reported = False
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
-        self.restored_version = restored_version
-        self.last_version = restored_version
+        self.restored_version = restored.version if restored else None
+        self.last_version = self.restored_version
+        self.store = store
+        self._init_swarm(agent.tree, node, restored.state if restored else None)
 
     @property
     def stopping(self) -> bool:
         return self._agent.stopping.is_set()
 
     async def checkpoint(self, state: JSON) -> int:
-        version = await self._agent.retrying(
-            lambda: self._agent.store.save(self.task_id, state), "checkpoint"
-        )
+        store = self.store
+        version = await self._agent.retrying(lambda: store.save(self.task_id, state), "checkpoint")
         await self._agent.events.flush()  # what was streamed before a checkpoint is stored with it
         self.last_version = version
+        self._state = state
         if not self._progress_reported:
             # A newer checkpoint than this delivery started from: if the agent dies now, the next
             # delivery does not count toward max_deliveries (see Broker.progress).
@@ -110,12 +121,20 @@ class _Context:
 class Agent:
     """One worker process: a broker connection, a checkpoint store and a handler."""
 
-    def __init__(self, settings: Settings, broker: Broker, store: CheckpointStore, handler: Handler) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        store: CheckpointStore,
+        handler: Handler,
+        tree: TreeRuntime | None = None,
+    ) -> None:
         self.settings = settings
         self.agent_id = settings.agent_id
         self.broker = broker
         self.store = store
         self.handler = handler
+        self.tree = tree or TreeRuntime(broker, settings.checkpoint_dir / "memory", settings.tree_ttl_seconds)
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
@@ -168,6 +187,7 @@ class Agent:
         """Claim and process deliveries until :meth:`request_stop`."""
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
+        await self.retrying(self.tree.connect, "swarm store")
         await self.events.swarm(agent_status(self.agent_id, "alive", at=time.time()))
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
@@ -205,6 +225,7 @@ class Agent:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            await self.tree.close()
             await self.events.swarm(agent_status(self.agent_id, "gone", at=time.time()))
             await self.events.close()
 
@@ -224,9 +245,11 @@ class Agent:
                 log.warning("checkpoint sweep stopped: %s", exc)
                 return
 
-    async def _keep_alive_loop(self, delivery: Delivery) -> None:
+    async def _keep_alive_loop(self, delivery: Delivery, ctx: _Context) -> None:
         while True:
             await asyncio.sleep(self.settings.keepalive_seconds)
+            if ctx.parking:  # the delivery may be released in a moment: do not renew its lease now
+                continue
             try:
                 await self.broker.keep_alive([delivery])
             except Exception as exc:
@@ -234,17 +257,26 @@ class Agent:
 
     async def process(self, delivery: Delivery) -> None:
         task = delivery.task
+        node = await self.retrying(lambda: self.tree.store.node(task.id), "node")
         existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
         if existing is not None:
             log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
             # Recording again is a no-op, except that it appends the terminal event if the first recorder
             # died between storing the result and appending it (watchers wait for that event).
             await self.retrying(lambda: self.broker.record_result(existing), "record_result")
+            await self.retrying(lambda: self.tree.finished(node, "done"), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             await self.store.clear(task.id)
             return
-        restored = await self.store.load(task.id)
-        ctx = _Context(self, delivery, restored.version if restored else None)
+        try:
+            handler = self.handler if node.handler is None else self.tree.handler(node.handler)
+        except HandlerLoadError as exc:  # cannot get better by retrying
+            reason = str(exc)
+            await self.retrying(lambda: self.broker.dead_letter(delivery, reason), "dead_letter")
+            return
+        store = self.tree.checkpoints if node.spawner else self.store
+        restored = await self.retrying(lambda: store.load(task.id), "load checkpoint")
+        ctx = _Context(self, delivery, restored, node, store)
         now = time.time()
         await self.events.swarm(
             task_transition(task.id, "running", at=now, agent=self.agent_id, attempt=delivery.attempt)
@@ -266,9 +298,9 @@ class Agent:
             ctx.restored_version,
         )
         started = time.time()
-        keeper = asyncio.create_task(self._keep_alive_loop(delivery), name=f"keepalive-{task.id}")
+        keeper = asyncio.create_task(self._keep_alive_loop(delivery, ctx), name=f"keepalive-{task.id}")
         run = asyncio.create_task(
-            self.handler(task, restored.state if restored else None, ctx), name=f"task-{task.id}"
+            handler(task, restored.state if restored else None, ctx), name=f"task-{task.id}"
         )
         stop_wait = asyncio.create_task(self.stopping.wait())
         try:
@@ -293,6 +325,14 @@ class Agent:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
                 await self._release(delivery)
                 return
+            except Parked:
+                # Released, not failed: the last child to finish re-enqueues the task.
+                await self.events.flush()
+                parked = task_transition(task.id, "parked", at=time.time(), agent=self.agent_id)
+                await self.events.swarm(parked)
+                await self.retrying(lambda: self.broker.ack(delivery), "ack")
+                log.info("task %s parked, waiting for its children", task.id)
+                return
             except asyncio.CancelledError:
                 return
             except Exception as exc:
@@ -312,12 +352,13 @@ class Agent:
             )
             await self.events.flush()  # every streamed event before the terminal one
             recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
+            await self.retrying(lambda: self.tree.finished(ctx.node, "done"), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             self.tasks_done += 1
             log.info("task %s done (%s)", task.id, "recorded" if recorded else "result already recorded")
             try:
                 if restored is not None or ctx.last_version is not None:
-                    await self.store.clear(task.id)
+                    await ctx.store.clear(task.id)
             except Exception as exc:  # leftovers are harmless: a finished task is never resumed
                 log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
         finally:

@@ -4,6 +4,7 @@
 * ``agentswarm probe --max-age-seconds N``: the agents' exec liveness probe.
 * ``agentswarm submit`` / ``agentswarm watch``: websocket client with reconnect, resume and progress.
 * ``agentswarm local``: the whole swarm as local processes (see docs/local.md).
+* ``agentswarm init [DIR]``: a project of your own agents (see docs/your-agents.md).
 
 Exit codes: 0 success, 1 a task failed (dead-lettered) or a probe failed, 2 usage/configuration error,
 130 interrupted.
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentswarm import defaults
+from agentswarm import defaults, scaffold
 from agentswarm.backoff import Backoff
 
 EXIT_OK = 0
@@ -142,8 +143,11 @@ def _json_object(raw: str, where: str) -> dict[str, Any]:
 async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Namespace) -> int:
     from agentswarm.client import ProgressBar, summary_table
 
-    bar = None if args.quiet else ProgressBar(task_ids)
-    if bar is not None:
+    tree = bool(getattr(args, "tree", False))
+    bar: Any = None
+    if not args.quiet:
+        bar = _tree_view(task_ids) if tree else ProgressBar(task_ids)
+    if bar is not None and not tree:
         client.on_reconnect = bar.on_reconnect
         bar.render(force=True)
         bar.start_ticker()
@@ -166,14 +170,23 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
             after={tid: args.after for tid in task_ids} if getattr(args, "after", None) else None,
             on_event=on_event,
             on_result=on_result,
+            follow_spawned=tree,
         )
     finally:
         if bar is not None:
             bar.close()
+    if tree:  # the table lists the given tasks; their descendants are summed up per level above
+        watches = {tid: watches[tid] for tid in task_ids}
     if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
     dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
     return EXIT_FAILED if dead else EXIT_OK
+
+
+def _tree_view(task_ids: list[str]) -> Any:
+    from agentswarm.swarm.progress import TreeProgress
+
+    return TreeProgress(task_ids)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -340,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow the whole swarm instead: task state changes and agent status (until Ctrl-C)",
     )
     watch.add_argument("--limit", type=int, help="with --all: stop after this many entries")
+    watch.add_argument(
+        "--tree",
+        action="store_true",
+        help="also follow every task spawned below these, with one progress line per tree level",
+    )
 
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
     local.add_argument(
@@ -361,11 +379,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="coordinator port (0 or busy = pick a free one)",
     )
     local.add_argument("--token", help="API token (default: generated once, kept in the state dir)")
-    local.add_argument("--demo", action="store_true", help="submit a demo batch, show progress, exit")
-    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="tasks in the demo batch")
-    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo task")
+    local.add_argument(
+        "--demo", action="store_true", help="run a planner -> workers -> reducer pipeline and exit"
+    )
+    local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="workers in the demo")
+    local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo worker")
     local.add_argument("--demo-delay", type=float, default=defaults.DEMO_DELAY, help="seconds per demo step")
+    _add_autoscale_options(local)
+    scaffold.add_parser(sub)
     return parser
+
+
+def _add_autoscale_options(local: argparse.ArgumentParser) -> None:
+    from agentswarm.local import autoscale
+
+    local.add_argument(
+        "--autoscale",
+        metavar="MIN..MAX",
+        help="agents follow the queue's backlog within MIN..MAX, e.g. 0..8 (replaces --agents)",
+    )
+    local.add_argument(
+        "--autoscale-target",
+        type=int,
+        default=autoscale.DEFAULT_TARGET,
+        help="outstanding tasks per agent (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-activation",
+        type=int,
+        default=autoscale.DEFAULT_ACTIVATION,
+        help="backlog above which agents start from zero (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-interval",
+        type=float,
+        default=autoscale.DEFAULT_INTERVAL,
+        help="seconds between backlog readings (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-cooldown",
+        type=float,
+        default=autoscale.DEFAULT_COOLDOWN,
+        help="idle seconds before the last agents stop (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-stabilization",
+        type=float,
+        default=autoscale.DEFAULT_STABILIZATION,
+        help="scale-down stabilisation window in seconds (default %(default)s)",
+    )
 
 
 COMMANDS = {
@@ -375,6 +437,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "watch": cmd_watch,
     "local": cmd_local,
+    "init": scaffold.run,
 }
 
 

@@ -180,10 +180,13 @@ class SwarmClient:
         after: dict[str, str | None] | None = None,
         on_event: EventCallback | None = None,
         on_result: ResultCallback | None = None,
+        follow_spawned: bool = False,
     ) -> dict[str, TaskWatch]:
         """Follow tasks until each has a result frame; returns their :class:`TaskWatch` records.
 
         ``after`` gives per-task event ids already seen (resume a watch from an earlier process).
+        ``follow_spawned``: also follow every child a watched task spawns (its ``spawned`` events), and
+        theirs, so the whole tree is watched; the returned records then include the descendants.
         """
         watches = {tid: TaskWatch(task_id=tid, last_event_id=(after or {}).get(tid)) for tid in task_ids}
 
@@ -193,7 +196,7 @@ class SwarmClient:
             ws = await self._open()
             progressed = False
             try:
-                for pending in watches.values():
+                for pending in list(watches.values()):
                     if pending.result is None:
                         sub = p.SubscribeFrame(
                             type="subscribe", task_id=pending.task_id, after=pending.last_event_id
@@ -209,6 +212,12 @@ class SwarmClient:
                         ew.events += 1
                         ew.last_data = frame.data
                         progressed = True
+                        if follow_spawned and frame.data.get("type") == "spawned":
+                            for child in frame.data.get("children") or []:
+                                if isinstance(child, str) and child not in watches:
+                                    watches[child] = TaskWatch(task_id=child)
+                                    sub = p.SubscribeFrame(type="subscribe", task_id=child, after=None)
+                                    await ws.send(sub.dump())
                         if on_event is not None:
                             on_event(frame)
                     elif isinstance(frame, p.ResultFrame):

@@ -16,8 +16,10 @@ ENV_PREFIX: Final = "AGENTSWARM_"
 # -- handler ------------------------------------------------------------------------------------------
 #: What ``AGENTSWARM_HANDLER`` must look like: ``package.module:function``.
 HANDLER_PATTERN: Final = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-#: The deterministic multi-step demo handler (also what ``agentswarm local --demo`` runs).
+#: The deterministic multi-step handler agents run unless told otherwise.
 DEFAULT_HANDLER: Final = "agentswarm.handlers.steps:handle"
+#: What ``agentswarm local --demo`` runs: a planner spawning workers and a reducer.
+DEMO_HANDLER: Final = "agentswarm.handlers.tree:plan"
 
 # -- broker -------------------------------------------------------------------------------------------
 DEFAULT_BROKER: Final = "redis"
@@ -30,6 +32,9 @@ DEFAULT_NAMESPACE: Final = "agentswarm"
 DEFAULT_CHECKPOINT_DIR: Final = Path("/var/lib/agentswarm")
 #: Name of the heartbeat file inside the checkpoint directory (the exec liveness probe reads it).
 HEARTBEAT_FILE: Final = ".heartbeat"
+
+#: How long a task tree's records (children, waiting parents, shared context) live after their last write.
+DEFAULT_TREE_TTL_SECONDS: Final = 7 * 24 * 3600
 
 # -- coordinator and clients --------------------------------------------------------------------------
 DEFAULT_PORT: Final = 8080
@@ -45,5 +50,5 @@ LOCAL_STATE_DIR: Final = Path(".agentswarm")
 #: Seconds the local supervisor waits for a child to exit after SIGTERM before SIGKILLing its group.
 LOCAL_STOP_TIMEOUT: Final = 15.0
 DEMO_TASKS: Final = 12
-DEMO_STEPS: Final = 8
+DEMO_STEPS: Final = 6
 DEMO_DELAY: Final = 0.5

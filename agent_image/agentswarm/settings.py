@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         "(keep it below terminationGracePeriodSeconds)",
     )
 
+    tree_ttl_seconds: int = Field(
+        default=defaults.DEFAULT_TREE_TTL_SECONDS,
+        ge=60,
+        description="a task tree's records (children, waiting parents, shared context) expire this long "
+        "after their last write",
+    )
+
     # -- coordinator --------------------------------------------------------------------------------------
     port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
@@ -201,6 +208,12 @@ OTHER_KNOWN_VARIABLES = frozenset(
         "AGENTSWARM_LLM_MODEL",
         "AGENTSWARM_LLM_API_KEY",
         "AGENTSWARM_LLM_TIMEOUT_SECONDS",
+        "AGENTSWARM_LLM_MAX_RETRIES",
+        "AGENTSWARM_LLM_TOOLS",
+        "AGENTSWARM_LLM_METRICS_PORT",
+        "AGENTSWARM_LLM_PRICES",
+        "AGENTSWARM_PYDANTIC_AI_AGENT",
+        "AGENTSWARM_PYDANTIC_AI_ALLOWED",
     }
 )
 

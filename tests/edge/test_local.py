@@ -20,6 +20,7 @@ import httpx
 from agentswarm.backoff import Backoff
 from agentswarm.client import SwarmClient
 from agentswarm.handlers.steps import expected_result
+from agentswarm.handlers.tree import expected_pipeline
 
 from .helpers import pid_alive, wait_until
 
@@ -157,28 +158,28 @@ async def test_local_swarm_survives_agent_sigkill_and_stops_cleanly(tmp_path: Pa
         run.kill()
 
 
-def test_local_demo_resumes_unfinished_tasks_on_second_run(tmp_path: Path) -> None:
+def test_local_demo_pipeline_resumes_on_second_run(tmp_path: Path) -> None:
     state = tmp_path / "state"
     demo = ("--demo", "--agents", "2", "--demo-tasks", "6", "--demo-steps", "4", "--demo-delay", "0.5")
     first = LocalRun(tmp_path, state, *demo, name="first")
     try:
-        first.wait_output(r"\b[1-5]/6 done")
+        first.wait_output(r"level 1 .*\b[1-5]/6 done")  # the planner's workers, part-way
         assert first.interrupt_and_wait() == 130
     finally:
         first.kill()
-    ids = json.loads((state / "demo.json").read_text())["task_ids"]
-    assert len(ids) == 6
+    [root] = json.loads((state / "demo.json").read_text())["task_ids"]
 
     second = LocalRun(tmp_path, state, *demo, name="second")
     try:
         code = second.proc.wait(timeout=120)
         out = second.output()
         assert code == 0, out
-        m = re.search(r"resuming (\d) unfinished demo task", out)
-        assert m and 1 <= int(m.group(1)) <= 5, out
-        assert "demo finished: 6 done, 0 dead-lettered" in out
-        for tid in ids:  # the same batch, not a new one
+        assert f"resuming the unfinished demo pipeline {root}" in out
+        assert "demo finished: 8 done, 0 dead-lettered" in out  # planner, 6 workers, reducer
+        for tid in (root, *(f"{root}-0-{i}" for i in range(6)), f"{root}-1-0"):  # the same tree
             assert re.search(rf"^{tid}\s+done\s", out, re.M), tid
+        assert re.search(r"^level 0 .* 1/1 done", out, re.M) and re.search(r"^level 1 .* 7/7 done", out, re.M)
+        assert expected_pipeline(root, 6, 4)["digest"][:16] in out  # the reducer saw every finding
         assert "submitted" not in out
         second.manifest()
         assert [pid for pid in second.seen_pids if pid_alive(pid)] == []

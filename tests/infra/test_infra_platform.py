@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pulumi
@@ -240,7 +241,8 @@ def test_gke_builds_image_into_artifact_registry(stack_recordings: dict[str, Rec
     tag = "europe-west1-docker.pkg.dev/agentswarm-dev/agentswarm/agentswarm:0.1.0"
     assert image["tags"] == [tag]
     assert image["push"] is True
-    assert image["context"] == {"location": "agent_image"}
+    # relative to the project root (the mocks' root is a placeholder name), not to the program's infra/
+    assert image["context"] == {"location": os.path.join(pulumi.get_root_directory(), "agent_image")}
     assert image["registries"][0]["address"] == "europe-west1-docker.pkg.dev"
     assert image["registries"][0]["username"] == "oauth2accesstoken"
     for kind, name in (("Deployment", "agentswarm-coordinator"), ("StatefulSet", "agentswarm-agent")):
@@ -433,8 +435,10 @@ STACK_COMPONENTS = {
         "SwarmNamespace",
         "Coordinator",
         "AgentPool",
+        "AgentAutoscaler",
     },
     "render": {"AgentSwarm", "SwarmNamespace", "Redis", "Coordinator", "AgentPool"},
+    "render-nats": {"AgentSwarm", "SwarmNamespace", "Nats", "Coordinator", "AgentPool", "AgentAutoscaler"},
 }
 PARENTS = {
     # resource type -> component type that must be its parent (whenever the type occurs)
@@ -450,7 +454,7 @@ PARENTS = {
     "gcp:artifactregistry/repository:Repository": "AgentImage",
     "docker-build:index:Image": "AgentImage",
     "command:local:Command": "KindCluster",
-    "kubernetes:apps/v1:StatefulSet": "AgentPool|Redis",
+    "kubernetes:apps/v1:StatefulSet": "AgentPool|Redis|Nats",
     "kubernetes:apps/v1:Deployment": "Coordinator",
     "kubernetes:core/v1:Namespace": "SwarmNamespace",
 }

@@ -40,10 +40,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,6 +73,11 @@ TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
 
 JSON = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
+
+DeadLetterListener = Callable[[str, str], Awaitable[None]]
+"""``async def listener(task_id, error)``, called after a task was dead-lettered."""
+
+log = logging.getLogger(__name__)
 
 
 def validate_task_id(task_id: str) -> str:
@@ -269,6 +275,7 @@ class Broker(abc.ABC):
         self.max_deliveries = max_deliveries
         self.claim_idle_ms = claim_idle_ms
         self.retry_backoff_ms = retry_backoff_ms
+        self._dead_letter_listeners: list[DeadLetterListener] = []
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds before a failed attempt is retried: ``retry_backoff_ms``, doubling, capped at 30 s."""
@@ -384,6 +391,19 @@ class Broker(abc.ABC):
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
         """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it."""
 
+    # -- dead-letter listeners (a waiting parent must learn that its child died) ---------------------------
+    def add_dead_letter_listener(self, listener: DeadLetterListener) -> None:
+        """Call ``listener(task_id, error)`` after every dead-lettering done through this instance."""
+        self._dead_letter_listeners.append(listener)
+
+    async def _dead_lettered(self, task_id: str, error: str) -> None:
+        """Backends call this at the end of :meth:`dead_letter`; listener errors are logged, not raised."""
+        for listener in self._dead_letter_listeners:
+            try:
+                await listener(task_id, error)
+            except Exception as exc:
+                log.warning("dead-letter listener failed for task %s: %s", task_id, exc)
+
     @abc.abstractmethod
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest ``limit`` dead-lettered tasks."""
@@ -457,3 +477,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def stats(self) -> BrokerStats:
         """Current counters (see :class:`BrokerStats`)."""
+
+    @abc.abstractmethod
+    async def backlog(self) -> int:
+        """Tasks not finished yet: queued, plus handed out and not acknowledged (running, waiting for a
+        retry, or handed back by an agent that stopped). 0 exactly when the swarm has nothing to do.
+
+        This is the autoscaling signal (local mode's autoscaler; on a cluster KEDA reads the same number
+        from the server: ``XLEN`` of the task stream, or ``num_pending + num_ack_pending`` of the JetStream
+        consumer): it rises with the backlog and falls to 0 only when no task is outstanding, so scaling to
+        zero never strands a task that waits for a retry or was handed back. One cheap server call.
+        """

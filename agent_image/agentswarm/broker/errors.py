@@ -51,6 +51,7 @@ CONTRACT_OPERATIONS = (
     "get_checkpoints",
     "delete_checkpoints",
     "stats",
+    "backlog",
 )
 
 

@@ -383,3 +383,4 @@ class NatsJetStreamBroker(NatsNotify):
         await self._forget(delivery)
         await self._drop_lease(task.id)
         log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
+        await self._dead_lettered(delivery.task.id, error)

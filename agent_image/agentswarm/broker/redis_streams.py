@@ -241,3 +241,4 @@ class RedisStreamsBroker(RedisNotify):
         log.warning(
             "task %s dead-lettered after %d deliveries: %s", delivery.task.id, delivery.attempt, error
         )
+        await self._dead_lettered(delivery.task.id, error)

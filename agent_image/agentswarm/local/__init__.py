@@ -7,7 +7,7 @@ Layout of the state directory (default ``./.agentswarm``)::
     nats/ redis/     the embedded broker's data (JetStream file store / Redis AOF)
     agents/agent-N/  each agent's checkpoint directory (its "PVC")
     logs/*.log       each child's stdout and stderr
-    demo.json        the ids of the last demo batch (a second --demo run resumes it)
+    demo.json        the root task of the last demo pipeline (a second --demo run resumes it)
     lock             held while a supervisor runs, so two cannot share one state dir
 
 Why processes and not tasks in one event loop: a local swarm must behave like the cluster, where an

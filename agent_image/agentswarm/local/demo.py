@@ -1,5 +1,14 @@
-"""``agentswarm local --demo``: submit a batch of the steps handler's tasks (or resume the unfinished batch
-of an earlier run), show live progress and a summary, and turn the outcome into an exit code."""
+"""``agentswarm local --demo``: a multi-agent pipeline (planner -> workers -> reducer) with a live tree view.
+
+The demo submits one task for :func:`agentswarm.handlers.tree.plan` (the agents run it as their handler): it
+spawns ``--demo-tasks`` workers of ``--demo-steps`` checkpointed steps each, parks while they run (holding no
+agent), and spawns a reducer once they are done; the workers write their findings into the tree's shared
+context and the reducer folds them into one digest. The progress view shows one line per tree level, the
+summary table every task of the tree, and the exit code says whether any task was dead-lettered.
+
+A second ``--demo`` over the same state directory resumes the unfinished pipeline of the previous run
+instead of starting a new one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,8 @@ import secrets
 from typing import TYPE_CHECKING
 
 from agentswarm.broker import open_broker
-from agentswarm.client import ProgressBar, SwarmClient, summary_table
+from agentswarm.client import SwarmClient, summary_table
+from agentswarm.swarm.progress import TreeProgress
 
 if TYPE_CHECKING:
     from agentswarm.local.swarm import LocalSwarm
@@ -26,37 +36,35 @@ async def run_demo(swarm: LocalSwarm) -> int:
         with contextlib.suppress(ValueError, OSError):
             previous = [str(t) for t in json.loads(path.read_text(encoding="utf-8")).get("task_ids", [])]
     ids: list[str] = []
-    if previous:
-        # A first pass without waiting tells finished from unfinished tasks of the earlier run.
-        unfinished = await _unfinished(swarm, previous)
-        if unfinished:
-            swarm.say(f"resuming {len(unfinished)} unfinished demo task(s) of the previous run")
-            ids = previous
+    if previous and await _unfinished(swarm, previous):
+        swarm.say(f"resuming the unfinished demo pipeline {previous[0]} of the previous run")
+        ids = previous
     if not ids:
-        batch = secrets.token_hex(3)
-        specs = [
-            {
-                "task_id": f"demo-{batch}-{i:03d}",
-                "payload": {"steps": opts.demo_steps, "delay": opts.demo_delay},
-            }
-            for i in range(opts.demo_tasks)
-        ]
-        ids = await client.submit(specs)
+        root = f"demo-{secrets.token_hex(3)}"
+        payload = {"workers": opts.demo_tasks, "steps": opts.demo_steps, "delay": opts.demo_delay}
+        ids = await client.submit([{"task_id": root, "payload": payload}])
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"task_ids": ids}), encoding="utf-8")
         os.replace(tmp, path)
-        swarm.say(f"submitted {len(ids)} demo task(s) of {opts.demo_steps} steps each")
-    bar = ProgressBar(ids, stream=opts.out)
-    client.on_reconnect = bar.on_reconnect
-    bar.render(force=True)
-    bar.start_ticker()
+        swarm.say(
+            f"submitted pipeline {root}: a planner, {opts.demo_tasks} worker(s) of {opts.demo_steps} steps "
+            "and a reducer"
+        )
+    view = TreeProgress(ids, stream=opts.out)
+    view.render(force=True)
     try:
-        watches = await client.watch(ids, on_event=bar.on_event, on_result=bar.on_result)
+        watches = await client.watch(
+            ids, on_event=view.on_event, on_result=view.on_result, follow_spawned=True
+        )
     finally:
-        bar.close()
+        view.close()
     swarm.say(summary_table(watches))
     done = sum(1 for w in watches.values() if w.result is not None and w.result.status == "done")
     dead = len(watches) - done
+    root_result = watches[ids[0]].result
+    if root_result is not None and root_result.status == "done" and isinstance(root_result.result, dict):
+        digest = str(root_result.result.get("digest", ""))[:16]
+        swarm.say(f"reducer digest of {root_result.result.get('workers')} findings: {digest}")
     swarm.say(f"demo finished: {done} done, {dead} dead-lettered")
     return 0 if dead == 0 else 1
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from agentswarm import defaults
 from agentswarm.local.options import LocalError, LocalOptions
 from agentswarm.local.swarm import LocalSwarm
 from agentswarm.settings import Settings
@@ -74,7 +75,12 @@ def run_local(opts: LocalOptions) -> int:
     try:
         # The children read the same AGENTSWARM_* variables: fail here, once and clearly, rather than
         # in a crash-looping agent.
-        settings = load_settings(**({"handler": opts.handler} if opts.handler else {}))
+        handler = opts.handler
+        if opts.demo:  # the demo's agents run the pipeline's planner (it names the other handlers)
+            if handler and handler != defaults.DEMO_HANDLER:
+                raise LocalError(f"--demo runs {defaults.DEMO_HANDLER}; drop --handler {handler}")
+            handler = defaults.DEMO_HANDLER
+        settings = load_settings(**({"handler": handler} if handler else {}))
         # Children run ``python -m``, which puts the working directory first on sys.path; do the same.
         sys.path.insert(0, os.getcwd())
         try:
