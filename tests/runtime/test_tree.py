@@ -17,7 +17,7 @@ from agentswarm.broker import Broker, Delivery, NewTask, TaskResult
 from agentswarm.broker.errors import BrokerUnavailable
 from agentswarm.handlers.tree import NEST, PLAN, expected_nest, expected_pipeline
 from agentswarm.swarm import NotAChild, child_id
-from agentswarm.swarm.runtime import make_swarm_store
+from agentswarm.swarm.runtime import TreeRuntime, make_swarm_store
 from agentswarm.swarm.store import Node, SwarmStore
 from rt_support import AgentProcess, wait_until
 
@@ -390,3 +390,75 @@ async def test_wake_releases_a_parked_task_exactly_once(brokers: Callable[..., A
             await broker.ack(d)
     assert seen.count("P") == 1
     assert await store.wake("P") is False
+
+
+class _Died(BaseException):
+    """Stands for a SIGKILL at one exact point of the agent's code: nothing after it runs."""
+
+
+async def test_agents_dying_between_dead_letter_and_parent_notification(
+    brokers: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A child's dead-lettering and the notification of its parked parent never come apart.
+
+    Two agents in a row die right after the dead letter is recorded and before the parent hears of it; the
+    task stays in the queue until a third agent completes both steps: the parent wakes, the dead letter and
+    its terminal event exist exactly once.
+    """
+    deaths: list[str] = []
+
+    async def die(task_id: str, error: str) -> None:
+        deaths.append(task_id)
+        raise _Died(task_id)
+
+    async def agent(name: str, *, dies: bool) -> tuple[Broker, TreeRuntime]:
+        broker: Broker = await brokers(max_deliveries=1, claim_idle_ms=1000)
+        if dies:
+            broker.add_dead_letter_listener(die)  # runs before the runtime's own notification
+        runtime = TreeRuntime(broker, tmp_path / name)
+        await runtime.connect()
+        return broker, runtime
+
+    a, rt_a = await agent("a", dies=True)
+    store = make_swarm_store(a)
+    await store.connect()
+    await a.enqueue({}, "P")
+    [parent] = await claim(a, "a", block_ms=2000)
+    kid = child_id("P", 0, 0)
+    await store.spawn(await store.node("P"), [NewTask({}, kid)], None)
+    assert await store.park("P", [kid]) is True
+    await a.ack(parent)
+    [child] = await claim(a, "a", block_ms=2000)
+    with pytest.raises(_Died):
+        await a.fail(child, "boom")
+    assert deaths == [kid]
+
+    b, rt_b = await agent("b", dies=True)
+
+    async def b_dies() -> bool:
+        try:
+            await claim(b, "b", block_ms=200)
+        except _Died:
+            return True
+        return False
+
+    await wait_until(b_dies, within=20, interval=0.05, what="the second agent to take the half-dead task")
+    assert deaths == [kid, kid]
+
+    c, rt_c = await agent("c", dies=False)
+    seen: list[str] = []
+
+    async def parent_back() -> bool:
+        for d in await claim(c, "c", count=10, block_ms=200):
+            seen.append(d.task.id)
+            await c.ack(d)
+        return "P" in seen
+
+    await wait_until(parent_back, within=30, interval=0.05, what="the parked parent to be woken")
+    assert seen == ["P"]
+    [outcome] = await store.outcomes([kid])
+    assert (outcome.status, outcome.error) == ("dead", "boom")
+    assert [d.task.id for d in await c.dead_letters()] == [kid]
+    assert (await event_types(c, kid)).count("dead_lettered") == 1
+    for rt in (rt_a, rt_b, rt_c):
+        await rt.close()

@@ -20,6 +20,12 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   gracefully (:meth:`Broker.release`, an agent stopping on SIGTERM) or one that made progress never counts.
   When the count reaches ``max_deliveries`` the broker moves the task to the dead-letter log with its last
   recorded error, emits a terminal ``{"type": "dead_lettered"}`` event and removes it from the queue.
+* **Dead-lettering is resumable.** It is three steps: (1) *bury*: record the dead letter and its terminal
+  event, once per task, and mark the task buried; (2) run the dead-letter listeners (a parked parent learns
+  that its child died); (3) remove the task from the queue. The task leaves the queue only after (2)
+  succeeded, so an agent dying anywhere in between leaves it pending: its next delivery (after
+  ``claim_idle_ms``, to whoever claims it) finds the mark and repeats (2) and (3) instead of handing it out.
+  Listeners must therefore be idempotent.
 * **Events.** Every task has an append-only event log. Ids are opaque, strictly increasing per task strings;
   :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
@@ -134,13 +140,16 @@ class DeliveryRecord:
     ``strikes`` counts unproductive deliveries: each :meth:`Broker.fail` (the handler raised) and each
     delivery that was abandoned (neither acknowledged, failed nor released: its consumer died) without
     reporting checkpoint progress. A released delivery (graceful handover on SIGTERM) or one that reported
-    progress ends without a strike. ``attempt`` is the number of deliveries handed out so far.
+    progress ends without a strike. ``attempt`` is the number of deliveries handed out so far. ``buried`` is
+    the dead-letter reason once the task is in the dead-letter log but not yet out of the queue (see
+    "Dead-lettering is resumable" in the module docstring).
     """
 
     strikes: int = 0
     attempt: int = 0
     open: bool = False
     progressed: bool = False
+    buried: str | None = None
 
     def admit(self) -> None:
         """A new delivery starts: the previous one, if abandoned without progress, is a strike."""
@@ -175,6 +184,7 @@ class DeliveryRecord:
             attempt=int(data.get("attempt", 0)),
             open=bool(data.get("open", False)),
             progressed=bool(data.get("progressed", False)),
+            buried=None if data.get("buried") is None else str(data["buried"]),
         )
 
 
@@ -388,20 +398,34 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
-        """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it."""
+        """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it.
+
+        Resumable (see the module docstring): the dead letter and its event are recorded once per task, and
+        the task leaves the queue only after the dead-letter listeners ran.
+        """
 
     # -- dead-letter listeners (a waiting parent must learn that its child died) ---------------------------
     def add_dead_letter_listener(self, listener: DeadLetterListener) -> None:
-        """Call ``listener(task_id, error)`` after every dead-lettering done through this instance."""
+        """Call ``listener(task_id, error)`` after every dead-lettering done through this instance.
+
+        It may be called more than once for one task (when an agent died before the task left the queue).
+        """
         self._dead_letter_listeners.append(listener)
 
-    async def _dead_lettered(self, task_id: str, error: str) -> None:
-        """Backends call this at the end of :meth:`dead_letter`; listener errors are logged, not raised."""
+    async def _dead_lettered(self, task_id: str, error: str) -> bool:
+        """Run the listeners of a buried task (step 2 of dead-lettering); True if all of them succeeded.
+
+        Listener errors are logged, not raised: the backend then leaves the task in the queue, buried, and
+        its next delivery runs the listeners again (see "Dead-lettering is resumable" above).
+        """
+        ok = True
         for listener in self._dead_letter_listeners:
             try:
                 await listener(task_id, error)
             except Exception as exc:
-                log.warning("dead-letter listener failed for task %s: %s", task_id, exc)
+                log.warning("dead-letter listener failed for task %s (retried later): %s", task_id, exc)
+                ok = False
+        return ok
 
     @abc.abstractmethod
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:

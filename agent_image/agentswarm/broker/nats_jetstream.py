@@ -123,6 +123,10 @@ class NatsJetStreamBroker(NatsRecords):
         The server's ``num_delivered`` does not see a restarted agent re-taking its own delivery, so the
         attempt number is also kept in the ``attempts`` bucket and the larger of the two wins.
         """
+        record = await self._record(delivery.task.id)
+        if record.buried is not None:  # its dead-lettering was interrupted: finish it, never run it
+            await self._unqueue_dead(delivery, record.buried)
+            return None
         holder = await self._lease_holder(delivery.task.id, delivery.consumer)
         if holder is not None:
             log.warning(
@@ -136,7 +140,6 @@ class NatsJetStreamBroker(NatsRecords):
                 await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
             return None
         await self._put_lease(delivery.task.id, delivery.consumer)
-        record = await self._record(delivery.task.id)
         delivery.attempt = max(delivery.attempt, record.attempt + 1)
         record.attempt = delivery.attempt
         record.admit()
@@ -356,26 +359,39 @@ class NatsJetStreamBroker(NatsRecords):
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
         now = time.time()
         task = delivery.task
-        dead = {
-            "id": task.id,
-            "payload": task.payload,
-            "enqueued_at": task.enqueued_at,
-            "error": error,
-            "deliveries": delivery.attempt,
-            "consumer": delivery.consumer,
-            "at": now,
-        }
-        await self.js.publish(
-            self.subj_dead, json.dumps(dead).encode(), headers={"Nats-Msg-Id": f"dead-{task.id}"}
-        )
-        event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
-        await self.js.publish(
-            self._events_subject(task.id),
-            json.dumps(event).encode(),
-            headers={"Nats-Msg-Id": f"dead-{task.id}"},
-        )
+        record = await self._record(task.id)
+        if record.buried is None:
+            # Step 1 (bury). Nats-Msg-Id makes a repeat after a crash between the publishes a no-op (within
+            # the stream's duplicate window); the mark is written last, so a crash before it repeats them.
+            dead = {
+                "id": task.id,
+                "payload": task.payload,
+                "enqueued_at": task.enqueued_at,
+                "error": error,
+                "deliveries": delivery.attempt,
+                "consumer": delivery.consumer,
+                "at": now,
+            }
+            await self.js.publish(
+                self.subj_dead, json.dumps(dead).encode(), headers={"Nats-Msg-Id": f"dead-{task.id}"}
+            )
+            event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
+            await self.js.publish(
+                self._events_subject(task.id),
+                json.dumps(event).encode(),
+                headers={"Nats-Msg-Id": f"dead-{task.id}"},
+            )
+            record.buried = error
+            await self._put_record(task.id, record)
+            log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
+        await self._unqueue_dead(delivery, record.buried)
+
+    async def _unqueue_dead(self, delivery: Delivery, error: str) -> None:
+        """Steps 2 and 3 of dead-lettering: notify the listeners, then remove the task from the queue."""
+        if not await self._dead_lettered(delivery.task.id, error):
+            # Left unacknowledged (buried): redelivered after AckWait, and finished then.
+            self._inflight.discard(delivery.handle.seq)
+            return
         await self._finish(delivery.handle)
         await self._forget(delivery)
-        await self._drop_lease(task.id)
-        log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
-        await self._dead_lettered(delivery.task.id, error)
+        await self._drop_lease(delivery.task.id)

@@ -9,6 +9,8 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
 * ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
   ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack),
   ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
+* ``ns:buried`` hash (id -> dead-letter reason) of tasks in the dead-letter log whose queue entry is not
+  removed yet (dead-lettering is resumable: see :mod:`agentswarm.broker.base`).
 * ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
   newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
 """
@@ -74,15 +76,23 @@ end
 return lost
 """
 
+_BURY_LUA = """
+-- KEYS: dead stream, events stream of the task, buried hash.
+-- ARGV: task id, dead fields json, event json, error. Step 1 of dead-lettering, once per task.
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[4]) == 0 then return 0 end
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'data', ARGV[2])
+redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+return 1
+"""
+
 _DEAD_LUA = """
--- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash.
--- ARGV: group, entry id, dead fields json, event json, task id
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
+-- KEYS: stream, retry_at hash, deliveries hash, buried hash.
+-- ARGV: group, entry id, task id. Step 3 of dead-lettering: the buried task leaves the queue.
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
-redis.call('HDEL', KEYS[4], ARGV[2])
-redis.call('HDEL', KEYS[5], ARGV[5])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[3])
 return 1
 """
 
@@ -131,6 +141,7 @@ class RedisConnection(Broker):
         self.k_retry_at = f"{namespace}:retry_at"
         self.k_dead = f"{namespace}:dead"
         self.k_records = f"{namespace}:deliveries"
+        self.k_buried = f"{namespace}:buried"
         self.k_counters = f"{namespace}:counters"
         self._redis: aioredis.Redis | None = None
         self._autoclaim_cursor = "0-0"
@@ -195,6 +206,7 @@ class RedisConnection(Broker):
         self._enqueue_script = self._redis.register_script(_ENQUEUE_LUA)
         self._record_script = self._redis.register_script(_RECORD_LUA)
         self._keepalive_script = self._redis.register_script(_KEEPALIVE_LUA)
+        self._bury_script = self._redis.register_script(_BURY_LUA)
         self._dead_script = self._redis.register_script(_DEAD_LUA)
         await self._ensure_group()
 
