@@ -51,10 +51,11 @@ from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
-from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
+from agentswarm.handlers import Cancelled, Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
+from agentswarm.swarm.cancel import cancel_descendants
 from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
-from agentswarm.swarm.store import Node
+from agentswarm.swarm.store import ChildStatus, Node
 
 log = logging.getLogger("agentswarm.agent")
 T = TypeVar("T")
@@ -82,6 +83,7 @@ class _Context(SwarmContextMixin):
         self._agent = agent
         self._delivery = delivery
         self._progress_reported = False
+        self._cancelled = False
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
@@ -94,7 +96,25 @@ class _Context(SwarmContextMixin):
     def stopping(self) -> bool:
         return self._agent.stopping.is_set()
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    async def poll_cancelled(self) -> bool:
+        """Look the task's outcome up: True (and ``cancelled`` from now on) once it was cancelled."""
+        if not self._cancelled:
+            outcome = await self._agent.retrying(
+                lambda: self._agent.broker.get_result(self.task_id), "get_result"
+            )
+            self._cancelled = outcome is not None and outcome.cancelled
+        return self._cancelled
+
+    async def _raise_if_cancelled(self) -> None:
+        if await self.poll_cancelled():
+            raise Cancelled(f"task {self.task_id} was cancelled")
+
     async def checkpoint(self, state: JSON) -> int:
+        await self._raise_if_cancelled()
         store = self.store
         version = await self._agent.retrying(lambda: store.save(self.task_id, state), "checkpoint")
         self.last_version = version
@@ -109,6 +129,11 @@ class _Context(SwarmContextMixin):
         return version
 
     async def emit(self, event: dict[str, Any]) -> str:
+        await self._raise_if_cancelled()
+        return await self.emit_unchecked(event)
+
+    async def emit_unchecked(self, event: dict[str, Any]) -> str:
+        """Publish without looking for a cancellation (the runtime's own events)."""
         data = {"type": "progress", **event}
         return await self._agent.retrying(
             lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
@@ -244,6 +269,10 @@ class Agent:
                 continue
             try:
                 await self.broker.keep_alive([delivery])
+                # So that ``ctx.cancelled`` turns True even for a handler that neither emits nor checkpoints.
+                await ctx.poll_cancelled()
+            except _GiveUp:
+                pass
             except Exception as exc:
                 log.warning("keep-alive of task %s failed: %s", delivery.task.id, exc)
 
@@ -252,11 +281,15 @@ class Agent:
         node = await self.retrying(lambda: self.tree.store.node(task.id), "node")
         existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
         if existing is not None:
-            log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
+            if existing.cancelled:
+                log.info("task %s was cancelled; acknowledging it unrun", task.id)
+            else:
+                log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
             # Recording again is a no-op, except that it appends the terminal event if the first recorder
             # died between storing the result and appending it (watchers wait for that event).
             await self.retrying(lambda: self.broker.record_result(existing), "record_result")
-            await self.retrying(lambda: self.tree.finished(node, "done"), "child_finished")
+            status: ChildStatus = "cancelled" if existing.cancelled else "done"
+            await self.retrying(lambda: self.tree.finished(node, status), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             await self.store.clear(task.id)
             return
@@ -269,7 +302,7 @@ class Agent:
         store = self.tree.checkpoints if node.spawner else self.store
         restored = await self.retrying(lambda: store.load(task.id), "load checkpoint")
         ctx = _Context(self, delivery, restored, node, store)
-        await ctx.emit(
+        await ctx.emit_unchecked(
             {
                 "type": "started",
                 "agent": self.agent_id,
@@ -312,6 +345,9 @@ class Agent:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
                 await self._release(delivery)
                 return
+            except Cancelled:
+                await self._cancelled(delivery, ctx)
+                return
             except Parked:
                 # Released, not failed: the last child to finish re-enqueues the task.
                 await self.retrying(lambda: self.broker.ack(delivery), "ack")
@@ -350,6 +386,18 @@ class Agent:
             for t in (keeper, stop_wait):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+    async def _cancelled(self, delivery: Delivery, ctx: _Context) -> None:
+        """The handler saw its cancellation: cancel what it spawned, tell its parent, acknowledge."""
+        task_id = delivery.task.id
+        n = await self.retrying(lambda: cancel_descendants(self.broker, task_id), "cancel children")
+        log.info("task %s cancelled at its agent (%d tasks below it cancelled too)", task_id, n)
+        await self.retrying(lambda: self.tree.finished(ctx.node, "cancelled"), "child_finished")
+        await self.retrying(lambda: self.broker.ack(delivery), "ack")
+        try:
+            await ctx.store.clear(task_id)
+        except Exception as exc:  # leftovers are harmless: a cancelled task is never resumed
+            log.warning("could not remove checkpoints of task %s: %s", task_id, exc)
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""

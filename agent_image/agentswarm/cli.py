@@ -221,6 +221,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel tasks and their trees; one ``<id> <outcome>`` line each. Exit 1 if an id is unknown."""
+    from agentswarm.client import ClientError
+
+    client = _client(args)
+    try:
+        outcomes = asyncio.run(client.cancel(list(args.task_ids)))
+    except ClientError as exc:
+        print(f"agentswarm cancel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    words = {"cancelled": "cancelled", "finished": "already finished (nothing to cancel)"}
+    for task_id, outcome in outcomes.items():
+        print(f"{task_id} {words.get(outcome, 'not found')}")
+    return EXIT_FAILED if "not_found" in outcomes.values() else EXIT_OK
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from agentswarm.local import LocalOptions, run_local
 
@@ -340,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also follow every task spawned below these, with one progress line per tree level",
     )
 
+    cancel = sub.add_parser("cancel", help="cancel tasks (and every task spawned below them)")
+    _add_client_options(cancel)
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
+
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
     local.add_argument(
         "--agents", type=int, default=defaults.LOCAL_AGENTS, help="agent processes (default %(default)s)"
@@ -375,6 +395,7 @@ COMMANDS = {
     "probe": cmd_probe,
     "submit": cmd_submit,
     "watch": cmd_watch,
+    "cancel": cmd_cancel,
     "local": cmd_local,
 }
 

@@ -241,6 +241,41 @@ class SwarmClient:
         await self._with_retries(attempt)
         return watches
 
+    async def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Cancel tasks and the trees below them; per id ``cancelled``, ``finished`` or ``not_found``.
+
+        Safe to retry across reconnects: cancelling again answers ``finished``.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        outcomes: dict[str, str] = {}
+
+        async def attempt() -> None:
+            ws = await self._open()
+            progressed = False
+            try:
+                for start in range(len(outcomes), len(ids), p.MAX_TASKS_PER_SUBMIT):
+                    chunk = ids[start : start + p.MAX_TASKS_PER_SUBMIT]
+                    ref = uuid.uuid4().hex[:8]
+                    await ws.send(p.CancelFrame(type="cancel", ref=ref, task_ids=chunk).dump())
+                    while True:
+                        frame = p.parse_server_frame(await ws.recv())
+                        if isinstance(frame, p.CancelledFrame) and frame.ref == ref:
+                            for task_id in chunk:  # a retried chunk reports "finished": keep the first word
+                                outcomes.setdefault(task_id, frame.outcomes[task_id])
+                            progressed = True
+                            break
+                        if isinstance(frame, p.ErrorFrame) and frame.ref == ref:
+                            if frame.code in ("broker_error", "shutting_down"):
+                                raise _Dropped(f"{frame.code}: {frame.message}", progressed)
+                            raise ClientError(f"cancel refused: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), progressed) from exc
+            finally:
+                await ws.close()
+
+        await self._with_retries(attempt)
+        return {task_id: outcomes[task_id] for task_id in ids}
+
     async def stats(self) -> dict[str, Any]:
         """The broker's counters (queued, pending, done, dead_lettered, ...)."""
 
@@ -308,6 +343,7 @@ class ProgressBar:
         self.fraction: dict[str, float] = dict.fromkeys(task_ids, 0.0)
         self.done = 0
         self.dead = 0
+        self.cancelled = 0
         self.events = 0
         self.reconnects = 0
         self.started = time.monotonic()
@@ -326,6 +362,8 @@ class ProgressBar:
     def on_result(self, frame: p.ResultFrame) -> None:
         if frame.status == "done":
             self.done += 1
+        elif frame.status == "cancelled":
+            self.cancelled += 1
         else:
             self.dead += 1
         self.fraction[frame.task_id] = 1.0
@@ -347,6 +385,8 @@ class ProgressBar:
         ]
         if self.dead:
             parts.append(f"{self.dead} dead")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
         parts.append(f"{self.events} events")
         if self.reconnects:
             parts.append(f"{self.reconnects} reconnects")

@@ -100,11 +100,19 @@ class StatsRequestFrame(_Frame):
     ref: str | None = Field(default=None, max_length=200)
 
 
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_ids: list[Annotated[str, Field(pattern=TASK_ID_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_TASKS_PER_SUBMIT
+    )
+
+
 ClientFrame = Annotated[
-    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame,
+    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame | CancelFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats")
+CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats", "cancel")
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -147,12 +155,20 @@ class EventFrame(_Frame):
 class ResultFrame(_Frame):
     type: Literal["result"] = "result"
     task_id: str
-    status: Literal["done", "dead"]
+    status: Literal["done", "dead", "cancelled"]
     result: Any = None
     error: str | None = None
     agent_id: str | None = None
     attempt: int | None = None
     duration_seconds: float | None = None
+
+
+class CancelledFrame(_Frame):
+    """The reply to ``cancel``: per task ``cancelled`` (now), ``finished`` (no-op) or ``not_found``."""
+
+    type: Literal["cancelled"] = "cancelled"
+    ref: str | None = None
+    outcomes: dict[str, Literal["cancelled", "finished", "not_found"]]
 
 
 class StatsFrame(_Frame):
@@ -177,6 +193,7 @@ ServerFrame = Annotated[
     | UnsubscribedFrame
     | EventFrame
     | ResultFrame
+    | CancelledFrame
     | StatsFrame
     | ErrorFrame,
     Field(discriminator="type"),
@@ -196,7 +213,8 @@ def _short_validation_message(exc: ValidationError) -> str:
 def parse_client_frame(message: str | bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
     """Parse one client message into a frame model, or an :class:`ErrorFrame` saying what is wrong.
 
-    Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame`` or
+    Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame |
+    CancelFrame`` or
     ``ErrorFrame``. Never raises on bad input: the server answers the error frame and carries on.
     """
     if isinstance(message, bytes):

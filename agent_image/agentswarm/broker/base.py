@@ -30,6 +30,11 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
   ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
+* **Cancellation.** :meth:`Broker.cancel` records a terminal *cancelled* outcome in the result store, where
+  the first of a result and a cancellation wins (so a handler finishing after its cancellation records
+  nothing), and appends the terminal ``{"type": "cancelled"}`` event once. A queued task whose outcome is
+  recorded is acknowledged unrun by whichever agent claims it; a running handler sees it at its next
+  ``emit``/``checkpoint``. Cancelling a finished (or dead-lettered) task changes nothing.
 
 Errors: a contract operation raises only :class:`BrokerError` and its subclasses, one per kind of problem
 (:class:`InvalidTaskId`, :class:`InvalidCursor` for malformed input; :class:`BrokerUnavailable` when the
@@ -74,7 +79,10 @@ __all__ = [
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 #: Event types the runtime itself emits (handlers may emit any other ``type``).
-TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
+TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered", "cancelled"})
+
+CancelOutcome = Literal["cancelled", "finished", "not_found"]
+"""What :meth:`Broker.cancel` did: cancelled it now, nothing (it had finished already), or no such task."""
 
 JSON = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
@@ -195,7 +203,11 @@ def abandoned_reason(last_error: str | None, record: DeliveryRecord) -> str:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """The recorded outcome of a task. ``value`` is the handler's JSON return value."""
+    """The recorded outcome of a task. ``value`` is the handler's JSON return value.
+
+    ``status`` is ``"done"`` for a handler's result and ``"cancelled"`` for a cancellation (then ``value`` is
+    None and ``agent_id`` empty): both are terminal, and the first one recorded wins.
+    """
 
     task_id: str
     value: JSON
@@ -203,6 +215,20 @@ class TaskResult:
     attempt: int
     recorded_at: float = field(default_factory=time.time)
     started_at: float | None = None
+    status: Literal["done", "cancelled"] = "done"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    @property
+    def event_type(self) -> str:
+        """The type of the terminal event that announces this outcome."""
+        return "cancelled" if self.cancelled else "result"
+
+    @classmethod
+    def cancellation(cls, task_id: str) -> TaskResult:
+        return cls(task_id=task_id, value=None, agent_id="", attempt=0, status="cancelled")
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -212,6 +238,7 @@ class TaskResult:
             "attempt": self.attempt,
             "recorded_at": self.recorded_at,
             "started_at": self.started_at,
+            "status": self.status,
         }
 
     @classmethod
@@ -223,6 +250,7 @@ class TaskResult:
             attempt=int(data.get("attempt", 0)),
             recorded_at=float(data.get("recorded_at", 0.0)),
             started_at=None if data.get("started_at") is None else float(data["started_at"]),
+            status="cancelled" if data.get("status") == "cancelled" else "done",
         )
 
 
@@ -441,7 +469,16 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def get_result(self, task_id: str) -> TaskResult | None:
-        """The recorded result of a task, or None."""
+        """The recorded result of a task (``status="cancelled"`` for a cancelled one), or None."""
+
+    @abc.abstractmethod
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        """Record a cancellation as the task's terminal outcome unless it has one (see the module docstring).
+
+        ``"cancelled"``: recorded now, with a terminal ``{"type": "cancelled"}`` event. ``"finished"``: the
+        task already has a result, a cancellation or a dead letter; nothing changed. ``"not_found"``: the id
+        was never enqueued. Cancelling the children of a task tree is :mod:`agentswarm.swarm.cancel`'s job.
+        """
 
     # -- events -------------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -42,6 +42,7 @@ CONTRACT_OPERATIONS = (
     "dead_letters",
     "record_result",
     "get_result",
+    "cancel",
     "publish_event",
     "read_events",
     "put_checkpoint",

@@ -6,7 +6,8 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
   ``XDEL``-eted so the stream holds only queued + in-flight tasks (``XLEN - pending = queued``).
 * ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
   script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
-* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
+* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins; a cancellation is a result with
+  ``status: cancelled``), ``ns:errors`` hash (last error),
   ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack),
   ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
 * ``ns:buried`` hash (id -> dead-letter reason) of tasks in the dead-letter log whose queue entry is not
@@ -94,6 +95,22 @@ redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('HDEL', KEYS[4], ARGV[3])
 return 1
+"""
+
+_CANCEL_LUA = """
+-- KEYS: taskdata, results, events stream of the task, buried. ARGV: task id, cancellation json, event json
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'not_found' end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
+  return 'finished'
+end
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #last == 1 then
+  local ok, data = pcall(cjson.decode, last[1][2][2])
+  if ok and type(data) == 'table' and data['type'] == 'dead_lettered' then return 'finished' end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'data', ARGV[3])
+return 'cancelled'
 """
 
 _ENQUEUE_CHUNK = 500
@@ -207,6 +224,7 @@ class RedisConnection(Broker):
         self._record_script = self._redis.register_script(_RECORD_LUA)
         self._keepalive_script = self._redis.register_script(_KEEPALIVE_LUA)
         self._bury_script = self._redis.register_script(_BURY_LUA)
+        self._cancel_script = self._redis.register_script(_CANCEL_LUA)
         self._dead_script = self._redis.register_script(_DEAD_LUA)
         await self._ensure_group()
 

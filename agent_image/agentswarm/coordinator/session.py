@@ -25,6 +25,7 @@ from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
 from agentswarm.coordinator.auth import token_matches
 from agentswarm.coordinator.follow import Follower
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
+from agentswarm.swarm.cancel import cancel_tasks
 
 if TYPE_CHECKING:
     from agentswarm.coordinator.server import Coordinator
@@ -121,6 +122,8 @@ class Session:
             await self._unsubscribe(frame)
         elif isinstance(frame, p.StatsRequestFrame):
             await self._guarded(frame.ref, self._stats(frame))
+        elif isinstance(frame, p.CancelFrame):
+            await self._guarded(frame.ref, self._cancel(frame))
 
     async def _guarded(self, ref: str | None, work: Awaitable[None], task_id: str | None = None) -> None:
         """Run a broker operation; contract errors become their error frames, others ``broker_error``."""
@@ -205,6 +208,10 @@ class Session:
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
         stats = await self.broker.stats()
         await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
+
+    async def _cancel(self, frame: p.CancelFrame) -> None:
+        outcomes = await cancel_tasks(self.broker, list(dict.fromkeys(frame.task_ids)))
+        await self.send(p.CancelledFrame(ref=frame.ref, outcomes=outcomes))
 
 
 def _forget(session: Session, task_id: str, task: asyncio.Task[None]) -> None:

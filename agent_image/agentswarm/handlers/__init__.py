@@ -48,6 +48,15 @@ class ShutdownRequested(BaseException):
     """
 
 
+class Cancelled(BaseException):
+    """Raised by ``ctx.emit`` / ``ctx.checkpoint`` once the task was cancelled (``ctx.cancelled`` is True).
+
+    The cancellation is already recorded as the task's outcome; the agent cancels the task's children and
+    moves on. A BaseException so that handlers' ``except Exception`` blocks do not swallow it; a handler
+    may catch it to clean up, and should re-raise it.
+    """
+
+
 class TaskContext(Protocol):
     """What a handler can do besides computing: checkpoint, emit progress, spawn and share."""
 
@@ -55,6 +64,11 @@ class TaskContext(Protocol):
     agent_id: str
     attempt: int
     restored_version: int | None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the agent has seen that this task was cancelled (see :class:`Cancelled`)."""
+        ...
 
     @property
     def stopping(self) -> bool:

@@ -136,6 +136,8 @@ class NatsSwarmStore(SwarmStore):
         try:
             entry = await self.broker.kv("results").get(task_id)
             res = TaskResult.from_json(json.loads(entry.value or b"{}"))
+            if res.cancelled:
+                return ChildOutcome(task_id, "cancelled")
             return ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id)
         except nats.js.errors.KeyNotFoundError:
             pass

@@ -62,7 +62,7 @@ class TreeProgress:
         self.render()
 
     def on_result(self, frame: p.ResultFrame) -> None:
-        self.state[frame.task_id] = "done" if frame.status == "done" else "dead"
+        self.state[frame.task_id] = frame.status
         self.fraction[frame.task_id] = 1.0
         self.render(force=not self.tty)
 
@@ -81,7 +81,8 @@ class TreeProgress:
                 f"[{'#' * filled}{'.' * (self.width - filled)}]",
                 f"{counts.get('done', 0)}/{len(tasks)} done",
             ]
-            parts += [f"{counts[s]} {s}" for s in ("dead", "running", "parked", "queued") if counts.get(s)]
+            shown = ("dead", "cancelled", "running", "parked", "queued")
+            parts += [f"{counts[s]} {s}" for s in shown if counts.get(s)]
             out.append("  ".join(parts))
         if clock:
             out[-1] += f"  {time.monotonic() - self.started:.0f}s"

@@ -238,7 +238,10 @@ class RedisSwarmStore(SwarmStore):
         for task_id, raw, dead in zip(task_ids, results, deads, strict=True):
             if raw is not None:
                 res = TaskResult.from_json(json.loads(raw))
-                out.append(ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id))
+                if res.cancelled:
+                    out.append(ChildOutcome(task_id, "cancelled"))
+                else:
+                    out.append(ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id))
             elif dead is not None:
                 out.append(ChildOutcome(task_id, "dead", error=str(dead)))
             else:

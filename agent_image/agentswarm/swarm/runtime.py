@@ -151,6 +151,7 @@ class SwarmContextMixin:
     store: CheckpointStore
     last_version: int | None
     emit: Callable[[dict[str, Any]], Awaitable[str]]
+    emit_unchecked: Callable[[dict[str, Any]], Awaitable[str]]
 
     def _init_swarm(self, tree: TreeRuntime, node: Node, state: JSON) -> None:
         self._tree = tree
@@ -204,7 +205,8 @@ class SwarmContextMixin:
             event: dict[str, Any] = {"type": "spawned", "call": call, "children": ids}
             if handler is not None:
                 event["handler"] = handler
-            await self.emit(event)
+            # Published even if the task was cancelled meanwhile: a tree cancel finds children by this event.
+            await self.emit_unchecked(event)
             await self._tree.store.spawn_done(ids[0])
         return ids
 
