@@ -178,8 +178,8 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
         watches = {tid: watches[tid] for tid in task_ids}
     if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
-    dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
-    return EXIT_FAILED if dead else EXIT_OK
+    failed = [w for w in watches.values() if w.result is not None and w.result.status != "done"]
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _tree_view(task_ids: list[str]) -> Any:

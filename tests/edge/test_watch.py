@@ -23,7 +23,7 @@ from agentswarm.client import Backoff, SwarmClient
 from agentswarm.handlers.steps import expected_result
 from agentswarm.settings import load_settings
 
-from .helpers import TOKEN, Nginx, Swarm
+from .helpers import TOKEN, Nginx, Swarm, wait_until
 
 
 async def broker_events(swarm: Swarm, task_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -240,3 +240,36 @@ async def test_watch_survives_a_coordinator_restart(redis_swarm: Swarm) -> None:
     assert seen == [eid for eid, _ in await broker_events(redis_swarm, tid)]
     result = watches[tid].result
     assert result is not None and result.result == expected_result(tid, 10)
+
+
+def test_cli_cancel_ends_a_running_task_and_its_watch(redis_swarm: Swarm) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    out = run("submit", "--no-watch", "--payload", '{"steps": 100000, "delay": 0.05}', "--id", "long-1")
+    assert out.returncode == 0, out.stderr
+    watcher = subprocess.Popen(
+        [*cli, "watch", "long-1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(
+            lambda: '"step"' in json.dumps(asyncio.run(broker_events(redis_swarm, "long-1"))), 60, "steps"
+        )
+        out = run("cancel", "long-1", "no-such-task")
+        assert out.returncode == 1  # one id is unknown
+        assert out.stdout.splitlines() == ["long-1 cancelled", "no-such-task not found"]
+        stdout, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 1  # a cancelled task is not a success
+    assert re.search(r"^long-1\s+cancelled\s", stdout, re.M), stdout
+    again = run("cancel", "long-1")
+    assert again.returncode == 0 and again.stdout.strip() == "long-1 already finished (nothing to cancel)"
+    events = [data["type"] for _, data in asyncio.run(broker_events(redis_swarm, "long-1"))]
+    assert events.count("cancelled") == 1 and "result" not in events
