@@ -237,6 +237,25 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_FAILED if "not_found" in outcomes.values() else EXIT_OK
 
 
+def cmd_answer(args: argparse.Namespace) -> int:
+    """Answer the question a task waits on (its ``ctx.ask``) with a JSON value."""
+    from agentswarm.client import ClientError
+
+    try:
+        value = json.loads(args.json)
+    except ValueError as exc:
+        print(f"agentswarm answer: --json is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    client = _client(args)
+    try:
+        n = asyncio.run(client.answer(args.task_id, value))
+    except ClientError as exc:
+        print(f"agentswarm answer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.task_id} answered (question {n}); it resumes on the next free agent")
+    return EXIT_OK
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from agentswarm.local import LocalOptions, run_local
 
@@ -249,7 +268,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------------
 
 
-def _add_client_options(p: argparse.ArgumentParser) -> None:
+def _add_client_options(p: argparse.ArgumentParser, *, output: bool = True) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("AGENTSWARM_URL", defaults.DEFAULT_URL),
@@ -269,6 +288,8 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backoff-max", type=float, default=Backoff.maximum, help="largest reconnect delay, seconds"
     )
+    if not output:  # a command without results to show (and its own --json, the value it sends)
+        return
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print each result frame as one JSON line")
     p.add_argument(
@@ -360,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(cancel)
     cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
 
+    answer = sub.add_parser("answer", help="answer the question a task asked (ctx.ask) with a JSON value")
+    _add_client_options(answer, output=False)
+    answer.add_argument("task_id", metavar="TASK_ID")
+    answer.add_argument(
+        "--json", required=True, help="the answer, a JSON value (e.g. '\"yes\"' or '{\"ok\": 1}')"
+    )
+
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
     local.add_argument(
         "--agents", type=int, default=defaults.LOCAL_AGENTS, help="agent processes (default %(default)s)"
@@ -396,6 +424,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "watch": cmd_watch,
     "cancel": cmd_cancel,
+    "answer": cmd_answer,
     "local": cmd_local,
 }
 

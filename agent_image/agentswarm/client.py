@@ -13,6 +13,7 @@ ignores an id it already knows.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -276,6 +277,33 @@ class SwarmClient:
         await self._with_retries(attempt)
         return {task_id: outcomes[task_id] for task_id in ids}
 
+    async def answer(self, task_id: str, value: Any) -> int:
+        """Answer the question ``task_id`` waits on (its ``ctx.ask``); returns the question's number.
+
+        Raises :class:`ClientError` when the task is not waiting for input or the question was already
+        answered (a retry after a lost reply therefore reports ``already_answered``).
+        """
+
+        async def attempt() -> int:
+            ws = await self._open()
+            try:
+                await ws.send(p.AnswerFrame(type="answer", ref="answer", task_id=task_id, input=value).dump())
+                while True:
+                    frame = p.parse_server_frame(await ws.recv())
+                    if isinstance(frame, p.AnsweredFrame):
+                        return frame.question
+                    if isinstance(frame, p.ErrorFrame):
+                        if frame.code in ("broker_error", "shutting_down"):
+                            raise _Dropped(f"{frame.code}: {frame.message}", False)
+                        raise ClientError(f"answer refused: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), False) from exc
+            finally:
+                await ws.close()
+
+        result: int = await self._with_retries(attempt)
+        return result
+
     async def stats(self) -> dict[str, Any]:
         """The broker's counters (queued, pending, done, dead_lettered, ...)."""
 
@@ -330,6 +358,17 @@ def event_fraction(data: dict[str, Any]) -> float | None:
     return None
 
 
+def input_hint(task_id: str, data: dict[str, Any]) -> str:
+    """What ``agentswarm watch`` prints for an ``input_required`` event: the question and how to answer."""
+    question = json.dumps(data.get("question"))
+    if len(question) > 200:
+        question = question[:197] + "..."
+    return (
+        f"task {task_id} needs input: {question}\n"
+        f"  answer with: agentswarm answer {task_id} --json '<JSON value>'"
+    )
+
+
 class ProgressBar:
     """A one-line live progress bar on a terminal (plain text lines when not a TTY).
 
@@ -354,6 +393,8 @@ class ProgressBar:
 
     def on_event(self, frame: p.EventFrame) -> None:
         self.events += 1
+        if frame.data.get("type") == "input_required":
+            self.note(input_hint(frame.task_id, frame.data))
         frac = event_fraction(frame.data)
         if frac is not None and frame.task_id in self.fraction:
             self.fraction[frame.task_id] = max(self.fraction[frame.task_id], min(frac, 0.99))
@@ -414,6 +455,14 @@ class ProgressBar:
 
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(tick())
+
+    def note(self, text: str) -> None:
+        """Print ``text`` above the bar (a TTY keeps the bar as the last line)."""
+        prefix = "\r\x1b[2K" if self.tty else ""
+        self.stream.write(prefix + text + "\n")
+        self.stream.flush()
+        if self.tty:
+            self.render()
 
     def _write_plain(self, line: str) -> None:
         if line != self._last_line:

@@ -46,6 +46,8 @@ ErrorCode = Literal[
     "not_found",  # subscribe to an unknown task / unsubscribe of one not subscribed (see ``task_id``)
     "broker_error",  # the queue backend failed the operation; retry later
     "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
+    "not_waiting",  # an ``answer`` to a task that is not waiting for input (see ``task_id``)
+    "already_answered",  # a second ``answer`` to the same question, or one after its timeout
 ]
 
 
@@ -108,11 +110,24 @@ class CancelFrame(_Frame):
     )
 
 
+class AnswerFrame(_Frame):
+    type: Literal["answer"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    input: Any = Field(description="the answer (any JSON) returned by the task's ctx.ask")
+
+
 ClientFrame = Annotated[
-    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame | CancelFrame,
+    AuthFrame
+    | SubmitFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | StatsRequestFrame
+    | CancelFrame
+    | AnswerFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats", "cancel")
+CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats", "cancel", "answer")
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -171,6 +186,15 @@ class CancelledFrame(_Frame):
     outcomes: dict[str, Literal["cancelled", "finished", "not_found"]]
 
 
+class AnsweredFrame(_Frame):
+    """The reply to ``answer``: the task was woken with the answer to its question number ``question``."""
+
+    type: Literal["answered"] = "answered"
+    ref: str | None = None
+    task_id: str
+    question: int
+
+
 class StatsFrame(_Frame):
     type: Literal["stats"] = "stats"
     ref: str | None = None
@@ -194,6 +218,7 @@ ServerFrame = Annotated[
     | EventFrame
     | ResultFrame
     | CancelledFrame
+    | AnsweredFrame
     | StatsFrame
     | ErrorFrame,
     Field(discriminator="type"),
@@ -214,7 +239,7 @@ def parse_client_frame(message: str | bytes, max_bytes: int = DEFAULT_MAX_FRAME_
     """Parse one client message into a frame model, or an :class:`ErrorFrame` saying what is wrong.
 
     Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame |
-    CancelFrame`` or
+    CancelFrame | AnswerFrame`` or
     ``ErrorFrame``. Never raises on bad input: the server answers the error frame and carries on.
     """
     if isinstance(message, bytes):

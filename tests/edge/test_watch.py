@@ -273,3 +273,47 @@ def test_cli_cancel_ends_a_running_task_and_its_watch(redis_swarm: Swarm) -> Non
     assert again.returncode == 0 and again.stdout.strip() == "long-1 already finished (nothing to cancel)"
     events = [data["type"] for _, data in asyncio.run(broker_events(redis_swarm, "long-1"))]
     assert events.count("cancelled") == 1 and "result" not in events
+
+
+def test_cli_answer_resumes_a_task_that_asked(redis_swarm: Swarm) -> None:
+    """``watch`` shows the question and the command that answers it; ``answer`` works once."""
+    runtime_tests = Path(__file__).parent.parent / "runtime"
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(
+        0,
+        AGENTSWARM_HANDLER="bad_handlers:asks",
+        PYTHONPATH=f"{runtime_tests}:{redis_swarm.base_env.get('PYTHONPATH', '')}",
+    )
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert run("submit", "--no-watch", "--payload", "{}", "--id", "hitl-1").returncode == 0
+    watcher = subprocess.Popen(
+        [*cli, "watch", "hitl-1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(
+            lambda: "input_required" in json.dumps(asyncio.run(broker_events(redis_swarm, "hitl-1"))),
+            60,
+            "the question",
+        )
+        bad = run("answer", "hitl-1", "--json", "{not json")
+        assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+        out = run("answer", "hitl-1", "--json", '{"ok": 1}')
+        assert out.returncode == 0, out.stderr
+        assert "hitl-1 answered (question 0)" in out.stdout
+        again = run("answer", "hitl-1", "--json", '{"ok": 2}')
+        assert again.returncode == 1 and "already_answered" in again.stderr
+        stdout, stderr = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, stderr
+    assert 'task hitl-1 needs input: {"q": "approve?"}' in stderr
+    assert "answer with: agentswarm answer hitl-1 --json" in stderr
+    assert re.search(r"^hitl-1\s+done\s", stdout, re.M), stdout
+    nobody = run("answer", "no-such-task", "--json", "1")
+    assert nobody.returncode == 1 and "not_waiting" in nobody.stderr

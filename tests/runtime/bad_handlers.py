@@ -64,3 +64,21 @@ async def ticks_tree(task: Any, state: Any, ctx: Any) -> Any:
     )
     outcomes = await ctx.gather(children)
     return [o.status for o in outcomes]
+
+
+async def asks(task: Any, state: Any, ctx: Any) -> Any:
+    """Checkpoint once, ask ``{"q": "approve?"}`` (``payload["timeout"]``), optionally a second question.
+
+    Returns the answers and the agents that checkpointed and finished, or ``{"timed_out": ...}``.
+    """
+    p = task.payload
+    st = state if isinstance(state, dict) else {}
+    if "checkpointed_by" not in st:
+        st = {"checkpointed_by": ctx.agent_id}
+        await ctx.checkpoint(st)
+    try:
+        first = await ctx.ask({"q": "approve?"}, timeout=p.get("timeout"))
+    except TimeoutError as exc:
+        return {"timed_out": str(exc)}
+    second = await ctx.ask({"q": "really?"}) if p.get("twice") else None
+    return {"first": first, "second": second, **st, "finished_by": ctx.agent_id}

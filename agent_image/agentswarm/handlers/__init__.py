@@ -88,6 +88,8 @@ class TaskContext(Protocol):
     # The timeout spans parking and re-runs on other agents: asyncio.timeout cannot express it.
     async def gather(self, ids: Sequence[str], timeout: float | None = None) -> list[ChildOutcome]: ...  # noqa: ASYNC109
 
+    async def ask(self, question: JSON, timeout: float | None = None) -> JSON: ...  # noqa: ASYNC109
+
 
 Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]
 

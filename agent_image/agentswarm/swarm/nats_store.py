@@ -103,19 +103,22 @@ class NatsSwarmStore(SwarmStore):
             return Node.root_of(task_id)
         return Node(**json.loads(raw))
 
+    async def mark_spawner(self, node: Node) -> None:
+        while True:  # creating its node if it is a root
+            raw, rev = await self._get("swarm", "node." + validate_task_id(node.task_id))
+            current = Node(**json.loads(raw)) if raw is not None else node
+            if current.spawner:
+                return
+            marked = json.dumps({**asdict(current), "spawner": True}).encode()
+            if await self._cas("swarm", "node." + node.task_id, marked, rev):
+                return
+
     async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         if not children:
             return 0
         if (await self._get("swarm", "spawned." + validate_task_id(str(children[0].id))))[0] is not None:
             return None  # a replayed spawn: every child was recorded, enqueued and announced already
-        while True:  # mark the parent a spawner (creating its node if it is a root)
-            raw, rev = await self._get("swarm", "node." + parent.task_id)
-            current = Node(**json.loads(raw)) if raw is not None else parent
-            if current.spawner:
-                break
-            marked = json.dumps({**asdict(current), "spawner": True}).encode()
-            if await self._cas("swarm", "node." + parent.task_id, marked, rev):
-                break
+        await self.mark_spawner(parent)
 
         async def record(spec: NewTask) -> bool:
             cid = validate_task_id(str(spec.id))

@@ -54,6 +54,8 @@ class TreeProgress:
                     self.fraction[child] = 0.0
         elif kind == "parked":
             self.state[task_id] = "parked"
+        elif kind == "input_required":
+            self.state[task_id] = "input required"
         elif kind == "started":
             self.state[task_id] = "running"
         frac = event_fraction(data)
@@ -81,7 +83,7 @@ class TreeProgress:
                 f"[{'#' * filled}{'.' * (self.width - filled)}]",
                 f"{counts.get('done', 0)}/{len(tasks)} done",
             ]
-            shown = ("dead", "cancelled", "running", "parked", "queued")
+            shown = ("dead", "cancelled", "input required", "running", "parked", "queued")
             parts += [f"{counts[s]} {s}" for s in shown if counts.get(s)]
             out.append("  ".join(parts))
         if clock:

@@ -73,7 +73,7 @@ for i = 6, #ARGV do
     outstanding = outstanding + 1
   end
 end
-if outstanding == 0 then
+if outstanding == 0 and #ARGV >= 6 then
   redis.call('DEL', KEYS[3])
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 0
@@ -85,6 +85,7 @@ if ARGV[5] ~= '' then
 else
   redis.call('ZREM', KEYS[4], ARGV[1])
 end
+if outstanding == 0 then return 1 end  -- a waiter without children: released by wake / wake_due only
 return outstanding
 """
 
@@ -203,6 +204,10 @@ class RedisSwarmStore(SwarmStore):
             handler=data.get("handler") or None,
             spawner=data.get("spawner") == "1",
         )
+
+    async def mark_spawner(self, node: Node) -> None:
+        args: list[Any] = [self.ttl_seconds, node.task_id, node.root, node.depth, self.p_node, ""]
+        await self._spawn(keys=[self.p_node + validate_task_id(node.task_id)], args=args)
 
     async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         ids = [validate_task_id(str(c.id)) for c in children]

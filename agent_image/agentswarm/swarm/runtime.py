@@ -32,6 +32,7 @@ from agentswarm.broker.base import JSON, Broker, NewTask
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 from agentswarm.handlers import Handler, load_handler
+from agentswarm.swarm import ask as asking
 from agentswarm.swarm.memory import AgentMemory
 from agentswarm.swarm.shared import SharedContext
 from agentswarm.swarm.store import (
@@ -158,6 +159,7 @@ class SwarmContextMixin:
         self.node = node
         self._state = state
         self._spawn_calls = 0
+        self._ask_calls = 0
         self.parking = False
         self.shared = SharedContext(tree.store, node.root)
         self.memory = tree.memory
@@ -242,3 +244,36 @@ class SwarmContextMixin:
         waiting = sum(1 for o in outcomes if o.status is None)
         await self.emit({"type": "parked", "waiting_for": waiting, "of": len(ids)})
         raise Parked(f"task {self.task_id} parked until {waiting} more of its {len(ids)} children finish")
+
+    # The timeout is a deadline across parking and re-runs, like gather's.
+    async def ask(self, question: JSON, timeout: float | None = None) -> JSON:  # noqa: ASYNC109
+        """Ask a human ``question`` (JSON) and return their answer (see :mod:`agentswarm.swarm.ask`).
+
+        Emits ``input_required`` and parks the task (raising :class:`Parked`; the agent is freed) until an
+        ``answer`` frame or ``agentswarm answer`` arrives; the task then re-runs on any agent and this call
+        returns the answer. With ``timeout`` (seconds from the first time this question was asked) it raises
+        ``TimeoutError`` once that has passed without an answer.
+        """
+        n = self._ask_calls
+        self._ask_calls += 1
+        store = self._tree.store
+        stored = await asking.stored_answer(store, self.task_id, n)
+        wake_at = None
+        if stored is None and timeout is not None:
+            wake_at = await store.deadline(self.task_id, f"ask-{n}", max(0.0, float(timeout)))
+            if time.time() >= wake_at:
+                stored = await asking.time_out(store, self.task_id, n)
+        if stored is not None:
+            if stored.get("timed_out"):
+                raise TimeoutError(f"question {n} of task {self.task_id} was not answered within {timeout}s")
+            return stored.get("input")
+        # Resumable anywhere: checkpoints to the broker, and the node says so to whoever resumes it.
+        await self._become_spawner()
+        if not self.node.spawner:
+            await store.mark_spawner(self.node)
+            self.node = replace(self.node, spawner=True)
+        self.parking = True
+        await store.park(self.task_id, [], wake_at)
+        await asking.publish_question(store, self.task_id, n, question, wake_at)
+        await self.emit({"type": "input_required", "question": question, "n": n, "timeout_at": wake_at})
+        raise Parked(f"task {self.task_id} parked until question {n} is answered")

@@ -115,6 +115,7 @@ STORE_OPERATIONS = (
     "node",
     "spawn",
     "spawn_done",
+    "mark_spawner",
     "outcomes",
     "park",
     "deadline",
@@ -172,6 +173,11 @@ class SwarmStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def mark_spawner(self, node: Node) -> None:
+        """Record that ``node``'s checkpoints live in the broker (``spawn`` does it too), so that whichever
+        agent resumes it after parking finds them. Idempotent."""
+
+    @abc.abstractmethod
     async def spawn_done(self, first_child: str) -> None:
         """Mark the spawn call whose first child is ``first_child`` complete (enqueued and announced), so a
         re-run of the parent skips it."""
@@ -185,7 +191,9 @@ class SwarmStore(abc.ABC):
     async def park(self, task_id: str, waiting_for: Sequence[str], wake_at: float | None = None) -> bool:
         """Register ``task_id`` as waiting for its children ``waiting_for``; True if it is now parked.
 
-        False means every child has finished already (nothing to wait for: carry on). True means the caller
+        False means every child has finished already (nothing to wait for: carry on). With no children at
+        all the task is parked until :meth:`wake` or ``wake_at`` (a waiter for something else, such as a
+        human's answer). True means the caller
         must give its delivery back (acknowledge it without a result): the task is re-enqueued once the last
         outstanding child finishes, or by :meth:`wake_due` once the clock passes ``wake_at`` (epoch seconds),
         whichever comes first. Raises :class:`NotAChild` when an id is not a child of ``task_id``.
