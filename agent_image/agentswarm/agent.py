@@ -13,7 +13,8 @@ Entry points (used by ``agentswarm.cli`` for ``agentswarm agent`` and ``agentswa
     python -m agentswarm.agent                           # same as ``agentswarm agent``
     python -m agentswarm.agent probe --max-age-seconds N # same as ``agentswarm probe``
 
-Life of a delivery (one at a time per agent process):
+Life of a delivery (``AGENTSWARM_CONCURRENCY`` of them at once per agent process, each in its own asyncio
+task):
 
 1. ``broker.claim(agent_id)``: own unacknowledged deliveries first (a restart under the same identity resumes
    what it was doing), then abandoned ones, then new ones.
@@ -160,6 +161,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
+        self._fatal: Exception | None = None
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -204,17 +206,29 @@ class Agent:
 
     # -- main loop ----------------------------------------------------------------------------------------
     async def serve(self) -> None:
-        """Claim and process deliveries until :meth:`request_stop`."""
+        """Claim and process deliveries, up to ``concurrency`` at once, until :meth:`request_stop`.
+
+        Every delivery runs in its own asyncio task with its own context, checkpoint and keep-alive, all under
+        this agent's one consumer identity. On SIGTERM each running handler gets its own chance to reach a
+        checkpoint within the grace period; after a SIGKILL the restarted agent re-takes all of them first.
+        """
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.retrying(self.tree.connect, "swarm store")
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
+        slots = self.settings.concurrency
+        running: set[asyncio.Task[None]] = set()
+        stop_wait = asyncio.create_task(self.stopping.wait(), name="stop-wait")
         try:
             while not self.stopping.is_set():
+                self._raise_fatal()
+                if len(running) >= slots:
+                    await asyncio.wait({*running, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     deliveries = await self.broker.claim(
-                        self.agent_id, count=1, block_ms=self.settings.claim_block_ms
+                        self.agent_id, count=slots - len(running), block_ms=self.settings.claim_block_ms
                     )
                     backoff.reset()
                 except Exception as exc:
@@ -235,16 +249,35 @@ class Agent:
                         # Claimed but not started: handed back without a strike; our restart takes it first.
                         await self._release(delivery)
                         continue
-                    try:
-                        await self.process(delivery)
-                    except _GiveUp as exc:
-                        log.error("%s; exiting, task %s stays pending", exc, delivery.task.id)
-                        return
+                    task = asyncio.create_task(self._run(delivery), name=f"delivery-{delivery.task.id}")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            if running:  # each handler stops at its next checkpoint, within the grace period
+                await asyncio.wait(running)
+            self._raise_fatal()
         finally:
+            for task in running:
+                task.cancel()
+            stop_wait.cancel()
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for t in (*running, stop_wait, heartbeat):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
             await self.tree.close()
+
+    async def _run(self, delivery: Delivery) -> None:
+        try:
+            await self.process(delivery)
+        except _GiveUp as exc:
+            log.error("%s; task %s stays pending", exc, delivery.task.id)
+        except Exception as exc:  # a broker refusing a request: the agent exits (and is restarted)
+            if self._fatal is None:
+                self._fatal = exc
+            self.request_stop()
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
 
     async def sweep_checkpoints(self) -> None:
         """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).

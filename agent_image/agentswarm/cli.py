@@ -314,6 +314,7 @@ _ONLY = {
         "keepalive_interval_ms",
         "retry_backoff_ms",
         "claim_block_ms",
+        "concurrency",
     },
 }
 
