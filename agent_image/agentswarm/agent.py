@@ -157,7 +157,9 @@ class Agent:
         self.broker = broker
         self.store = store
         self.handler = handler
-        self.tree = tree or TreeRuntime(broker, settings.checkpoint_dir / "memory", settings.tree_ttl_seconds)
+        self.tree = tree or TreeRuntime(
+            broker, settings.checkpoint_dir / "memory", settings.tree_ttl_seconds, settings.rate_limits
+        )
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0

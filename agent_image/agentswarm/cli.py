@@ -315,6 +315,7 @@ _ONLY = {
         "retry_backoff_ms",
         "claim_block_ms",
         "concurrency",
+        "rate_limits",
     },
 }
 

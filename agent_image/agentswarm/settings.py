@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         "(keep it below terminationGracePeriodSeconds)",
     )
 
+    rate_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="rates of the limits handlers take with ctx.limit(key): a JSON object of key -> units "
+        'per second, e.g. {"openai:gpt-4o": 10}; shared by every agent',
+    )
     tree_ttl_seconds: int = Field(
         default=defaults.DEFAULT_TREE_TTL_SECONDS,
         ge=60,

@@ -82,3 +82,13 @@ async def asks(task: Any, state: Any, ctx: Any) -> Any:
         return {"timed_out": str(exc)}
     second = await ctx.ask({"q": "really?"}) if p.get("twice") else None
     return {"first": first, "second": second, **st, "finished_by": ctx.agent_id}
+
+
+async def limited(task: Any, state: Any, ctx: Any) -> Any:
+    """Take one unit of the rate limit ``payload["key"]`` at ``payload["rate"]``/s; return when it was
+    granted (the broker's schedule) and when the handler went on (this machine's clock)."""
+    import time
+
+    p = task.payload
+    granted = await ctx.limit(p["key"], per_second=float(p["rate"]))
+    return {"granted": granted, "ran": time.time()}

@@ -90,6 +90,10 @@ class TaskContext(Protocol):
 
     async def ask(self, question: JSON, timeout: float | None = None) -> JSON: ...  # noqa: ASYNC109
 
+    async def limit(
+        self, key: str, cost: float = 1.0, *, per_second: float | None = None, burst: float | None = None
+    ) -> float: ...
+
 
 Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]
 

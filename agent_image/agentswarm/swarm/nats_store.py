@@ -41,10 +41,12 @@ from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
     ChildStatus,
+    Grant,
     Node,
     NotAChild,
     SwarmStore,
     Versioned,
+    limit_key,
 )
 
 _CAS_ERRORS = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
@@ -283,6 +285,22 @@ class NatsSwarmStore(SwarmStore):
             )
         await self._cas("swarm", "wait." + parent_id, json.dumps({**record, "state": "woken"}).encode(), rev)
         await self._set_timer(parent_id, None)
+
+    # -- rate limits --------------------------------------------------------------------------------------
+    async def acquire(self, key: str, cost: float, per_second: float, burst: float) -> Grant:
+        # GCRA with compare-and-set on the schedule. JetStream has no server clock to read, so "now" is this
+        # agent's clock: agents whose clocks disagree by d seconds can exceed the rate by d x per_second
+        # units once (docs/handlers.md); NTP keeps d in milliseconds.
+        name = "limit." + limit_key(key)
+        interval = cost / per_second
+        tolerance = max(0.0, burst - cost) / per_second
+        while True:
+            raw, rev = await self._get("swarm", name)
+            tat = float(raw) if raw is not None else 0.0
+            now = time.time()
+            at = max(now, tat - tolerance)
+            if await self._cas("swarm", name, f"{max(tat, now) + interval:.6f}".encode(), rev):
+                return Grant(at=at, wait=max(0.0, at - now))
 
     # -- shared context -----------------------------------------------------------------------------------
     def _where(self, scope: str | None, key: str) -> tuple[str, str]:

@@ -80,9 +80,14 @@ class TreeRuntime:
     """One per agent process: the swarm store, the shared checkpoint store, the memory, handler lookup."""
 
     def __init__(
-        self, broker: Broker, memory_root: Path, ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS
+        self,
+        broker: Broker,
+        memory_root: Path,
+        ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS,
+        rate_limits: dict[str, float] | None = None,
     ) -> None:
         self.broker = broker
+        self.rate_limits = dict(rate_limits or {})
         self.store = make_swarm_store(broker, ttl_seconds)
         self.checkpoints = BrokerCheckpointStore(broker)
         self.memory = AgentMemory(memory_root)
@@ -277,3 +282,27 @@ class SwarmContextMixin:
         await asking.publish_question(store, self.task_id, n, question, wake_at)
         await self.emit({"type": "input_required", "question": question, "n": n, "timeout_at": wake_at})
         raise Parked(f"task {self.task_id} parked until question {n} is answered")
+
+    async def limit(
+        self, key: str, cost: float = 1.0, *, per_second: float | None = None, burst: float | None = None
+    ) -> float:
+        """Wait until ``cost`` units of the rate limit ``key`` are granted; returns the grant time (epoch s).
+
+        The limit is shared by every agent of the swarm (a reservation in the broker, see
+        :meth:`~agentswarm.swarm.store.SwarmStore.acquire`): use one key per third-party quota, such as
+        ``"openai:gpt-4o"``. Its rate is ``per_second``, else ``AGENTSWARM_RATE_LIMITS[key]``; ``burst``
+        (default ``cost``: evenly spaced) lets that many units go at once after a quiet spell. The wait is an
+        ``asyncio.sleep`` until the granted time: no polling, no busy loop.
+        """
+        rate = per_second if per_second is not None else self._tree.rate_limits.get(key)
+        if rate is None or rate <= 0:
+            raise SwarmError(
+                f"no rate for limit {key!r}: pass per_second= or set AGENTSWARM_RATE_LIMITS "
+                f'(a JSON object such as {{"{key}": 10}}, units per second)'
+            )
+        if cost <= 0:
+            raise SwarmError(f"limit {key!r}: cost must be positive, not {cost!r}")
+        grant = await self._tree.store.acquire(key, float(cost), float(rate), float(burst or cost))
+        if grant.wait > 0:
+            await asyncio.sleep(grant.wait)
+        return grant.at

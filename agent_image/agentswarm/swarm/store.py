@@ -96,6 +96,19 @@ class Versioned:
     version: int
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A rate-limit reservation: ``at`` (epoch seconds, the store's clock) and ``wait`` (seconds from now)."""
+
+    at: float
+    wait: float
+
+
+def limit_key(key: str) -> str:
+    """A rate-limit key in a form every backend stores (``openai:gpt-4o`` is not a NATS KV key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def child_id(parent_id: str, call: int, index: int) -> str:
     """The id of the ``index``-th child of the ``call``-th ``spawn`` of ``parent_id`` (both 0-based).
 
@@ -126,6 +139,7 @@ STORE_OPERATIONS = (
     "shared_put",
     "shared_delete",
     "shared_items",
+    "acquire",
 )
 
 
@@ -224,6 +238,17 @@ class SwarmStore(abc.ABC):
 
         Call after the child's result (or dead letter) is stored and before its delivery is acknowledged;
         repeating the call is harmless.
+        """
+
+    # -- rate limits --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire(self, key: str, cost: float, per_second: float, burst: float) -> Grant:
+        """Reserve ``cost`` units of the rate limit ``key`` (``per_second`` units per second, up to ``burst``
+        at once); returns when they may be used. Never waits itself: the caller sleeps ``grant.wait``.
+
+        A reservation (GCRA, the generic cell rate algorithm): every call atomically takes the next free slot
+        of the key's schedule, so concurrent callers on any number of agents are spaced at the rate without
+        retries, and a caller that gave up still used its slot (the rate is never exceeded).
         """
 
     # -- shared context -----------------------------------------------------------------------------------
