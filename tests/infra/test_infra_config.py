@@ -49,6 +49,12 @@ def test_load_stack_config_decodes_structured_values() -> None:
 BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
     # (agentswarm config, key in message, bad value in message, allowed text in message)
     ({}, "platform", "None", "required key is missing"),
+    (
+        {"platform": "kind", "agents": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+        "agents.autoscaling.max_replicas",
+        "2",
+        "must be >= min_replicas (5)",
+    ),
     ({"platform": "aws"}, "platform", "'aws'", "'kind' or 'gke'"),
     (
         {"platform": "kind", "exposure": "ingress"},
@@ -212,6 +218,7 @@ GKE_MEMORYSTORE = {
     "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
+    {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},

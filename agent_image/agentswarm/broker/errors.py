@@ -49,6 +49,7 @@ CONTRACT_OPERATIONS = (
     "get_checkpoints",
     "delete_checkpoints",
     "stats",
+    "backlog",
 )
 
 
