@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -273,22 +274,38 @@ class NatsJetStreamBroker(NatsRecords):
     # A lease (KV ``leases``: task id -> consumer + time of its last keep-alive) stops a second agent from
     # running a task its owner is still working on. JetStream normally guarantees that through AckWait, but
     # a nats-server crash can lose recent consumer state and hand in-flight messages out again.
+    #
+    # A lease's age is measured on the server's clock (the time JetStream stored the lease, against the time
+    # it stores a probe written just now), never on the agents' clocks, so agents whose clocks disagree still
+    # agree on whether a lease is fresh. The probe costs two round trips, only when another consumer's lease
+    # exists (a take-over), never on the path of a new task.
     async def _lease_holder(self, task_id: str, consumer: str) -> str | None:
         """The other consumer holding a fresh lease on ``task_id``, if any."""
+        stream = f"KV_{self.ns}_leases"
         try:
-            entry = await self.kv("leases").get(task_id)
-        except nats.js.errors.KeyNotFoundError:
+            msg = await self.js.get_msg(stream, subject=f"$KV.{self.ns}_leases.{task_id}")
+        except nats.js.errors.NotFoundError:
             return None
         try:
-            data = json.loads(entry.value or b"{}")
-            holder, at = str(data["consumer"]), float(data["at"])
+            holder = str(json.loads(msg.data or b"{}")["consumer"])
         except (ValueError, KeyError, TypeError):
+            return None  # a deleted lease (tombstone) or garbage: nobody holds it
+        if holder == consumer or msg.time is None:
             return None
+        now = await self._server_now()
+        age = (now - msg.time).total_seconds()
         # A live owner refreshes every keep-alive (claim_idle_ms / 4 by default); a dead one's lease is at
         # least claim_idle_ms old by the time AckWait redelivers its message.
-        if holder != consumer and time.time() - at < 0.75 * self.claim_idle_ms / 1000.0:
+        if age < 0.75 * self.claim_idle_ms / 1000.0:
             return holder
         return None
+
+    async def _server_now(self) -> datetime.datetime:
+        """The server's clock: the time JetStream stores a probe message (written, then read back)."""
+        seq = await self.kv("leases").put("clock", b"")
+        probe = await self.js.get_msg(f"KV_{self.ns}_leases", seq)
+        assert probe.time is not None
+        return probe.time
 
     async def _put_lease(self, task_id: str, consumer: str) -> None:
         await self.kv("leases").put(task_id, json.dumps({"consumer": consumer, "at": time.time()}).encode())
