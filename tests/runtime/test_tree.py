@@ -462,3 +462,71 @@ async def test_agents_dying_between_dead_letter_and_parent_notification(
     assert (await event_types(c, kid)).count("dead_lettered") == 1
     for rt in (rt_a, rt_b, rt_c):
         await rt.close()
+
+
+async def test_nats_agent_dying_inside_the_bury_step(
+    nats_server: Any, unique_namespace: str, tmp_path: Path
+) -> None:
+    """NATS records a dead letter in three writes (dead-letter log, terminal event, the task's mark). An
+    agent dying after the first two and another dying after all three still end with the task out of the
+    queue, one dead letter and one terminal event. (Redis records all three in one Lua script.)"""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+    from rt_support import make_test_broker
+
+    made: list[Broker] = []
+
+    async def agent() -> NatsJetStreamBroker:
+        b = make_test_broker(
+            "nats",
+            nats_server.url,
+            unique_namespace,
+            max_deliveries=1,
+            claim_idle_ms=1000,
+            ledger_dir=tmp_path / "volume",
+        )
+        await b.connect()
+        made.append(b)
+        assert isinstance(b, NatsJetStreamBroker)
+        return b
+
+    a = await agent()
+    await a.enqueue({}, "doomed")
+    [d] = await claim(a, "a", block_ms=2000)
+    real_put = a._put_record
+
+    async def die_before_the_mark(task_id: str, record: Any) -> None:
+        if record.buried is not None:
+            raise _Died(task_id)
+        await real_put(task_id, record)
+
+    a._put_record = die_before_the_mark  # type: ignore[method-assign]
+    with pytest.raises(_Died):
+        await a.fail(d, "boom")
+
+    b = await agent()
+
+    async def die_after_the_mark(task_id: str, error: str) -> None:
+        raise _Died(task_id)
+
+    b.add_dead_letter_listener(die_after_the_mark)
+
+    async def b_dies() -> bool:
+        try:
+            await claim(b, "b", block_ms=200)
+        except _Died:
+            return True
+        return False
+
+    await wait_until(b_dies, within=20, interval=0.05, what="the second agent to die while dead-lettering")
+    c = await agent()
+
+    async def gone() -> bool:
+        await claim(c, "c", block_ms=200)
+        s = await c.stats()
+        return s.pending == 0 and s.queued == 0
+
+    await wait_until(gone, within=20, interval=0.05, what="the task to leave the queue")
+    assert [x.task.id for x in await c.dead_letters()] == ["doomed"]
+    assert (await event_types(c, "doomed")).count("dead_lettered") == 1
+    for broker in made:
+        await broker.close()
