@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -301,6 +302,8 @@ class NatsSwarmStore(SwarmStore):
             at = max(now, tat - tolerance)
             if await self._cas("swarm", name, f"{max(tat, now) + interval:.6f}".encode(), rev):
                 return Grant(at=at, wait=max(0.0, at - now))
+            # Lost the race: back off a little (jittered) so that many waiters do not retry in lockstep.
+            await asyncio.sleep(random.uniform(0.0, min(0.02, interval)))
 
     # -- shared context -----------------------------------------------------------------------------------
     def _where(self, scope: str | None, key: str) -> tuple[str, str]:
