@@ -302,7 +302,8 @@ class NatsJetStreamBroker(NatsRecords):
 
     async def _server_now(self) -> datetime.datetime:
         """The server's clock: the time JetStream stores a probe message (written, then read back)."""
-        seq = await self.kv("leases").put("clock", b"")
+        # "_probe.clock" cannot be a task id (no '.' in task ids), so it never shadows a task's lease.
+        seq = await self.kv("leases").put("_probe.clock", b"")
         probe = await self.js.get_msg(f"KV_{self.ns}_leases", seq)
         assert probe.time is not None
         return probe.time
