@@ -4,7 +4,9 @@ All adapters submit the same payload to the same no-op work and count a task as 
 recorded in the system's own result store (agentswarm: results hash / KV bucket; arq: ``arq:result:<id>``;
 Celery: ``celery-task-meta-<id>``; taskiq: the result backend key). One worker = one process. Peers run at
 their defaults, which include their in-process concurrency: arq 10 jobs in flight per process, taskiq 100,
-Celery's solo pool 1 (prefork would add processes); an agentswarm agent runs one task at a time.
+Celery's solo pool 1 (prefork would add processes); an agentswarm agent runs one task at a time. The
+``concurrency`` worker option sets it explicitly (agentswarm ``AGENTSWARM_CONCURRENCY``, taskiq
+``--max-async-tasks``, Celery a thread pool of that size), for :mod:`bench.concurrency`.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class AgentswarmSystem(System):
             env["AGENTSWARM_REDIS_URL"] = self.url
         else:
             env["AGENTSWARM_NATS_URL"] = self.url
+        if "concurrency" in options:
+            env["AGENTSWARM_CONCURRENCY"] = str(options["concurrency"])
         for key, value in options.get("settings", {}).items():
             env[f"AGENTSWARM_{key.upper()}"] = str(value)
         return env
@@ -234,10 +238,11 @@ class CelerySystem(_RedisKeys):
             "-A",
             "bench.peers.celery_app",
             "worker",
+            # ``concurrency`` > 1: a thread pool (the no-op sleeps in time.sleep, which releases the GIL).
             "-P",
-            "solo",
+            "solo" if int(options.get("concurrency", 1)) == 1 else "threads",
             "-c",
-            "1",
+            str(int(options.get("concurrency", 1))),
             "-n",
             f"w{index}-{uuid.uuid4().hex[:6]}@bench",
             "-l",
@@ -297,6 +302,7 @@ class TaskiqSystem(_RedisKeys):
             "bench.peers.taskiq_app:broker",
             "--workers",
             "1",
+            *(["--max-async-tasks", str(options["concurrency"])] if "concurrency" in options else []),
             "--log-level",
             "WARNING",
         ]

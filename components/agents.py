@@ -139,6 +139,7 @@ def pod_spec(
         *broker_env(conn),
         {"name": "AGENTSWARM_CHECKPOINT_DIR", "value": cfg.checkpoint_path},
         {"name": "AGENTSWARM_HANDLER", "value": cfg.handler},
+        {"name": "AGENTSWARM_CONCURRENCY", "value": str(cfg.concurrency)},
         # The agent waits this long for the handler's next checkpoint after SIGTERM; the rest of the
         # pod's grace period is left for writing that checkpoint and exiting before the SIGKILL.
         {"name": "AGENTSWARM_SHUTDOWN_GRACE_SECONDS", "value": str(agent_shutdown_grace(cfg))},

@@ -321,6 +321,12 @@ class AgentsConfig(_Model):
         pattern=HANDLER_PATTERN,
         description="`module:function` of the async task handler (AGENTSWARM_HANDLER).",
     )
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Tasks one agent pod runs at once, for I/O-bound handlers (AGENTSWARM_CONCURRENCY).",
+    )
     storage_size: Quantity = Field(default="1Gi", description="Per-agent checkpoint PVC size.")
     storage_class: str | None = Field(
         default=None, description="StorageClass of the PVCs; unset = cluster default."

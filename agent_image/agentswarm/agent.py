@@ -15,7 +15,8 @@ Entry points (used by ``agentswarm.cli`` for ``agentswarm agent`` and ``agentswa
     python -m agentswarm.agent                           # same as ``agentswarm agent``
     python -m agentswarm.agent probe --max-age-seconds N # same as ``agentswarm probe``
 
-Life of a delivery (one at a time per agent process):
+Life of a delivery (``AGENTSWARM_CONCURRENCY`` of them at once per agent process, each in its own asyncio
+task):
 
 1. ``broker.claim(agent_id)``: own unacknowledged deliveries first (a restart under the same identity resumes
    what it was doing), then abandoned ones, then new ones.
@@ -55,10 +56,11 @@ from agentswarm.broker.feed import agent_status, task_transition
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE, READY_FILE
 from agentswarm.emitter import EventWriter
-from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
+from agentswarm.handlers import Cancelled, Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
+from agentswarm.swarm.cancel import cancel_descendants
 from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
-from agentswarm.swarm.store import Node
+from agentswarm.swarm.store import ChildStatus, Node
 
 log = logging.getLogger("agentswarm.agent")
 T = TypeVar("T")
@@ -86,6 +88,7 @@ class _Context(SwarmContextMixin):
         self._agent = agent
         self._delivery = delivery
         self._progress_reported = False
+        self._cancelled = False
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
@@ -98,7 +101,25 @@ class _Context(SwarmContextMixin):
     def stopping(self) -> bool:
         return self._agent.stopping.is_set()
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    async def poll_cancelled(self) -> bool:
+        """Look the task's outcome up: True (and ``cancelled`` from now on) once it was cancelled."""
+        if not self._cancelled:
+            outcome = await self._agent.retrying(
+                lambda: self._agent.broker.get_result(self.task_id), "get_result"
+            )
+            self._cancelled = outcome is not None and outcome.cancelled
+        return self._cancelled
+
+    async def _raise_if_cancelled(self) -> None:
+        if await self.poll_cancelled():
+            raise Cancelled(f"task {self.task_id} was cancelled")
+
     async def checkpoint(self, state: JSON) -> int:
+        await self._raise_if_cancelled()
         store = self.store
         version = await self._agent.retrying(lambda: store.save(self.task_id, state), "checkpoint")
         await self._agent.events.flush()  # what was streamed before a checkpoint is stored with it
@@ -114,9 +135,18 @@ class _Context(SwarmContextMixin):
         return version
 
     async def emit(self, event: dict[str, Any]) -> str:
+        await self._raise_if_cancelled()
+        return await self.emit_unchecked(event)
+
+    async def emit_unchecked(self, event: dict[str, Any]) -> str:
+        """Publish without looking for a cancellation (the runtime's own events)."""
         return await self._agent.events.emit(self.task_id, {"type": "progress", **event})
 
     async def stream(self, event: dict[str, Any]) -> None:
+        # The token-rate path never waits for the broker: it raises Cancelled once the cancellation is
+        # known (seen by an emit, a checkpoint or the keep-alive loop), without a lookup of its own.
+        if self._cancelled:
+            raise Cancelled(f"task {self.task_id} was cancelled")
         await self._agent.events.stream(self.task_id, {"type": "progress", **event})
 
 
@@ -136,10 +166,13 @@ class Agent:
         self.broker = broker
         self.store = store
         self.handler = handler
-        self.tree = tree or TreeRuntime(broker, settings.checkpoint_dir / "memory", settings.tree_ttl_seconds)
+        self.tree = tree or TreeRuntime(
+            broker, settings.checkpoint_dir / "memory", settings.tree_ttl_seconds, settings.rate_limits
+        )
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
+        self._fatal: Exception | None = None
         #: True while ``.ready`` exists: the last claim reached the broker.
         self.ready = False
         #: Batches this process's task events and swarm feed entries (see agentswarm.emitter).
@@ -202,18 +235,30 @@ class Agent:
 
     # -- main loop ----------------------------------------------------------------------------------------
     async def serve(self) -> None:
-        """Claim and process deliveries until :meth:`request_stop`."""
+        """Claim and process deliveries, up to ``concurrency`` at once, until :meth:`request_stop`.
+
+        Every delivery runs in its own asyncio task with its own context, checkpoint and keep-alive, all under
+        this agent's one consumer identity. On SIGTERM each running handler gets its own chance to reach a
+        checkpoint within the grace period; after a SIGKILL the restarted agent re-takes all of them first.
+        """
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.retrying(self.tree.connect, "swarm store")
         await self.events.swarm(agent_status(self.agent_id, "alive", at=time.time()))
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
+        slots = self.settings.concurrency
+        running: set[asyncio.Task[None]] = set()
+        stop_wait = asyncio.create_task(self.stopping.wait(), name="stop-wait")
         try:
             while not self.stopping.is_set():
+                self._raise_fatal()
+                if len(running) >= slots:
+                    await asyncio.wait({*running, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     deliveries = await self.broker.claim(
-                        self.agent_id, count=1, block_ms=self.settings.claim_block_ms
+                        self.agent_id, count=slots - len(running), block_ms=self.settings.claim_block_ms
                     )
                     backoff.reset()
                     self.set_ready(True)
@@ -236,19 +281,38 @@ class Agent:
                         # Claimed but not started: handed back without a strike; our restart takes it first.
                         await self._release(delivery)
                         continue
-                    try:
-                        await self.process(delivery)
-                    except _GiveUp as exc:
-                        log.error("%s; exiting, task %s stays pending", exc, delivery.task.id)
-                        return
+                    task = asyncio.create_task(self._run(delivery), name=f"delivery-{delivery.task.id}")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            if running:  # each handler stops at its next checkpoint, within the grace period
+                await asyncio.wait(running)
+            self._raise_fatal()
         finally:
+            for task in running:
+                task.cancel()
+            stop_wait.cancel()
             self.set_ready(False)
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for t in (*running, stop_wait, heartbeat):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
             await self.tree.close()
             await self.events.swarm(agent_status(self.agent_id, "gone", at=time.time()))
             await self.events.close()
+
+    async def _run(self, delivery: Delivery) -> None:
+        try:
+            await self.process(delivery)
+        except _GiveUp as exc:
+            log.error("%s; task %s stays pending", exc, delivery.task.id)
+        except Exception as exc:  # a broker refusing a request: the agent exits (and is restarted)
+            if self._fatal is None:
+                self._fatal = exc
+            self.request_stop()
+
+    def _raise_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
 
     async def sweep_checkpoints(self) -> None:
         """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).
@@ -273,6 +337,10 @@ class Agent:
                 continue
             try:
                 await self.broker.keep_alive([delivery])
+                # So that ``ctx.cancelled`` turns True even for a handler that neither emits nor checkpoints.
+                await ctx.poll_cancelled()
+            except _GiveUp:
+                pass
             except Exception as exc:
                 log.warning("keep-alive of task %s failed: %s", delivery.task.id, exc)
 
@@ -281,11 +349,15 @@ class Agent:
         node = await self.retrying(lambda: self.tree.store.node(task.id), "node")
         existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
         if existing is not None:
-            log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
+            if existing.cancelled:
+                log.info("task %s was cancelled; acknowledging it unrun", task.id)
+            else:
+                log.info("task %s already has a result (from %s); acknowledging", task.id, existing.agent_id)
             # Recording again is a no-op, except that it appends the terminal event if the first recorder
             # died between storing the result and appending it (watchers wait for that event).
             await self.retrying(lambda: self.broker.record_result(existing), "record_result")
-            await self.retrying(lambda: self.tree.finished(node, "done"), "child_finished")
+            status: ChildStatus = "cancelled" if existing.cancelled else "done"
+            await self.retrying(lambda: self.tree.finished(node, status), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
             await self.store.clear(task.id)
             return
@@ -303,7 +375,7 @@ class Agent:
             task_transition(task.id, "running", at=now, agent=self.agent_id, attempt=delivery.attempt)
         )
         await self.events.swarm(agent_status(self.agent_id, "busy", at=now, task_id=task.id))
-        await ctx.emit(
+        await ctx.emit_unchecked(
             {
                 "type": "started",
                 "agent": self.agent_id,
@@ -345,6 +417,9 @@ class Agent:
             except ShutdownRequested:
                 log.info("task %s paused at checkpoint %s; left unacknowledged", task.id, ctx.last_version)
                 await self._release(delivery)
+                return
+            except Cancelled:
+                await self._cancelled(delivery, ctx)
                 return
             except Parked:
                 # Released, not failed: the last child to finish re-enqueues the task.
@@ -389,6 +464,18 @@ class Agent:
             for t in (keeper, stop_wait):
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+    async def _cancelled(self, delivery: Delivery, ctx: _Context) -> None:
+        """The handler saw its cancellation: cancel what it spawned, tell its parent, acknowledge."""
+        task_id = delivery.task.id
+        n = await self.retrying(lambda: cancel_descendants(self.broker, task_id), "cancel children")
+        log.info("task %s cancelled at its agent (%d tasks below it cancelled too)", task_id, n)
+        await self.retrying(lambda: self.tree.finished(ctx.node, "cancelled"), "child_finished")
+        await self.retrying(lambda: self.broker.ack(delivery), "ack")
+        try:
+            await ctx.store.clear(task_id)
+        except Exception as exc:  # leftovers are harmless: a cancelled task is never resumed
+            log.warning("could not remove checkpoints of task %s: %s", task_id, exc)
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""

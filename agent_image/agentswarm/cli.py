@@ -180,8 +180,8 @@ async def _watch_and_report(client: Any, task_ids: list[str], args: argparse.Nam
         watches = {tid: watches[tid] for tid in task_ids}
     if not (args.json or args.events):  # stdout stays JSON lines when they were asked for
         print(summary_table(watches))
-    dead = [w for w in watches.values() if w.result is not None and w.result.status == "dead"]
-    return EXIT_FAILED if dead else EXIT_OK
+    failed = [w for w in watches.values() if w.result is not None and w.result.status != "done"]
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _tree_view(task_ids: list[str]) -> Any:
@@ -237,6 +237,41 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel tasks and their trees; one ``<id> <outcome>`` line each. Exit 1 if an id is unknown."""
+    from agentswarm.client import ClientError
+
+    client = _client(args)
+    try:
+        outcomes = asyncio.run(client.cancel(list(args.task_ids)))
+    except ClientError as exc:
+        print(f"agentswarm cancel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    words = {"cancelled": "cancelled", "finished": "already finished (nothing to cancel)"}
+    for task_id, outcome in outcomes.items():
+        print(f"{task_id} {words.get(outcome, 'not found')}")
+    return EXIT_FAILED if "not_found" in outcomes.values() else EXIT_OK
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    """Answer the question a task waits on (its ``ctx.ask``) with a JSON value."""
+    from agentswarm.client import ClientError
+
+    try:
+        value = json.loads(args.json)
+    except ValueError as exc:
+        print(f"agentswarm answer: --json is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    client = _client(args)
+    try:
+        n = asyncio.run(client.answer(args.task_id, value))
+    except ClientError as exc:
+        print(f"agentswarm answer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.task_id} answered (question {n}); it resumes on the next free agent")
+    return EXIT_OK
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from agentswarm.local import LocalOptions, run_local
 
@@ -249,7 +284,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 # --- parser ------------------------------------------------------------------------------------------
 
 
-def _add_client_options(p: argparse.ArgumentParser) -> None:
+def _add_client_options(p: argparse.ArgumentParser, *, output: bool = True) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("AGENTSWARM_URL", defaults.DEFAULT_URL),
@@ -276,6 +311,8 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backoff-max", type=float, default=Backoff.maximum, help="largest reconnect delay, seconds"
     )
+    if not output:  # a command without results to show (and its own --json, the value it sends)
+        return
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print each result frame as one JSON line")
     p.add_argument(
@@ -300,6 +337,8 @@ _ONLY = {
         "keepalive_interval_ms",
         "retry_backoff_ms",
         "claim_block_ms",
+        "concurrency",
+        "rate_limits",
     },
 }
 
@@ -372,6 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--tree",
         action="store_true",
         help="also follow every task spawned below these, with one progress line per tree level",
+    )
+
+    cancel = sub.add_parser("cancel", help="cancel tasks (and every task spawned below them)")
+    _add_client_options(cancel)
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
+
+    answer = sub.add_parser("answer", help="answer the question a task asked (ctx.ask) with a JSON value")
+    _add_client_options(answer, output=False)
+    answer.add_argument("task_id", metavar="TASK_ID")
+    answer.add_argument(
+        "--json", required=True, help="the answer, a JSON value (e.g. '\"yes\"' or '{\"ok\": 1}')"
     )
 
     local = sub.add_parser("local", help="run a whole swarm as local processes (see docs/local.md)")
@@ -451,6 +501,8 @@ COMMANDS = {
     "probe": cmd_probe,
     "submit": cmd_submit,
     "watch": cmd_watch,
+    "cancel": cmd_cancel,
+    "answer": cmd_answer,
     "local": cmd_local,
     "init": scaffold.run,
 }

@@ -17,6 +17,7 @@ and never skipped, because the bearer token would go to whoever holds the connec
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
@@ -273,6 +274,68 @@ class SwarmClient:
         await self._with_retries(attempt)
         return watches
 
+    async def cancel(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Cancel tasks and the trees below them; per id ``cancelled``, ``finished`` or ``not_found``.
+
+        Safe to retry across reconnects: cancelling again answers ``finished``.
+        """
+        ids = list(dict.fromkeys(task_ids))
+        outcomes: dict[str, str] = {}
+
+        async def attempt() -> None:
+            ws = await self._open()
+            progressed = False
+            try:
+                for start in range(len(outcomes), len(ids), p.MAX_TASKS_PER_SUBMIT):
+                    chunk = ids[start : start + p.MAX_TASKS_PER_SUBMIT]
+                    ref = uuid.uuid4().hex[:8]
+                    await ws.send(p.CancelFrame(type="cancel", ref=ref, task_ids=chunk).dump())
+                    while True:
+                        frame = p.parse_server_frame(await ws.recv())
+                        if isinstance(frame, p.CancelledFrame) and frame.ref == ref:
+                            for task_id in chunk:  # a retried chunk reports "finished": keep the first word
+                                outcomes.setdefault(task_id, frame.outcomes[task_id])
+                            progressed = True
+                            break
+                        if isinstance(frame, p.ErrorFrame) and frame.ref == ref:
+                            if frame.code in ("broker_error", "shutting_down"):
+                                raise _Dropped(f"{frame.code}: {frame.message}", progressed)
+                            raise ClientError(f"cancel refused: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), progressed) from exc
+            finally:
+                await ws.close()
+
+        await self._with_retries(attempt)
+        return {task_id: outcomes[task_id] for task_id in ids}
+
+    async def answer(self, task_id: str, value: Any) -> int:
+        """Answer the question ``task_id`` waits on (its ``ctx.ask``); returns the question's number.
+
+        Raises :class:`ClientError` when the task is not waiting for input or the question was already
+        answered (a retry after a lost reply therefore reports ``already_answered``).
+        """
+
+        async def attempt() -> int:
+            ws = await self._open()
+            try:
+                await ws.send(p.AnswerFrame(type="answer", ref="answer", task_id=task_id, input=value).dump())
+                while True:
+                    frame = p.parse_server_frame(await ws.recv())
+                    if isinstance(frame, p.AnsweredFrame):
+                        return frame.question
+                    if isinstance(frame, p.ErrorFrame):
+                        if frame.code in ("broker_error", "shutting_down"):
+                            raise _Dropped(f"{frame.code}: {frame.message}", False)
+                        raise ClientError(f"answer refused: {frame.code}: {frame.message}")
+            except ConnectionClosed as exc:
+                raise _Dropped(_describe(exc), False) from exc
+            finally:
+                await ws.close()
+
+        result: int = await self._with_retries(attempt)
+        return result
+
     async def stats(self) -> dict[str, Any]:
         """The broker's counters (queued, pending, done, dead_lettered, ...)."""
 
@@ -384,6 +447,17 @@ def event_fraction(data: dict[str, Any]) -> float | None:
     return None
 
 
+def input_hint(task_id: str, data: dict[str, Any]) -> str:
+    """What ``agentswarm watch`` prints for an ``input_required`` event: the question and how to answer."""
+    question = json.dumps(data.get("question"))
+    if len(question) > 200:
+        question = question[:197] + "..."
+    return (
+        f"task {task_id} needs input: {question}\n"
+        f"  answer with: agentswarm answer {task_id} --json '<JSON value>'"
+    )
+
+
 class ProgressBar:
     """A one-line live progress bar on a terminal (plain text lines when not a TTY).
 
@@ -397,6 +471,7 @@ class ProgressBar:
         self.fraction: dict[str, float] = dict.fromkeys(task_ids, 0.0)
         self.done = 0
         self.dead = 0
+        self.cancelled = 0
         self.events = 0
         self.reconnects = 0
         self.started = time.monotonic()
@@ -407,6 +482,8 @@ class ProgressBar:
 
     def on_event(self, frame: p.EventFrame) -> None:
         self.events += 1
+        if frame.data.get("type") == "input_required":
+            self.note(input_hint(frame.task_id, frame.data))
         frac = event_fraction(frame.data)
         if frac is not None and frame.task_id in self.fraction:
             self.fraction[frame.task_id] = max(self.fraction[frame.task_id], min(frac, 0.99))
@@ -415,6 +492,8 @@ class ProgressBar:
     def on_result(self, frame: p.ResultFrame) -> None:
         if frame.status == "done":
             self.done += 1
+        elif frame.status == "cancelled":
+            self.cancelled += 1
         else:
             self.dead += 1
         self.fraction[frame.task_id] = 1.0
@@ -436,6 +515,8 @@ class ProgressBar:
         ]
         if self.dead:
             parts.append(f"{self.dead} dead")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
         parts.append(f"{self.events} events")
         if self.reconnects:
             parts.append(f"{self.reconnects} reconnects")
@@ -463,6 +544,14 @@ class ProgressBar:
 
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(tick())
+
+    def note(self, text: str) -> None:
+        """Print ``text`` above the bar (a TTY keeps the bar as the last line)."""
+        prefix = "\r\x1b[2K" if self.tty else ""
+        self.stream.write(prefix + text + "\n")
+        self.stream.flush()
+        if self.tty:
+            self.render()
 
     def _write_plain(self, line: str) -> None:
         if line != self._last_line:

@@ -38,6 +38,8 @@ READY_FILE: Final = ".ready"
 
 #: How long a task tree's records (children, waiting parents, shared context) live after their last write.
 DEFAULT_TREE_TTL_SECONDS: Final = 7 * 24 * 3600
+#: Tasks one agent process runs at once (AGENTSWARM_CONCURRENCY; stack key ``agents.concurrency``).
+DEFAULT_CONCURRENCY: Final = 1
 
 # -- coordinator and clients --------------------------------------------------------------------------
 DEFAULT_PORT: Final = 8080

@@ -50,6 +50,8 @@ ErrorCode = Literal[
     "not_found",  # subscribe to an unknown task / unsubscribe of one not subscribed (see ``task_id``)
     "broker_error",  # the queue backend failed the operation; retry later
     "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
+    "not_waiting",  # an ``answer`` to a task that is not waiting for input (see ``task_id``)
+    "already_answered",  # a second ``answer`` to the same question, or one after its timeout
     "rate_limited",  # too many malformed frames on this connection (then closed with 1008)
 ]
 
@@ -118,6 +120,21 @@ class UnsubscribeSwarmFrame(_Frame):
     ref: str | None = Field(default=None, max_length=200)
 
 
+class CancelFrame(_Frame):
+    type: Literal["cancel"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_ids: list[Annotated[str, Field(pattern=TASK_ID_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_TASKS_PER_SUBMIT
+    )
+
+
+class AnswerFrame(_Frame):
+    type: Literal["answer"]
+    ref: str | None = Field(default=None, max_length=200)
+    task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    input: Any = Field(description="the answer (any JSON) returned by the task's ctx.ask")
+
+
 ClientFrame = Annotated[
     AuthFrame
     | SubmitFrame
@@ -125,7 +142,9 @@ ClientFrame = Annotated[
     | UnsubscribeFrame
     | StatsRequestFrame
     | SubscribeSwarmFrame
-    | UnsubscribeSwarmFrame,
+    | UnsubscribeSwarmFrame
+    | CancelFrame
+    | AnswerFrame,
     Field(discriminator="type"),
 ]
 CLIENT_FRAME_TYPES = (
@@ -136,6 +155,8 @@ CLIENT_FRAME_TYPES = (
     "stats",
     "subscribe_swarm",
     "unsubscribe_swarm",
+    "cancel",
+    "answer",
 )
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
@@ -179,12 +200,29 @@ class EventFrame(_Frame):
 class ResultFrame(_Frame):
     type: Literal["result"] = "result"
     task_id: str
-    status: Literal["done", "dead"]
+    status: Literal["done", "dead", "cancelled"]
     result: Any = None
     error: str | None = None
     agent_id: str | None = None
     attempt: int | None = None
     duration_seconds: float | None = None
+
+
+class CancelledFrame(_Frame):
+    """The reply to ``cancel``: per task ``cancelled`` (now), ``finished`` (no-op) or ``not_found``."""
+
+    type: Literal["cancelled"] = "cancelled"
+    ref: str | None = None
+    outcomes: dict[str, Literal["cancelled", "finished", "not_found"]]
+
+
+class AnsweredFrame(_Frame):
+    """The reply to ``answer``: the task was woken with the answer to its question number ``question``."""
+
+    type: Literal["answered"] = "answered"
+    ref: str | None = None
+    task_id: str
+    question: int
 
 
 class StatsFrame(_Frame):
@@ -228,6 +266,8 @@ ServerFrame = Annotated[
     | UnsubscribedFrame
     | EventFrame
     | ResultFrame
+    | CancelledFrame
+    | AnsweredFrame
     | StatsFrame
     | SubscribedSwarmFrame
     | UnsubscribedSwarmFrame

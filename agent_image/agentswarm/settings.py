@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         description="where the broker keeps an agent's state that must survive its restarts (the NATS "
         "in-flight ledger), apart from the checkpoints; default <checkpoint_dir>/broker-state",
     )
+    concurrency: int = Field(
+        default=defaults.DEFAULT_CONCURRENCY,
+        ge=1,
+        le=1000,
+        description="tasks one agent process runs at once (for handlers that wait on I/O, such as LLM "
+        "calls); all share the agent's identity, each has its own checkpoint and events",
+    )
     checkpoint_keep: int = Field(default=2, ge=2, le=100, description="checkpoint versions kept per task")
     handler: str = Field(default=defaults.DEFAULT_HANDLER, description="module:function of the handler")
     heartbeat_interval_seconds: float = Field(
@@ -108,6 +115,11 @@ class Settings(BaseSettings):
         "(keep it below terminationGracePeriodSeconds)",
     )
 
+    rate_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="rates of the limits handlers take with ctx.limit(key): a JSON object of key -> units "
+        'per second, e.g. {"openai:gpt-4o": 10}; shared by every agent',
+    )
     tree_ttl_seconds: int = Field(
         default=defaults.DEFAULT_TREE_TTL_SECONDS,
         ge=60,

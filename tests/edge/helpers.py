@@ -149,13 +149,14 @@ class Swarm:
         wait_until(ready, 60, "coordinator /readyz 200")
         return coord
 
-    def start_agent(self, index: int) -> Proc:
+    def start_agent(self, index: int, **extra_env: str) -> Proc:
         name = f"agent-{index}"
         env = {
             **self.base_env,
             "AGENTSWARM_AGENT_ID": name,
             "AGENTSWARM_CHECKPOINT_DIR": str(self.tmp / "ckpt" / name),
             "AGENTSWARM_HANDLER": "agentswarm.handlers.steps:handle",
+            **extra_env,
         }
         proc = Proc(name, ["agent"], env, self.tmp).start()
         self.agents.append(proc)

@@ -20,6 +20,8 @@ from agentswarm.client import ProgressBar, event_fraction
         ('{"type": "submit", "tasks": [{"task_id": "../etc", "payload": {}}]}', "invalid_frame", "task_id"),
         ('{"type": "subscribe"}', "invalid_frame", "task_id"),
         ('{"type": "auth"}', "invalid_frame", "token"),
+        ('{"type": "cancel", "task_ids": []}', "invalid_frame", "task_ids"),
+        ('{"type": "cancel", "task_ids": ["../x"]}', "invalid_frame", "task_ids"),
         ("[" * 100_000, "bad_json", "JSON"),
     ],
 )
@@ -49,6 +51,12 @@ def test_good_frames_round_trip() -> None:
     assert isinstance(sub, p.SubmitFrame) and sub.tasks[0].task_id is None
     event = p.EventFrame(task_id="t", event_id="5", data={"type": "progress"})
     assert p.parse_server_frame(event.dump()) == event
+    cancel = p.parse_client_frame('{"type": "cancel", "ref": "c", "task_ids": ["a", "b"]}')
+    assert isinstance(cancel, p.CancelFrame) and cancel.task_ids == ["a", "b"]
+    reply = p.CancelledFrame(ref="c", outcomes={"a": "cancelled", "b": "not_found"})
+    assert p.parse_server_frame(reply.dump()) == reply
+    ended = p.ResultFrame(task_id="a", status="cancelled")
+    assert p.parse_server_frame(ended.dump()) == ended
     with pytest.raises(ValueError, match="unexpected frame"):
         p.parse_server_frame('{"type": "mystery"}')
 

@@ -23,7 +23,7 @@ from agentswarm.client import Backoff, SwarmClient
 from agentswarm.handlers.steps import expected_result
 from agentswarm.settings import load_settings
 
-from .helpers import TOKEN, Nginx, Swarm
+from .helpers import TOKEN, Nginx, Swarm, wait_until
 
 
 async def broker_events(swarm: Swarm, task_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -240,3 +240,80 @@ async def test_watch_survives_a_coordinator_restart(redis_swarm: Swarm) -> None:
     assert seen == [eid for eid, _ in await broker_events(redis_swarm, tid)]
     result = watches[tid].result
     assert result is not None and result.result == expected_result(tid, 10)
+
+
+def test_cli_cancel_ends_a_running_task_and_its_watch(redis_swarm: Swarm) -> None:
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(0)
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    out = run("submit", "--no-watch", "--payload", '{"steps": 100000, "delay": 0.05}', "--id", "long-1")
+    assert out.returncode == 0, out.stderr
+    watcher = subprocess.Popen(
+        [*cli, "watch", "long-1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(
+            lambda: '"step"' in json.dumps(asyncio.run(broker_events(redis_swarm, "long-1"))), 60, "steps"
+        )
+        out = run("cancel", "long-1", "no-such-task")
+        assert out.returncode == 1  # one id is unknown
+        assert out.stdout.splitlines() == ["long-1 cancelled", "no-such-task not found"]
+        stdout, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 1  # a cancelled task is not a success
+    assert re.search(r"^long-1\s+cancelled\s", stdout, re.M), stdout
+    again = run("cancel", "long-1")
+    assert again.returncode == 0 and again.stdout.strip() == "long-1 already finished (nothing to cancel)"
+    events = [data["type"] for _, data in asyncio.run(broker_events(redis_swarm, "long-1"))]
+    assert events.count("cancelled") == 1 and "result" not in events
+
+
+def test_cli_answer_resumes_a_task_that_asked(redis_swarm: Swarm) -> None:
+    """``watch`` shows the question and the command that answers it; ``answer`` works once."""
+    runtime_tests = Path(__file__).parent.parent / "runtime"
+    redis_swarm.start_coordinator()
+    redis_swarm.start_agent(
+        0,
+        AGENTSWARM_HANDLER="bad_handlers:asks",
+        PYTHONPATH=f"{runtime_tests}:{redis_swarm.base_env.get('PYTHONPATH', '')}",
+    )
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert run("submit", "--no-watch", "--payload", "{}", "--id", "hitl-1").returncode == 0
+    watcher = subprocess.Popen(
+        [*cli, "watch", "hitl-1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(
+            lambda: "input_required" in json.dumps(asyncio.run(broker_events(redis_swarm, "hitl-1"))),
+            60,
+            "the question",
+        )
+        bad = run("answer", "hitl-1", "--json", "{not json")
+        assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+        out = run("answer", "hitl-1", "--json", '{"ok": 1}')
+        assert out.returncode == 0, out.stderr
+        assert "hitl-1 answered (question 0)" in out.stdout
+        again = run("answer", "hitl-1", "--json", '{"ok": 2}')
+        assert again.returncode == 1 and "already_answered" in again.stderr
+        stdout, stderr = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, stderr
+    assert 'task hitl-1 needs input: {"q": "approve?"}' in stderr
+    assert "answer with: agentswarm answer hitl-1 --json" in stderr
+    assert re.search(r"^hitl-1\s+done\s", stdout, re.M), stdout
+    nobody = run("answer", "no-such-task", "--json", "1")
+    assert nobody.returncode == 1 and "not_waiting" in nobody.stderr

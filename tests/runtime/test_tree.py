@@ -17,7 +17,7 @@ from agentswarm.broker import Broker, Delivery, NewTask, TaskResult
 from agentswarm.broker.errors import BrokerUnavailable
 from agentswarm.handlers.tree import NEST, PLAN, expected_nest, expected_pipeline
 from agentswarm.swarm import NotAChild, child_id
-from agentswarm.swarm.runtime import make_swarm_store
+from agentswarm.swarm.runtime import TreeRuntime, make_swarm_store
 from agentswarm.swarm.store import Node, SwarmStore
 from rt_support import AgentProcess, wait_until
 
@@ -390,3 +390,143 @@ async def test_wake_releases_a_parked_task_exactly_once(brokers: Callable[..., A
             await broker.ack(d)
     assert seen.count("P") == 1
     assert await store.wake("P") is False
+
+
+class _Died(BaseException):
+    """Stands for a SIGKILL at one exact point of the agent's code: nothing after it runs."""
+
+
+async def test_agents_dying_between_dead_letter_and_parent_notification(
+    brokers: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A child's dead-lettering and the notification of its parked parent never come apart.
+
+    Two agents in a row die right after the dead letter is recorded and before the parent hears of it; the
+    task stays in the queue until a third agent completes both steps: the parent wakes, the dead letter and
+    its terminal event exist exactly once.
+    """
+    deaths: list[str] = []
+
+    async def die(task_id: str, error: str) -> None:
+        deaths.append(task_id)
+        raise _Died(task_id)
+
+    async def agent(name: str, *, dies: bool) -> tuple[Broker, TreeRuntime]:
+        broker: Broker = await brokers(max_deliveries=1, claim_idle_ms=1000)
+        if dies:
+            broker.add_dead_letter_listener(die)  # runs before the runtime's own notification
+        runtime = TreeRuntime(broker, tmp_path / name)
+        await runtime.connect()
+        return broker, runtime
+
+    a, rt_a = await agent("a", dies=True)
+    store = make_swarm_store(a)
+    await store.connect()
+    await a.enqueue({}, "P")
+    [parent] = await claim(a, "a", block_ms=2000)
+    kid = child_id("P", 0, 0)
+    await store.spawn(await store.node("P"), [NewTask({}, kid)], None)
+    assert await store.park("P", [kid]) is True
+    await a.ack(parent)
+    [child] = await claim(a, "a", block_ms=2000)
+    with pytest.raises(_Died):
+        await a.fail(child, "boom")
+    assert deaths == [kid]
+
+    b, rt_b = await agent("b", dies=True)
+
+    async def b_dies() -> bool:
+        try:
+            await claim(b, "b", block_ms=200)
+        except _Died:
+            return True
+        return False
+
+    await wait_until(b_dies, within=20, interval=0.05, what="the second agent to take the half-dead task")
+    assert deaths == [kid, kid]
+
+    c, rt_c = await agent("c", dies=False)
+    seen: list[str] = []
+
+    async def parent_back() -> bool:
+        for d in await claim(c, "c", count=10, block_ms=200):
+            seen.append(d.task.id)
+            await c.ack(d)
+        return "P" in seen
+
+    await wait_until(parent_back, within=30, interval=0.05, what="the parked parent to be woken")
+    assert seen == ["P"]
+    [outcome] = await store.outcomes([kid])
+    assert (outcome.status, outcome.error) == ("dead", "boom")
+    assert [d.task.id for d in await c.dead_letters()] == [kid]
+    assert (await event_types(c, kid)).count("dead_lettered") == 1
+    for rt in (rt_a, rt_b, rt_c):
+        await rt.close()
+
+
+async def test_nats_agent_dying_inside_the_bury_step(
+    nats_server: Any, unique_namespace: str, tmp_path: Path
+) -> None:
+    """NATS records a dead letter in three writes (dead-letter log, terminal event, the task's mark). An
+    agent dying after the first two and another dying after all three still end with the task out of the
+    queue, one dead letter and one terminal event. (Redis records all three in one Lua script.)"""
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+    from rt_support import make_test_broker
+
+    made: list[Broker] = []
+
+    async def agent() -> NatsJetStreamBroker:
+        b = make_test_broker(
+            "nats",
+            nats_server.url,
+            unique_namespace,
+            max_deliveries=1,
+            claim_idle_ms=1000,
+            ledger_dir=tmp_path / "volume",
+        )
+        await b.connect()
+        made.append(b)
+        assert isinstance(b, NatsJetStreamBroker)
+        return b
+
+    a = await agent()
+    await a.enqueue({}, "doomed")
+    [d] = await claim(a, "a", block_ms=2000)
+    real_put = a._put_record
+
+    async def die_before_the_mark(task_id: str, record: Any) -> None:
+        if record.buried is not None:
+            raise _Died(task_id)
+        await real_put(task_id, record)
+
+    a._put_record = die_before_the_mark  # type: ignore[method-assign]
+    with pytest.raises(_Died):
+        await a.fail(d, "boom")
+
+    b = await agent()
+
+    async def die_after_the_mark(task_id: str, error: str) -> None:
+        raise _Died(task_id)
+
+    b.add_dead_letter_listener(die_after_the_mark)
+
+    async def b_dies() -> bool:
+        try:
+            await claim(b, "b", block_ms=200)
+        except _Died:
+            return True
+        return False
+
+    await wait_until(b_dies, within=20, interval=0.05, what="the second agent to die while dead-lettering")
+    c = await agent()
+
+    async def gone() -> bool:
+        await claim(c, "c", block_ms=200)
+        s = await c.stats()
+        return s.pending == 0 and s.queued == 0
+
+    await wait_until(gone, within=20, interval=0.05, what="the task to leave the queue")
+    assert [x.task.id for x in await c.dead_letters()] == ["doomed"]
+    assert (await event_types(c, "doomed")).count("dead_lettered") == 1
+    for broker in made:
+        await broker.close()

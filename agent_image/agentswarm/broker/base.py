@@ -20,10 +20,21 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   gracefully (:meth:`Broker.release`, an agent stopping on SIGTERM) or one that made progress never counts.
   When the count reaches ``max_deliveries`` the broker moves the task to the dead-letter log with its last
   recorded error, emits a terminal ``{"type": "dead_lettered"}`` event and removes it from the queue.
+* **Dead-lettering is resumable.** It is three steps: (1) *bury*: record the dead letter and its terminal
+  event, once per task, and mark the task buried; (2) run the dead-letter listeners (a parked parent learns
+  that its child died); (3) remove the task from the queue. The task leaves the queue only after (2)
+  succeeded, so an agent dying anywhere in between leaves it pending: its next delivery (after
+  ``claim_idle_ms``, to whoever claims it) finds the mark and repeats (2) and (3) instead of handing it out.
+  Listeners must therefore be idempotent.
 * **Events.** Every task has an append-only event log. Ids are opaque, strictly increasing per task strings;
   :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
   ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
+* **Cancellation.** :meth:`Broker.cancel` records a terminal *cancelled* outcome in the result store, where
+  the first of a result and a cancellation wins (so a handler finishing after its cancellation records
+  nothing), and appends the terminal ``{"type": "cancelled"}`` event once. A queued task whose outcome is
+  recorded is acknowledged unrun by whichever agent claims it; a running handler sees it at its next
+  ``emit``/``checkpoint``. Cancelling a finished (or dead-lettered) task changes nothing.
 
 Errors: a contract operation raises only :class:`BrokerError` and its subclasses, one per kind of problem
 (:class:`InvalidTaskId`, :class:`InvalidCursor` for malformed input; :class:`BrokerUnavailable` when the
@@ -69,7 +80,10 @@ __all__ = [
 TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 #: Event types the runtime itself emits (handlers may emit any other ``type``).
-TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered"})
+TERMINAL_EVENT_TYPES = frozenset({"result", "dead_lettered", "cancelled"})
+
+CancelOutcome = Literal["cancelled", "finished", "not_found"]
+"""What :meth:`Broker.cancel` did: cancelled it now, nothing (it had finished already), or no such task."""
 
 JSON = Any
 """A JSON-serialisable value (dict, list, str, int, float, bool or None)."""
@@ -135,13 +149,16 @@ class DeliveryRecord:
     ``strikes`` counts unproductive deliveries: each :meth:`Broker.fail` (the handler raised) and each
     delivery that was abandoned (neither acknowledged, failed nor released: its consumer died) without
     reporting checkpoint progress. A released delivery (graceful handover on SIGTERM) or one that reported
-    progress ends without a strike. ``attempt`` is the number of deliveries handed out so far.
+    progress ends without a strike. ``attempt`` is the number of deliveries handed out so far. ``buried`` is
+    the dead-letter reason once the task is in the dead-letter log but not yet out of the queue (see
+    "Dead-lettering is resumable" in the module docstring).
     """
 
     strikes: int = 0
     attempt: int = 0
     open: bool = False
     progressed: bool = False
+    buried: str | None = None
 
     def admit(self) -> None:
         """A new delivery starts: the previous one, if abandoned without progress, is a strike."""
@@ -176,6 +193,7 @@ class DeliveryRecord:
             attempt=int(data.get("attempt", 0)),
             open=bool(data.get("open", False)),
             progressed=bool(data.get("progressed", False)),
+            buried=None if data.get("buried") is None else str(data["buried"]),
         )
 
 
@@ -186,7 +204,11 @@ def abandoned_reason(last_error: str | None, record: DeliveryRecord) -> str:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """The recorded outcome of a task. ``value`` is the handler's JSON return value."""
+    """The recorded outcome of a task. ``value`` is the handler's JSON return value.
+
+    ``status`` is ``"done"`` for a handler's result and ``"cancelled"`` for a cancellation (then ``value`` is
+    None and ``agent_id`` empty): both are terminal, and the first one recorded wins.
+    """
 
     task_id: str
     value: JSON
@@ -194,6 +216,20 @@ class TaskResult:
     attempt: int
     recorded_at: float = field(default_factory=time.time)
     started_at: float | None = None
+    status: Literal["done", "cancelled"] = "done"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
+
+    @property
+    def event_type(self) -> str:
+        """The type of the terminal event that announces this outcome."""
+        return "cancelled" if self.cancelled else "result"
+
+    @classmethod
+    def cancellation(cls, task_id: str) -> TaskResult:
+        return cls(task_id=task_id, value=None, agent_id="", attempt=0, status="cancelled")
 
     def to_json(self) -> dict[str, JSON]:
         return {
@@ -203,6 +239,7 @@ class TaskResult:
             "attempt": self.attempt,
             "recorded_at": self.recorded_at,
             "started_at": self.started_at,
+            "status": self.status,
         }
 
     @classmethod
@@ -214,6 +251,7 @@ class TaskResult:
             attempt=int(data.get("attempt", 0)),
             recorded_at=float(data.get("recorded_at", 0.0)),
             started_at=None if data.get("started_at") is None else float(data["started_at"]),
+            status="cancelled" if data.get("status") == "cancelled" else "done",
         )
 
 
@@ -389,20 +427,34 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
-        """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it."""
+        """Move the task to the dead-letter log with ``error``, emit ``dead_lettered`` and remove it.
+
+        Resumable (see the module docstring): the dead letter and its event are recorded once per task, and
+        the task leaves the queue only after the dead-letter listeners ran.
+        """
 
     # -- dead-letter listeners (a waiting parent must learn that its child died) ---------------------------
     def add_dead_letter_listener(self, listener: DeadLetterListener) -> None:
-        """Call ``listener(task_id, error)`` after every dead-lettering done through this instance."""
+        """Call ``listener(task_id, error)`` after every dead-lettering done through this instance.
+
+        It may be called more than once for one task (when an agent died before the task left the queue).
+        """
         self._dead_letter_listeners.append(listener)
 
-    async def _dead_lettered(self, task_id: str, error: str) -> None:
-        """Backends call this at the end of :meth:`dead_letter`; listener errors are logged, not raised."""
+    async def _dead_lettered(self, task_id: str, error: str) -> bool:
+        """Run the listeners of a buried task (step 2 of dead-lettering); True if all of them succeeded.
+
+        Listener errors are logged, not raised: the backend then leaves the task in the queue, buried, and
+        its next delivery runs the listeners again (see "Dead-lettering is resumable" above).
+        """
+        ok = True
         for listener in self._dead_letter_listeners:
             try:
                 await listener(task_id, error)
             except Exception as exc:
-                log.warning("dead-letter listener failed for task %s: %s", task_id, exc)
+                log.warning("dead-letter listener failed for task %s (retried later): %s", task_id, exc)
+                ok = False
+        return ok
 
     @abc.abstractmethod
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -418,7 +470,16 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def get_result(self, task_id: str) -> TaskResult | None:
-        """The recorded result of a task, or None."""
+        """The recorded result of a task (``status="cancelled"`` for a cancelled one), or None."""
+
+    @abc.abstractmethod
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        """Record a cancellation as the task's terminal outcome unless it has one (see the module docstring).
+
+        ``"cancelled"``: recorded now, with a terminal ``{"type": "cancelled"}`` event. ``"finished"``: the
+        task already has a result, a cancellation or a dead letter; nothing changed. ``"not_found"``: the id
+        was never enqueued. Cancelling the children of a task tree is :mod:`agentswarm.swarm.cancel`'s job.
+        """
 
     # -- events -------------------------------------------------------------------------------------------
     @abc.abstractmethod

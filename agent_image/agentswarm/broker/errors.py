@@ -42,6 +42,7 @@ CONTRACT_OPERATIONS = (
     "dead_letters",
     "record_result",
     "get_result",
+    "cancel",
     "publish_event",
     "publish_events",
     "read_events",

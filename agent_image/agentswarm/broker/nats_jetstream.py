@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -124,6 +125,10 @@ class NatsJetStreamBroker(NatsNotify):
         The server's ``num_delivered`` does not see a restarted agent re-taking its own delivery, so the
         attempt number is also kept in the ``attempts`` bucket and the larger of the two wins.
         """
+        record = await self._record(delivery.task.id)
+        if record.buried is not None:  # its dead-lettering was interrupted: finish it, never run it
+            await self._unqueue_dead(delivery, record.buried)
+            return None
         holder = await self._lease_holder(delivery.task.id, delivery.consumer)
         if holder is not None:
             log.warning(
@@ -137,7 +142,6 @@ class NatsJetStreamBroker(NatsNotify):
                 await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
             return None
         await self._put_lease(delivery.task.id, delivery.consumer)
-        record = await self._record(delivery.task.id)
         delivery.attempt = max(delivery.attempt, record.attempt + 1)
         record.attempt = delivery.attempt
         record.admit()
@@ -271,22 +275,39 @@ class NatsJetStreamBroker(NatsNotify):
     # A lease (KV ``leases``: task id -> consumer + time of its last keep-alive) stops a second agent from
     # running a task its owner is still working on. JetStream normally guarantees that through AckWait, but
     # a nats-server crash can lose recent consumer state and hand in-flight messages out again.
+    #
+    # A lease's age is measured on the server's clock (the time JetStream stored the lease, against the time
+    # it stores a probe written just now), never on the agents' clocks, so agents whose clocks disagree still
+    # agree on whether a lease is fresh. The probe costs two round trips, only when another consumer's lease
+    # exists (a take-over), never on the path of a new task.
     async def _lease_holder(self, task_id: str, consumer: str) -> str | None:
         """The other consumer holding a fresh lease on ``task_id``, if any."""
+        stream = f"KV_{self.ns}_leases"
         try:
-            entry = await self.kv("leases").get(task_id)
-        except nats.js.errors.KeyNotFoundError:
+            msg = await self.js.get_msg(stream, subject=f"$KV.{self.ns}_leases.{task_id}")
+        except nats.js.errors.NotFoundError:
             return None
         try:
-            data = json.loads(entry.value or b"{}")
-            holder, at = str(data["consumer"]), float(data["at"])
+            holder = str(json.loads(msg.data or b"{}")["consumer"])
         except (ValueError, KeyError, TypeError):
+            return None  # a deleted lease (tombstone) or garbage: nobody holds it
+        if holder == consumer or msg.time is None:
             return None
+        now = await self._server_now()
+        age = (now - msg.time).total_seconds()
         # A live owner refreshes every keep-alive (claim_idle_ms / 4 by default); a dead one's lease is at
         # least claim_idle_ms old by the time AckWait redelivers its message.
-        if holder != consumer and time.time() - at < 0.75 * self.claim_idle_ms / 1000.0:
+        if age < 0.75 * self.claim_idle_ms / 1000.0:
             return holder
         return None
+
+    async def _server_now(self) -> datetime.datetime:
+        """The server's clock: the time JetStream stores a probe message (written, then read back)."""
+        # "_probe.clock" cannot be a task id (no '.' in task ids), so it never shadows a task's lease.
+        seq = await self.kv("leases").put("_probe.clock", b"")
+        probe = await self.js.get_msg(f"KV_{self.ns}_leases", seq)
+        assert probe.time is not None
+        return probe.time
 
     async def _put_lease(self, task_id: str, consumer: str) -> None:
         await self.kv("leases").put(task_id, json.dumps({"consumer": consumer, "at": time.time()}).encode())
@@ -357,30 +378,43 @@ class NatsJetStreamBroker(NatsNotify):
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
         now = time.time()
         task = delivery.task
-        dead = {
-            "id": task.id,
-            "payload": task.payload,
-            "enqueued_at": task.enqueued_at,
-            "error": error,
-            "deliveries": delivery.attempt,
-            "consumer": delivery.consumer,
-            "at": now,
-        }
-        await self.js.publish(
-            self.subj_dead, json.dumps(dead).encode(), headers={"Nats-Msg-Id": f"dead-{task.id}"}
-        )
-        event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
-        await self.js.publish(
-            self._events_subject(task.id),
-            json.dumps(event).encode(),
-            headers={"Nats-Msg-Id": f"dead-{task.id}"},
-        )
-        dead_state = task_transition(
-            task.id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
-        )
-        await (await self._swarm_async(dead_state))
+        record = await self._record(task.id)
+        if record.buried is None:
+            # Step 1 (bury). Nats-Msg-Id makes a repeat after a crash between the publishes a no-op (within
+            # the stream's duplicate window); the mark is written last, so a crash before it repeats them.
+            dead = {
+                "id": task.id,
+                "payload": task.payload,
+                "enqueued_at": task.enqueued_at,
+                "error": error,
+                "deliveries": delivery.attempt,
+                "consumer": delivery.consumer,
+                "at": now,
+            }
+            await self.js.publish(
+                self.subj_dead, json.dumps(dead).encode(), headers={"Nats-Msg-Id": f"dead-{task.id}"}
+            )
+            event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
+            await self.js.publish(
+                self._events_subject(task.id),
+                json.dumps(event).encode(),
+                headers={"Nats-Msg-Id": f"dead-{task.id}"},
+            )
+            dead_state = task_transition(
+                task.id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
+            )
+            await (await self._swarm_async(dead_state))
+            record.buried = error
+            await self._put_record(task.id, record)
+            log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
+        await self._unqueue_dead(delivery, record.buried)
+
+    async def _unqueue_dead(self, delivery: Delivery, error: str) -> None:
+        """Steps 2 and 3 of dead-lettering: notify the listeners, then remove the task from the queue."""
+        if not await self._dead_lettered(delivery.task.id, error):
+            # Left unacknowledged (buried): redelivered after AckWait, and finished then.
+            self._inflight.discard(delivery.handle.seq)
+            return
         await self._finish(delivery.handle)
         await self._forget(delivery)
-        await self._drop_lease(task.id)
-        log.warning("task %s dead-lettered after %d deliveries: %s", task.id, delivery.attempt, error)
-        await self._dead_lettered(delivery.task.id, error)
+        await self._drop_lease(delivery.task.id)

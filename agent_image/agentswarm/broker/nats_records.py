@@ -18,6 +18,7 @@ import nats.js.errors
 from agentswarm.broker.base import (
     JSON,
     BrokerStats,
+    CancelOutcome,
     DeadLetter,
     NewTask,
     Task,
@@ -123,11 +124,13 @@ class NatsRecords(NatsConnection):
                 last_type = json.loads(last.data or b"{}").get("type")
             except nats.js.errors.NotFoundError:
                 last_type = None
-            if last_type != "result":
-                stored = await self.get_result(task_id)
-                if stored is not None:
+            stored = await self.get_result(task_id)
+            if stored is not None and last_type != stored.event_type:
+                if stored.cancelled:
+                    event = json.dumps({"type": "cancelled", "at": stored.recorded_at}).encode()
+                else:
                     event = json.dumps({"type": "result", **stored.to_json()}).encode()
-                    await self.js.publish(self._events_subject(task_id), event, headers=headers)
+                await self.js.publish(self._events_subject(task_id), event, headers=headers)
             return False
         await self.js.publish(self._events_subject(task_id), event, headers=headers)
         done = task_transition(
@@ -139,6 +142,28 @@ class NatsRecords(NatsConnection):
     async def _swarm_async(self, data: dict[str, JSON]) -> asyncio.Future[Any]:
         """Publish a swarm feed entry without waiting for its ack (await the returned future for it)."""
         return await self.js.publish_async(self.subj_swarm, json.dumps(data).encode())
+
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        if await self.get_task(task_id) is None:
+            return "not_found"
+        subject = self._events_subject(task_id)
+        try:
+            last = await self.js.get_msg(self.s_events, subject=subject)
+            if json.loads(last.data or b"{}").get("type") == "dead_lettered":
+                return "finished"
+        except nats.js.errors.NotFoundError:
+            pass
+        cancellation = TaskResult.cancellation(task_id)
+        try:
+            await self.kv("results").create(task_id, json.dumps(cancellation.to_json()).encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return "finished"  # a result (or an earlier cancellation) was first
+        # Same message id as a result event: one terminal event per task. Should this call die before the
+        # publish, the agent that next claims the task publishes it (see record_result).
+        event = json.dumps({"type": "cancelled", "at": cancellation.recorded_at}).encode()
+        await self.js.publish(subject, event, headers={"Nats-Msg-Id": f"result-{task_id}"})
+        await (await self._swarm_async(task_transition(task_id, "cancelled", at=cancellation.recorded_at)))
+        return "cancelled"
 
     async def get_result(self, task_id: str) -> TaskResult | None:
         try:

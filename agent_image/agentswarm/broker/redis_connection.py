@@ -6,9 +6,12 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
   ``XDEL``-eted so the stream holds only queued + in-flight tasks (``XLEN - pending = queued``).
 * ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
   script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
-* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins), ``ns:errors`` hash (last error),
+* ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins; a cancellation is a result with
+  ``status: cancelled``), ``ns:errors`` hash (last error),
   ``ns:retry_at`` hash (entry id -> when a failed attempt may be retried; removed on ack),
   ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
+* ``ns:buried`` hash (id -> dead-letter reason) of tasks in the dead-letter log whose queue entry is not
+  removed yet (dead-lettering is resumable: see :mod:`agentswarm.broker.base`).
 * ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
   newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
 * ``ns:notify`` stream (capped): one entry ``{t: task id, i: event id, d: data}`` per task event, appended in
@@ -81,18 +84,46 @@ end
 return lost
 """
 
+_BURY_LUA = """
+-- KEYS: dead stream, events stream of the task, buried hash, notify stream, swarm feed.
+-- ARGV: task id, dead fields json, event json, error, notify maxlen, swarm json, swarm maxlen.
+-- Step 1 of dead-lettering, once per task; the event is announced on the notify stream like every event.
+if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[4]) == 0 then return 0 end
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'data', ARGV[2])
+local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'data', ARGV[6])
+return 1
+"""
+
 _DEAD_LUA = """
--- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash, notify stream, swarm feed.
--- ARGV: group, entry id, dead fields json, event json, task id, notify maxlen, swarm json, swarm maxlen
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
+-- KEYS: stream, retry_at hash, deliveries hash, buried hash.
+-- ARGV: group, entry id, task id. Step 3 of dead-lettering: the buried task leaves the queue.
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-local id = redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[5], 'i', id, 'd', ARGV[4])
-redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'data', ARGV[7])
-redis.call('HDEL', KEYS[4], ARGV[2])
-redis.call('HDEL', KEYS[5], ARGV[5])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[3])
 return 1
+"""
+
+_CANCEL_LUA = """
+-- KEYS: taskdata, results, events stream of the task, buried, notify stream, swarm feed.
+-- ARGV: task id, cancellation json, event json, notify maxlen, swarm json, swarm maxlen
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'not_found' end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
+  return 'finished'
+end
+local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+if #last == 1 then
+  local ok, data = pcall(cjson.decode, last[1][2][2])
+  if ok and type(data) == 'table' and data['type'] == 'dead_lettered' then return 'finished' end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local id = redis.call('XADD', KEYS[3], '*', 'data', ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
+return 'cancelled'
 """
 
 _ENQUEUE_CHUNK = 500
@@ -140,6 +171,7 @@ class RedisConnection(Broker):
         self.k_retry_at = f"{namespace}:retry_at"
         self.k_dead = f"{namespace}:dead"
         self.k_records = f"{namespace}:deliveries"
+        self.k_buried = f"{namespace}:buried"
         self.k_counters = f"{namespace}:counters"
         self.k_notify = f"{namespace}:notify"
         self.k_swarm = f"{namespace}:swarm"
@@ -206,6 +238,8 @@ class RedisConnection(Broker):
         self._enqueue_script = self._redis.register_script(_ENQUEUE_LUA)
         self._record_script = self._redis.register_script(_RECORD_LUA)
         self._keepalive_script = self._redis.register_script(_KEEPALIVE_LUA)
+        self._bury_script = self._redis.register_script(_BURY_LUA)
+        self._cancel_script = self._redis.register_script(_CANCEL_LUA)
         self._dead_script = self._redis.register_script(_DEAD_LUA)
         await self._ensure_group()
 

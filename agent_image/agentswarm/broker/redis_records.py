@@ -8,11 +8,12 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from agentswarm.broker.base import (
     JSON,
     BrokerStats,
+    CancelOutcome,
     DeadLetter,
     NewTask,
     Task,
@@ -102,6 +103,31 @@ class RedisRecords(RedisConnection):
     async def get_result(self, task_id: str) -> TaskResult | None:
         raw = await _aw(self.r.hget(self.k_results, validate_task_id(task_id)))
         return None if raw is None else TaskResult.from_json(json.loads(raw))
+
+    async def cancel(self, task_id: str) -> CancelOutcome:
+        validate_task_id(task_id)
+        cancellation = TaskResult.cancellation(task_id)
+        event = {"type": "cancelled", "at": cancellation.recorded_at}
+        swarm = task_transition(task_id, "cancelled", at=cancellation.recorded_at)
+        outcome = await self._cancel_script(
+            keys=[
+                self.k_taskdata,
+                self.k_results,
+                self._events_key(task_id),
+                self.k_buried,
+                self.k_notify,
+                self.k_swarm,
+            ],
+            args=[
+                task_id,
+                json.dumps(cancellation.to_json()),
+                json.dumps(event),
+                NOTIFY_RETENTION,
+                json.dumps(swarm),
+                SWARM_FEED_RETENTION,
+            ],
+        )
+        return cast(CancelOutcome, _s(outcome))
 
     # -- events -------------------------------------------------------------------------------------------
     async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:

@@ -55,11 +55,12 @@ class RedisStreamsBroker(RedisNotify):
         pipe.hmget(self.k_taskdata, task_ids)
         pipe.hmget(self.k_errors, task_ids)
         pipe.hmget(self.k_records, task_ids)
-        datas, errors, raw_records = await pipe.execute()
+        pipe.hmget(self.k_buried, task_ids)
+        datas, errors, raw_records, buried = await pipe.execute()
         out: list[Delivery] = []
         updated: dict[str, str] = {}
-        rows = zip(entries, task_ids, datas, errors, raw_records, strict=True)
-        for (entry_id, _fields), task_id, raw, err, raw_record in rows:
+        rows = zip(entries, task_ids, datas, errors, raw_records, buried, strict=True)
+        for (entry_id, _fields), task_id, raw, err, raw_record, reason in rows:
             if raw is None:  # should not happen; never hand out a task we cannot describe
                 log.error("stream entry %s has no task data (task id %r); dropping it", entry_id, task_id)
                 await self.r.xack(self.stream, self.group, entry_id)
@@ -74,6 +75,9 @@ class RedisStreamsBroker(RedisNotify):
                 handle=entry_id,
                 last_error=err,
             )
+            if reason is not None:  # its dead-lettering was interrupted: finish it, never run it
+                await self._unqueue_dead(delivery, reason)
+                continue
             record = DeliveryRecord.loads(raw_record)
             record.admit()
             record.attempt = delivery.attempt
@@ -213,32 +217,36 @@ class RedisStreamsBroker(RedisNotify):
             "at": now,
         }
         event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
+        task_id = delivery.task.id
         swarm = task_transition(
-            delivery.task.id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
+            task_id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
         )
-        await self._dead_script(
-            keys=[
-                self.stream,
-                self.k_dead,
-                self._events_key(delivery.task.id),
-                self.k_retry_at,
-                self.k_records,
-                self.k_notify,
-                self.k_swarm,
-            ],
+        if await self._bury_script(
+            keys=[self.k_dead, self._events_key(task_id), self.k_buried, self.k_notify, self.k_swarm],
             args=[
-                self.group,
-                delivery.handle,
+                task_id,
                 json.dumps(dead),
                 json.dumps(event),
-                delivery.task.id,
+                error,
                 NOTIFY_RETENTION,
                 json.dumps(swarm),
                 SWARM_FEED_RETENTION,
             ],
+        ):
+            log.warning("task %s dead-lettered after %d deliveries: %s", task_id, delivery.attempt, error)
+        await self._unqueue_dead(delivery, error)
+
+    async def _unqueue_dead(self, delivery: Delivery, error: str) -> None:
+        """Steps 2 and 3 of dead-lettering: notify the listeners, then remove the task from the queue."""
+        entry_id = str(delivery.handle)
+        self._inflight.discard(entry_id)
+        if not await self._dead_lettered(delivery.task.id, error):
+            # Stays pending (buried): this consumer retries after a pause, anybody after claim_idle_ms.
+            self._own_clear.discard(delivery.consumer)
+            retry_at = time.time() + max(1.0, self.retry_delay(delivery.attempt))
+            await _aw(self.r.hset(self.k_retry_at, entry_id, f"{retry_at:.3f}"))
+            return
+        await self._dead_script(
+            keys=[self.stream, self.k_retry_at, self.k_records, self.k_buried],
+            args=[self.group, entry_id, delivery.task.id],
         )
-        self._inflight.discard(str(delivery.handle))
-        log.warning(
-            "task %s dead-lettered after %d deliveries: %s", delivery.task.id, delivery.attempt, error
-        )
-        await self._dead_lettered(delivery.task.id, error)

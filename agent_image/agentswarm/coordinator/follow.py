@@ -2,9 +2,9 @@
 ``result``; :mod:`agentswarm.coordinator.fanout` switches it to the live feed once it is up to date.
 
 The promise kept here (docs/protocol.md): every event after the client's cursor exactly once and in
-order, the terminal event (``result`` / ``dead_lettered``) as an ``event`` frame, then exactly one
-``result`` frame. The result frame is only ever sent after the terminal event was read from the log, or
-when the log shows that the client's cursor is already past it.
+order, the terminal event (``result`` / ``dead_lettered`` / ``cancelled``) as an ``event`` frame, then
+exactly one ``result`` frame. The result frame is only ever sent after the terminal event was read from
+the log, or when the log shows that the client's cursor is already past it.
 """
 
 from __future__ import annotations
@@ -141,6 +141,9 @@ class Follower:
                     error=str(error) if error is not None else "dead-lettered",
                 )
             )
+            return
+        if terminal.get("type") == "cancelled":
+            await self.send(p.ResultFrame(task_id=task_id, status="cancelled"))
             return
         result = await self.broker.get_result(task_id)
         if result is None:  # the terminal event is written after the result: cannot happen, say so

@@ -25,6 +25,9 @@ from agentswarm import protocol as p
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
 from agentswarm.coordinator.fanout import Outbox, SwarmSubscription, TaskSubscription
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
+from agentswarm.swarm import ask as asking
+from agentswarm.swarm.cancel import cancel_tasks
+from agentswarm.swarm.shared import ValueTooLarge
 
 if TYPE_CHECKING:
     from agentswarm.coordinator.server import Coordinator
@@ -149,6 +152,10 @@ class Session:
             await self._guarded(frame.ref, self._subscribe_swarm(frame))
         elif isinstance(frame, p.UnsubscribeSwarmFrame):
             await self._unsubscribe_swarm(frame)
+        elif isinstance(frame, p.CancelFrame):
+            await self._guarded(frame.ref, self._cancel(frame))
+        elif isinstance(frame, p.AnswerFrame):
+            await self._guarded(frame.ref, self._answer(frame), frame.task_id)
 
     async def _guarded(self, ref: str | None, work: Awaitable[None], task_id: str | None = None) -> None:
         """Run a broker operation; contract errors become their error frames, others ``broker_error``."""
@@ -156,7 +163,7 @@ class Session:
             await work
         except ConnectionClosed:
             raise
-        except (InvalidTaskId, InvalidCursor) as exc:
+        except (InvalidTaskId, InvalidCursor, ValueTooLarge) as exc:
             await self.send(p.ErrorFrame(code="invalid_frame", message=str(exc), ref=ref, task_id=task_id))
         except Exception as exc:
             log.warning("broker operation failed: %s", exc)
@@ -250,6 +257,21 @@ class Session:
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
         stats = await self.broker.stats()
         await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
+
+    async def _cancel(self, frame: p.CancelFrame) -> None:
+        outcomes = await cancel_tasks(self.broker, list(dict.fromkeys(frame.task_ids)))
+        await self.send(p.CancelledFrame(ref=frame.ref, outcomes=outcomes))
+
+    async def _answer(self, frame: p.AnswerFrame) -> None:
+        try:
+            n = await asking.answer(await asking.store_for(self.broker), frame.task_id, frame.input)
+        except (asking.NotWaitingForInput, asking.AlreadyAnswered) as exc:
+            code: p.ErrorCode = (
+                "already_answered" if isinstance(exc, asking.AlreadyAnswered) else "not_waiting"
+            )
+            await self.send(p.ErrorFrame(code=code, message=str(exc), ref=frame.ref, task_id=frame.task_id))
+            return
+        await self.send(p.AnsweredFrame(ref=frame.ref, task_id=frame.task_id, question=n))
 
 
 def _forget(session: Session, task_id: str, sub: TaskSubscription) -> None:

@@ -52,6 +52,15 @@ class ShutdownRequested(BaseException):
     """
 
 
+class Cancelled(BaseException):
+    """Raised by ``ctx.emit`` / ``ctx.checkpoint`` once the task was cancelled (``ctx.cancelled`` is True).
+
+    The cancellation is already recorded as the task's outcome; the agent cancels the task's children and
+    moves on. A BaseException so that handlers' ``except Exception`` blocks do not swallow it; a handler
+    may catch it to clean up, and should re-raise it.
+    """
+
+
 class TaskContext(Protocol):
     """What a handler can do besides computing: checkpoint, emit progress, spawn and share."""
 
@@ -59,6 +68,11 @@ class TaskContext(Protocol):
     agent_id: str
     attempt: int
     restored_version: int | None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the agent has seen that this task was cancelled (see :class:`Cancelled`)."""
+        ...
 
     @property
     def stopping(self) -> bool:
@@ -79,6 +93,12 @@ class TaskContext(Protocol):
 
     # The timeout spans parking and re-runs on other agents: asyncio.timeout cannot express it.
     async def gather(self, ids: Sequence[str], timeout: float | None = None) -> list[ChildOutcome]: ...  # noqa: ASYNC109
+
+    async def ask(self, question: JSON, timeout: float | None = None) -> JSON: ...  # noqa: ASYNC109
+
+    async def limit(
+        self, key: str, cost: float = 1.0, *, per_second: float | None = None, burst: float | None = None
+    ) -> float: ...
 
 
 Handler = Callable[[Task, JSON, TaskContext], Coroutine[Any, Any, JSON]]

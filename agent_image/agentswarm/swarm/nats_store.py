@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -41,10 +42,12 @@ from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
     ChildStatus,
+    Grant,
     Node,
     NotAChild,
     SwarmStore,
     Versioned,
+    limit_key,
 )
 
 _CAS_ERRORS = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
@@ -103,19 +106,22 @@ class NatsSwarmStore(SwarmStore):
             return Node.root_of(task_id)
         return Node(**json.loads(raw))
 
+    async def mark_spawner(self, node: Node) -> None:
+        while True:  # creating its node if it is a root
+            raw, rev = await self._get("swarm", "node." + validate_task_id(node.task_id))
+            current = Node(**json.loads(raw)) if raw is not None else node
+            if current.spawner:
+                return
+            marked = json.dumps({**asdict(current), "spawner": True}).encode()
+            if await self._cas("swarm", "node." + node.task_id, marked, rev):
+                return
+
     async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         if not children:
             return 0
         if (await self._get("swarm", "spawned." + validate_task_id(str(children[0].id))))[0] is not None:
             return None  # a replayed spawn: every child was recorded, enqueued and announced already
-        while True:  # mark the parent a spawner (creating its node if it is a root)
-            raw, rev = await self._get("swarm", "node." + parent.task_id)
-            current = Node(**json.loads(raw)) if raw is not None else parent
-            if current.spawner:
-                break
-            marked = json.dumps({**asdict(current), "spawner": True}).encode()
-            if await self._cas("swarm", "node." + parent.task_id, marked, rev):
-                break
+        await self.mark_spawner(parent)
 
         async def record(spec: NewTask) -> bool:
             cid = validate_task_id(str(spec.id))
@@ -136,6 +142,8 @@ class NatsSwarmStore(SwarmStore):
         try:
             entry = await self.broker.kv("results").get(task_id)
             res = TaskResult.from_json(json.loads(entry.value or b"{}"))
+            if res.cancelled:
+                return ChildOutcome(task_id, "cancelled")
             return ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id)
         except nats.js.errors.KeyNotFoundError:
             pass
@@ -278,6 +286,24 @@ class NatsSwarmStore(SwarmStore):
             )
         await self._cas("swarm", "wait." + parent_id, json.dumps({**record, "state": "woken"}).encode(), rev)
         await self._set_timer(parent_id, None)
+
+    # -- rate limits --------------------------------------------------------------------------------------
+    async def acquire(self, key: str, cost: float, per_second: float, burst: float) -> Grant:
+        # GCRA with compare-and-set on the schedule. JetStream has no server clock to read, so "now" is this
+        # agent's clock: agents whose clocks disagree by d seconds can exceed the rate by d x per_second
+        # units once (docs/handlers.md); NTP keeps d in milliseconds.
+        name = "limit." + limit_key(key)
+        interval = cost / per_second
+        tolerance = max(0.0, burst - cost) / per_second
+        while True:
+            raw, rev = await self._get("swarm", name)
+            tat = float(raw) if raw is not None else 0.0
+            now = time.time()
+            at = max(now, tat - tolerance)
+            if await self._cas("swarm", name, f"{max(tat, now) + interval:.6f}".encode(), rev):
+                return Grant(at=at, wait=max(0.0, at - now))
+            # Lost the race: back off a little (jittered) so that many waiters do not retry in lockstep.
+            await asyncio.sleep(random.uniform(0.0, min(0.02, interval)))
 
     # -- shared context -----------------------------------------------------------------------------------
     def _where(self, scope: str | None, key: str) -> tuple[str, str]:

@@ -54,6 +54,8 @@ class TreeProgress:
                     self.fraction[child] = 0.0
         elif kind == "parked":
             self.state[task_id] = "parked"
+        elif kind == "input_required":
+            self.state[task_id] = "input required"
         elif kind == "started":
             self.state[task_id] = "running"
         frac = event_fraction(data)
@@ -62,7 +64,7 @@ class TreeProgress:
         self.render()
 
     def on_result(self, frame: p.ResultFrame) -> None:
-        self.state[frame.task_id] = "done" if frame.status == "done" else "dead"
+        self.state[frame.task_id] = frame.status
         self.fraction[frame.task_id] = 1.0
         self.render(force=not self.tty)
 
@@ -81,7 +83,8 @@ class TreeProgress:
                 f"[{'#' * filled}{'.' * (self.width - filled)}]",
                 f"{counts.get('done', 0)}/{len(tasks)} done",
             ]
-            parts += [f"{counts[s]} {s}" for s in ("dead", "running", "parked", "queued") if counts.get(s)]
+            shown = ("dead", "cancelled", "input required", "running", "parked", "queued")
+            parts += [f"{counts[s]} {s}" for s in shown if counts.get(s)]
             out.append("  ".join(parts))
         if clock:
             out[-1] += f"  {time.monotonic() - self.started:.0f}s"

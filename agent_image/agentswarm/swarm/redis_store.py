@@ -11,6 +11,8 @@ Keys (``ns`` = namespace), each expiring ``ttl_seconds`` after its last write un
 * ``ns:swarm:spawned:<first child id>``: set once a ``spawn`` call enqueued all its children, so a
   parent that re-runs after parking skips the whole call.
 * ``ns:swarm:dead:<id>``: the error of a dead-lettered child (results live in the queue's ``ns:results``).
+* ``ns:limit:<hash of the key>``: a rate limit's schedule (GCRA on the server's clock), expiring a minute
+  after its last reservation is due.
 * ``ns:shared:tree:<root>`` / ``ns:shared:swarm`` (no expiry) hashes ``key -> "<version>:<json>"``, with the
   scope's version counter in ``...:seq``; writes with ``if_version`` are checked in a Lua script.
 
@@ -32,10 +34,12 @@ from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
     ChildStatus,
+    Grant,
     Node,
     NotAChild,
     SwarmStore,
     Versioned,
+    limit_key,
 )
 
 _SPAWN_LUA = """
@@ -73,7 +77,7 @@ for i = 6, #ARGV do
     outstanding = outstanding + 1
   end
 end
-if outstanding == 0 then
+if outstanding == 0 and #ARGV >= 6 then
   redis.call('DEL', KEYS[3])
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 0
@@ -85,6 +89,7 @@ if ARGV[5] ~= '' then
 else
   redis.call('ZREM', KEYS[4], ARGV[1])
 end
+if outstanding == 0 then return 1 end  -- a waiter without children: released by wake / wake_due only
 return outstanding
 """
 
@@ -126,6 +131,20 @@ if redis.call('DEL', ARGV[2] .. ARGV[1]) == 1 then
   return 1
 end
 return 0
+"""
+
+_ACQUIRE_LUA = """
+-- KEYS: the limit's schedule (theoretical arrival time). ARGV: cost, per_second, burst.
+-- GCRA on the server's clock: the grant is at max(now, tat - tolerance); tat moves on by cost / rate.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1]) / tonumber(ARGV[2])
+local tolerance = math.max(0, tonumber(ARGV[3]) - tonumber(ARGV[1])) / tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local at = math.max(now, tat - tolerance)
+local new_tat = math.max(tat, now) + interval
+redis.call('SET', KEYS[1], string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 60000)
+return {string.format('%.6f', at), string.format('%.6f', at - now)}
 """
 
 _PUT_LUA = """
@@ -177,6 +196,7 @@ class RedisSwarmStore(SwarmStore):
         self.p_spawned = f"{ns}:swarm:spawned:"
         self.p_deadline = f"{ns}:swarm:deadline:"
         self.k_timers = f"{ns}:swarm:timers"
+        self.p_limit = f"{ns}:limit:"
         self.k_shared_swarm = f"{ns}:shared:swarm"
         self.p_shared_tree = f"{ns}:shared:tree:"
 
@@ -189,6 +209,7 @@ class RedisSwarmStore(SwarmStore):
         self._wake_one = r.register_script(_WAKE_ONE_LUA)
         self._put = r.register_script(_PUT_LUA)
         self._delete = r.register_script(_DELETE_LUA)
+        self._acquire = r.register_script(_ACQUIRE_LUA)
 
     # -- tree ---------------------------------------------------------------------------------------------
     async def node(self, task_id: str) -> Node:
@@ -203,6 +224,10 @@ class RedisSwarmStore(SwarmStore):
             handler=data.get("handler") or None,
             spawner=data.get("spawner") == "1",
         )
+
+    async def mark_spawner(self, node: Node) -> None:
+        args: list[Any] = [self.ttl_seconds, node.task_id, node.root, node.depth, self.p_node, ""]
+        await self._spawn(keys=[self.p_node + validate_task_id(node.task_id)], args=args)
 
     async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
         ids = [validate_task_id(str(c.id)) for c in children]
@@ -238,7 +263,10 @@ class RedisSwarmStore(SwarmStore):
         for task_id, raw, dead in zip(task_ids, results, deads, strict=True):
             if raw is not None:
                 res = TaskResult.from_json(json.loads(raw))
-                out.append(ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id))
+                if res.cancelled:
+                    out.append(ChildOutcome(task_id, "cancelled"))
+                else:
+                    out.append(ChildOutcome(task_id, "done", res.value, agent_id=res.agent_id))
             elif dead is not None:
                 out.append(ChildOutcome(task_id, "dead", error=str(dead)))
             else:
@@ -285,6 +313,11 @@ class RedisSwarmStore(SwarmStore):
     async def wake_due(self, now: float) -> int:
         keys = [self.k_timers, self.broker.stream]
         return int(await self._wake_due(keys=keys, args=[f"{now:.3f}", 100, self.p_parked, self.p_wait]))
+
+    # -- rate limits --------------------------------------------------------------------------------------
+    async def acquire(self, key: str, cost: float, per_second: float, burst: float) -> Grant:
+        at, wait = await self._acquire(keys=[self.p_limit + limit_key(key)], args=[cost, per_second, burst])
+        return Grant(at=float(at), wait=max(0.0, float(wait)))
 
     # -- shared context -----------------------------------------------------------------------------------
     def _scope_key(self, scope: str | None) -> str:

@@ -32,6 +32,7 @@ from agentswarm.broker.base import JSON, Broker, NewTask
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 from agentswarm.handlers import Handler, load_handler
+from agentswarm.swarm import ask as asking
 from agentswarm.swarm.memory import AgentMemory
 from agentswarm.swarm.shared import SharedContext
 from agentswarm.swarm.store import (
@@ -79,9 +80,14 @@ class TreeRuntime:
     """One per agent process: the swarm store, the shared checkpoint store, the memory, handler lookup."""
 
     def __init__(
-        self, broker: Broker, memory_root: Path, ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS
+        self,
+        broker: Broker,
+        memory_root: Path,
+        ttl_seconds: int = DEFAULT_TREE_TTL_SECONDS,
+        rate_limits: dict[str, float] | None = None,
     ) -> None:
         self.broker = broker
+        self.rate_limits = dict(rate_limits or {})
         self.store = make_swarm_store(broker, ttl_seconds)
         self.checkpoints = BrokerCheckpointStore(broker)
         self.memory = AgentMemory(memory_root)
@@ -151,12 +157,14 @@ class SwarmContextMixin:
     store: CheckpointStore
     last_version: int | None
     emit: Callable[[dict[str, Any]], Awaitable[str]]
+    emit_unchecked: Callable[[dict[str, Any]], Awaitable[str]]
 
     def _init_swarm(self, tree: TreeRuntime, node: Node, state: JSON) -> None:
         self._tree = tree
         self.node = node
         self._state = state
         self._spawn_calls = 0
+        self._ask_calls = 0
         self.parking = False
         self.shared = SharedContext(tree.store, node.root)
         self.memory = tree.memory
@@ -204,7 +212,8 @@ class SwarmContextMixin:
             event: dict[str, Any] = {"type": "spawned", "call": call, "children": ids}
             if handler is not None:
                 event["handler"] = handler
-            await self.emit(event)
+            # Published even if the task was cancelled meanwhile: a tree cancel finds children by this event.
+            await self.emit_unchecked(event)
             await self._tree.store.spawn_done(ids[0])
         return ids
 
@@ -240,3 +249,60 @@ class SwarmContextMixin:
         waiting = sum(1 for o in outcomes if o.status is None)
         await self.emit({"type": "parked", "waiting_for": waiting, "of": len(ids)})
         raise Parked(f"task {self.task_id} parked until {waiting} more of its {len(ids)} children finish")
+
+    # The timeout is a deadline across parking and re-runs, like gather's.
+    async def ask(self, question: JSON, timeout: float | None = None) -> JSON:  # noqa: ASYNC109
+        """Ask a human ``question`` (JSON) and return their answer (see :mod:`agentswarm.swarm.ask`).
+
+        Emits ``input_required`` and parks the task (raising :class:`Parked`; the agent is freed) until an
+        ``answer`` frame or ``agentswarm answer`` arrives; the task then re-runs on any agent and this call
+        returns the answer. With ``timeout`` (seconds from the first time this question was asked) it raises
+        ``TimeoutError`` once that has passed without an answer.
+        """
+        n = self._ask_calls
+        self._ask_calls += 1
+        store = self._tree.store
+        stored = await asking.stored_answer(store, self.task_id, n)
+        wake_at = None
+        if stored is None and timeout is not None:
+            wake_at = await store.deadline(self.task_id, f"ask-{n}", max(0.0, float(timeout)))
+            if time.time() >= wake_at:
+                stored = await asking.time_out(store, self.task_id, n)
+        if stored is not None:
+            if stored.get("timed_out"):
+                raise TimeoutError(f"question {n} of task {self.task_id} was not answered within {timeout}s")
+            return stored.get("input")
+        # Resumable anywhere: checkpoints to the broker, and the node says so to whoever resumes it.
+        await self._become_spawner()
+        if not self.node.spawner:
+            await store.mark_spawner(self.node)
+            self.node = replace(self.node, spawner=True)
+        self.parking = True
+        await store.park(self.task_id, [], wake_at)
+        await asking.publish_question(store, self.task_id, n, question, wake_at)
+        await self.emit({"type": "input_required", "question": question, "n": n, "timeout_at": wake_at})
+        raise Parked(f"task {self.task_id} parked until question {n} is answered")
+
+    async def limit(
+        self, key: str, cost: float = 1.0, *, per_second: float | None = None, burst: float | None = None
+    ) -> float:
+        """Wait until ``cost`` units of the rate limit ``key`` are granted; returns the grant time (epoch s).
+
+        The limit is shared by every agent of the swarm (a reservation in the broker, see
+        :meth:`~agentswarm.swarm.store.SwarmStore.acquire`): use one key per third-party quota, such as
+        ``"openai:gpt-4o"``. Its rate is ``per_second``, else ``AGENTSWARM_RATE_LIMITS[key]``; ``burst``
+        (default ``cost``: evenly spaced) lets that many units go at once after a quiet spell. The wait is an
+        ``asyncio.sleep`` until the granted time: no polling, no busy loop.
+        """
+        rate = per_second if per_second is not None else self._tree.rate_limits.get(key)
+        if rate is None or rate <= 0:
+            raise SwarmError(
+                f"no rate for limit {key!r}: pass per_second= or set AGENTSWARM_RATE_LIMITS "
+                f'(a JSON object such as {{"{key}": 10}}, units per second)'
+            )
+        if cost <= 0:
+            raise SwarmError(f"limit {key!r}: cost must be positive, not {cost!r}")
+        grant = await self._tree.store.acquire(key, float(cost), float(rate), float(burst or cost))
+        if grant.wait > 0:
+            await asyncio.sleep(grant.wait)
+        return grant.at

@@ -96,6 +96,19 @@ class Versioned:
     version: int
 
 
+@dataclass(frozen=True)
+class Grant:
+    """A rate-limit reservation: ``at`` (epoch seconds, the store's clock) and ``wait`` (seconds from now)."""
+
+    at: float
+    wait: float
+
+
+def limit_key(key: str) -> str:
+    """A rate-limit key in a form every backend stores (``openai:gpt-4o`` is not a NATS KV key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def child_id(parent_id: str, call: int, index: int) -> str:
     """The id of the ``index``-th child of the ``call``-th ``spawn`` of ``parent_id`` (both 0-based).
 
@@ -115,6 +128,7 @@ STORE_OPERATIONS = (
     "node",
     "spawn",
     "spawn_done",
+    "mark_spawner",
     "outcomes",
     "park",
     "deadline",
@@ -125,6 +139,7 @@ STORE_OPERATIONS = (
     "shared_put",
     "shared_delete",
     "shared_items",
+    "acquire",
 )
 
 
@@ -172,6 +187,11 @@ class SwarmStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def mark_spawner(self, node: Node) -> None:
+        """Record that ``node``'s checkpoints live in the broker (``spawn`` does it too), so that whichever
+        agent resumes it after parking finds them. Idempotent."""
+
+    @abc.abstractmethod
     async def spawn_done(self, first_child: str) -> None:
         """Mark the spawn call whose first child is ``first_child`` complete (enqueued and announced), so a
         re-run of the parent skips it."""
@@ -185,7 +205,9 @@ class SwarmStore(abc.ABC):
     async def park(self, task_id: str, waiting_for: Sequence[str], wake_at: float | None = None) -> bool:
         """Register ``task_id`` as waiting for its children ``waiting_for``; True if it is now parked.
 
-        False means every child has finished already (nothing to wait for: carry on). True means the caller
+        False means every child has finished already (nothing to wait for: carry on). With no children at
+        all the task is parked until :meth:`wake` or ``wake_at`` (a waiter for something else, such as a
+        human's answer). True means the caller
         must give its delivery back (acknowledge it without a result): the task is re-enqueued once the last
         outstanding child finishes, or by :meth:`wake_due` once the clock passes ``wake_at`` (epoch seconds),
         whichever comes first. Raises :class:`NotAChild` when an id is not a child of ``task_id``.
@@ -216,6 +238,17 @@ class SwarmStore(abc.ABC):
 
         Call after the child's result (or dead letter) is stored and before its delivery is acknowledged;
         repeating the call is harmless.
+        """
+
+    # -- rate limits --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def acquire(self, key: str, cost: float, per_second: float, burst: float) -> Grant:
+        """Reserve ``cost`` units of the rate limit ``key`` (``per_second`` units per second, up to ``burst``
+        at once); returns when they may be used. Never waits itself: the caller sleeps ``grant.wait``.
+
+        A reservation (GCRA, the generic cell rate algorithm): every call atomically takes the next free slot
+        of the key's schedule, so concurrent callers on any number of agents are spaced at the rate without
+        retries, and a caller that gave up still used its slot (the rate is never exceeded).
         """
 
     # -- shared context -----------------------------------------------------------------------------------
