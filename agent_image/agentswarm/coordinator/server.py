@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
 from agentswarm.coordinator.auth import bearer_token, token_matches
+from agentswarm.coordinator.dashboard import Dashboard
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
 from agentswarm.coordinator.session import Session
@@ -43,6 +44,7 @@ class Coordinator:
         self.broker = broker
         self.options = options
         self.metrics = CoordinatorMetrics()
+        self.dashboard = Dashboard()
         self.draining = False
         self._server: Server | None = None
         self._sessions: dict[ServerConnection, Session] = {}
@@ -150,6 +152,9 @@ class Coordinator:
             response.body = body
             return response
         if path != "/ws":
+            page = self.dashboard.respond(connection, request, path)
+            if page is not None:
+                return page
             return connection.respond(HTTPStatus.NOT_FOUND, "not found; the websocket API is at /ws\n")
         authorization = request.headers.get("Authorization")
         if authorization is not None:
