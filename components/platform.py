@@ -103,6 +103,7 @@ def deploy(cfg: SwarmConfig) -> Deployment:
                 "cluster_name": cfg.cluster.name,
                 "config": cfg.cluster.gke,
                 "gateway_api": cfg.exposure == "gateway",
+                "managed_prometheus": cfg.monitoring.managed_prometheus,
             },
         )
         provider = gke.provider

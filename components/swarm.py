@@ -13,6 +13,7 @@ from components.agents import AgentPool, AgentPoolArgs
 from components.config import SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
 from components.coordinator import Coordinator, CoordinatorArgs
+from components.monitoring import ScrapeTarget, SwarmMonitoring
 from components.namespace import SwarmNamespace
 from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
 
@@ -106,6 +107,13 @@ class AgentSwarm(pulumi.ComponentResource):
             coordinator_args["pod_annotations"] = pool_args["pod_annotations"] = rolls
         coordinator = Coordinator(f"{name}-coordinator", coordinator_args, in_ns)
         agents = AgentPool(f"{name}-agents", pool_args, in_ns)
+        if cfg.monitoring.managed_prometheus:
+            target: ScrapeTarget = {"component": COORDINATOR, "selector": coordinator_sel, "port": "http"}
+            SwarmMonitoring(
+                f"{name}-monitoring",
+                {"namespace": ns, "instance": instance, "config": cfg.monitoring, "targets": [target]},
+                in_ns,
+            )
 
         self.config = cfg
         self.namespace = ns
