@@ -14,8 +14,14 @@ import pulumi_kubernetes as k8s
 
 from components import _k8s
 from components.config import AgentsConfig
-from components.redis import RedisConnection
-from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
+from components.workload import (
+    BrokerConnection,
+    RuntimeWorkloadArgs,
+    broker_connection,
+    broker_egress_rule,
+    broker_env,
+    runtime_pod,
+)
 
 CHECKPOINT_VOLUME = "checkpoints"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -44,7 +50,10 @@ class AgentPoolArgs(RuntimeWorkloadArgs):
 
 
 class AgentPool(pulumi.ComponentResource):
-    """StatefulSet + headless Service + PDB + ServiceAccount + NetworkPolicy for the agents."""
+    """StatefulSet + headless Service + PDB + ServiceAccount + NetworkPolicy for the agents.
+
+    With ``autoscaling.enabled`` the StatefulSet is sized by KEDA (see
+    :class:`~components.autoscaling.AgentAutoscaler`, which :class:`~components.swarm.AgentSwarm` creates)."""
 
     statefulset_name: pulumi.Output[str]
     service_account_name: pulumi.Output[str]
@@ -53,7 +62,7 @@ class AgentPool(pulumi.ComponentResource):
     def __init__(self, name: str, args: AgentPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:AgentPool", name, None, opts)
         cfg = AgentsConfig.model_validate(args["config"])
-        ns, instance, conn = args["namespace"], args["instance"], args["redis"]
+        ns, instance, conn = args["namespace"], args["instance"], broker_connection(args)
         sts_name = agent_service_account_name(instance)
         sel = _k8s.selector_labels(instance, COMPONENT)
         child = _k8s.child_opts(self)
@@ -81,7 +90,12 @@ class AgentPool(pulumi.ComponentResource):
             f"{name}-statefulset",
             metadata=_k8s.metadata(sts_name, ns, instance, COMPONENT),
             spec=statefulset_spec(cfg, instance, sts_name, sel, template),
-            opts=_k8s.child_opts(self, depends_on=[headless]),
+            # KEDA owns spec.replicas when autoscaling: the next `pulumi up` must not reset it.
+            opts=_k8s.child_opts(
+                self,
+                depends_on=[headless],
+                ignore_changes=["spec.replicas"] if cfg.autoscaling.enabled else None,
+            ),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
@@ -97,7 +111,9 @@ class AgentPool(pulumi.ComponentResource):
         )
         self.statefulset_name = statefulset.metadata.name
         self.service_account_name = service_account.metadata.name
-        self.replicas = pulumi.Output.from_input(cfg.replicas)
+        self.replicas = pulumi.Output.from_input(
+            cfg.autoscaling.min_replicas if cfg.autoscaling.enabled else cfg.replicas
+        )
         self.register_outputs(
             {
                 "statefulset_name": self.statefulset_name,
@@ -111,7 +127,7 @@ def pod_spec(
     cfg: AgentsConfig,
     image: pulumi.Input[str],
     pull_policy: str,
-    conn: RedisConnection,
+    conn: BrokerConnection,
     service_account: k8s.core.v1.ServiceAccount,
 ) -> dict[str, Any]:
     """The agent pod: its identity from the pod name, the checkpoint volume, heartbeat-file probes."""
@@ -120,13 +136,16 @@ def pod_spec(
             "name": "AGENTSWARM_AGENT_ID",
             "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
         },
-        *redis_env(conn),
+        *broker_env(conn),
         {"name": "AGENTSWARM_CHECKPOINT_DIR", "value": cfg.checkpoint_path},
         {"name": "AGENTSWARM_HANDLER", "value": cfg.handler},
         # The agent waits this long for the handler's next checkpoint after SIGTERM; the rest of the
         # pod's grace period is left for writing that checkpoint and exiting before the SIGKILL.
         {"name": "AGENTSWARM_SHUTDOWN_GRACE_SECONDS", "value": str(agent_shutdown_grace(cfg))},
     ]
+    if cfg.autoscaling.enabled:
+        # A scaled-in agent's task is resumed by another agent: its checkpoints must be in the broker.
+        env.append({"name": "AGENTSWARM_CHECKPOINT_BACKEND", "value": "broker"})
     probe = {
         "exec": {"command": ["agentswarm", "probe", "--max-age-seconds", str(cfg.probe_max_age_seconds)]}
     }
@@ -168,7 +187,8 @@ def statefulset_spec(
     """Parallel pod management, rolling updates, one checkpoint PVC per agent that outlives its pod."""
     return {
         "serviceName": sts_name,
-        "replicas": cfg.replicas,
+        # With autoscaling this is only the size at creation; KEDA owns it afterwards.
+        "replicas": cfg.autoscaling.min_replicas if cfg.autoscaling.enabled else cfg.replicas,
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": sel},
         "updateStrategy": {"type": "RollingUpdate"},
@@ -187,14 +207,14 @@ def statefulset_spec(
 def network_policy_spec(
     cfg: AgentsConfig,
     sel: dict[str, str],
-    conn: RedisConnection,
+    conn: BrokerConnection,
     coordinator_selector: dict[str, str],
     coordinator_port: int,
 ) -> dict[str, Any]:
     """Egress to the broker, DNS, the coordinator and the model-API allow-list. No "ingress" key with Ingress
     in policyTypes: agent pods accept no connection from anyone, including other agents."""
     egress: list[dict[str, Any]] = [
-        redis_egress_rule(conn),
+        broker_egress_rule(conn),
         _k8s.dns_egress_rule(),
         {
             "to": [{"podSelector": {"matchLabels": coordinator_selector}}],

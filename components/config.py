@@ -26,6 +26,9 @@ DEFAULT_HANDLER = "agentswarm.handlers.steps:handle"
 """``module:function`` of the task handler an agent runs unless told otherwise (AGENTSWARM_HANDLER)."""
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 """What a handler reference looks like: a dotted module path, a colon, a function name."""
+QUEUE_NAMESPACE = "agentswarm"
+"""The runtime's AGENTSWARM_NAMESPACE (stream, consumer and key prefix), which the components leave at its
+default; the KEDA trigger names the stream and consumer from it."""
 CHECKPOINT_DIR = "/var/lib/agentswarm"
 """Where an agent's checkpoint volume is mounted (AGENTSWARM_CHECKPOINT_DIR)."""
 NODE_PORT = 30080
@@ -204,6 +207,38 @@ class EgressRule(_Model):
 _PUBLIC_HTTPS = EgressRule(cidr="0.0.0.0/0", except_cidrs=["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"])
 
 
+class AutoscalingConfig(_Model):
+    """Agents that follow the queue's backlog through KEDA, down to zero (docs/autoscaling.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Create a KEDA ScaledObject for the agent StatefulSet (KEDA must be installed, or set "
+            "`install_keda`); `agents.replicas` is then ignored and agents use broker checkpoints."
+        ),
+    )
+    min_replicas: int = Field(default=0, ge=0, le=10000, description="Fewest agents; 0 = none while idle.")
+    max_replicas: int = Field(default=50, ge=1, le=10000, description="Most agents.")
+    target_tasks_per_agent: int = Field(
+        default=1, ge=1, le=100000, description="Outstanding tasks (queued + running) per agent."
+    )
+    activation_tasks: int = Field(
+        default=0, ge=0, le=100000, description="Backlog above which agents start from zero (activation)."
+    )
+    polling_interval_seconds: int = Field(
+        default=30, ge=1, le=3600, description="How often KEDA reads the backlog (pollingInterval)."
+    )
+    cooldown_seconds: int = Field(
+        default=300, ge=0, le=86400, description="Idle seconds before the last step to min_replicas."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300, ge=0, le=3600, description="HPA scale-down stabilisation window between 1 and max."
+    )
+    install_keda: bool = Field(
+        default=False, description="Install KEDA from the kedacore Helm chart (pinned); needs chart access."
+    )
+
+
 class AgentsConfig(_Model):
     """The agent StatefulSet."""
 
@@ -251,6 +286,9 @@ class AgentsConfig(_Model):
             "project creates carry that label; set false for a plain existing cluster."
         ),
     )
+    autoscaling: AutoscalingConfig = Field(
+        default_factory=AutoscalingConfig, description="Scale with the queue (KEDA)."
+    )
 
 
 class MemorystoreConfig(_Model):
@@ -278,6 +316,19 @@ class RedisConfig(_Model):
     )
     memorystore: MemorystoreConfig = Field(
         default_factory=MemorystoreConfig, description="Memorystore settings."
+    )
+
+
+class NatsConfig(_Model):
+    """In-cluster NATS with JetStream (used when `broker` is `nats`)."""
+
+    image: str = Field(
+        default="docker.io/library/nats:2.10.14-alpine3.19", description="Pinned official image."
+    )
+    storage_size: Quantity = Field(default="8Gi", description="JetStream file store PVC size.")
+    storage_class: str | None = Field(default=None, description="StorageClass; unset = cluster default.")
+    resources: Resources = Field(
+        default_factory=lambda: _resources("100m", "256Mi", "1Gi"), description="Container resources."
     )
 
 
@@ -417,7 +468,12 @@ class SwarmConfig(_Model):
     image: ImageConfig = Field(default_factory=ImageConfig)
     coordinator: CoordinatorConfig = Field(default_factory=CoordinatorConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    broker: Literal["redis", "nats"] = Field(
+        default="redis",
+        description="Queue backend: Redis Streams (`redis` section) or NATS JetStream (`nats`).",
+    )
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    nats: NatsConfig = Field(default_factory=NatsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     api_token: SecretStr | None = Field(
         default=None,

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from components.config_errors import ConfigError
 
 if TYPE_CHECKING:
-    from components.config import CoordinatorConfig, ImageConfig, NodePoolConfig, SwarmConfig
+    from components.config import (
+        AutoscalingConfig,
+        CoordinatorConfig,
+        ImageConfig,
+        NodePoolConfig,
+        SwarmConfig,
+    )
 
 __all__ = ["MIN_SECRET_LENGTH", "RULES", "Rule", "check_rules"]
 
@@ -79,6 +85,15 @@ def _pool(
     return Rule("NodePoolConfig", key, allowed, broken, detail=detail)
 
 
+def _autoscaling(
+    key: str,
+    allowed: str,
+    broken: Callable[[AutoscalingConfig], bool],
+    detail: Callable[[AutoscalingConfig], str],
+) -> Rule:
+    return Rule("AutoscalingConfig", key, allowed, broken, detail=detail)
+
+
 def _swarm(
     key: str,
     allowed: str,
@@ -105,6 +120,12 @@ RULES: tuple[Rule, ...] = (
         lambda p: p.max_nodes < p.min_nodes,
         detail=lambda p: f" ({p.min_nodes})",
     ),
+    _autoscaling(
+        "max_replicas",
+        "must be >= min_replicas",
+        lambda a: a.max_replicas < a.min_replicas,
+        detail=lambda a: f" ({a.min_replicas})",
+    ),
     _swarm(
         "exposure",
         "platform kind allows only 'nodeport'",
@@ -119,6 +140,11 @@ RULES: tuple[Rule, ...] = (
         "redis.mode",
         "platform kind allows only 'in-cluster'",
         lambda s: s.platform == "kind" and s.redis.mode == "memorystore",
+    ),
+    _swarm(
+        "redis.mode",
+        "broker nats runs NATS in the cluster: leave redis.mode at 'in-cluster' (unused)",
+        lambda s: s.broker == "nats" and s.redis.mode == "memorystore",
     ),
     _swarm(
         "exposure",

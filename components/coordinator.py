@@ -14,8 +14,14 @@ import pulumi_kubernetes as k8s
 
 from components import _k8s, gke_lb
 from components.config import CoordinatorConfig
-from components.redis import RedisConnection
-from components.workload import RuntimeWorkloadArgs, redis_egress_rule, redis_env, runtime_pod
+from components.workload import (
+    BrokerConnection,
+    RuntimeWorkloadArgs,
+    broker_connection,
+    broker_egress_rule,
+    broker_env,
+    runtime_pod,
+)
 
 HEALTH_PATH = "/healthz"
 """Liveness: 200 while the process serves HTTP (docs/runtime-contract.md)."""
@@ -49,7 +55,12 @@ class Coordinator(pulumi.ComponentResource):
     def __init__(self, name: str, args: CoordinatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("agentswarm:index:Coordinator", name, None, opts)
         cfg = CoordinatorConfig.model_validate(args["config"])
-        ns, instance, exposure, conn = args["namespace"], args["instance"], args["exposure"], args["redis"]
+        ns, instance, exposure, conn = (
+            args["namespace"],
+            args["instance"],
+            args["exposure"],
+            broker_connection(args),
+        )
         svc_name = f"{instance}-coordinator"
         sel = _k8s.selector_labels(instance, COMPONENT)
         child = _k8s.child_opts(self)
@@ -185,12 +196,12 @@ def pod_spec(
     cfg: CoordinatorConfig,
     image: pulumi.Input[str],
     pull_policy: str,
-    conn: RedisConnection,
+    conn: BrokerConnection,
     token_secret: k8s.core.v1.Secret,
 ) -> dict[str, Any]:
     """The coordinator pod: the runtime env of docs/runtime-contract.md, probes, and a preStop pause."""
     env = [
-        *redis_env(conn),
+        *broker_env(conn),
         {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
         _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
         {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
@@ -241,12 +252,14 @@ def service_spec(cfg: CoordinatorConfig, sel: dict[str, str], exposure: Exposure
     return {"type": "NodePort" if exposure == "nodeport" else "ClusterIP", "selector": sel, "ports": [port]}
 
 
-def network_policy_spec(cfg: CoordinatorConfig, sel: dict[str, str], conn: RedisConnection) -> dict[str, Any]:
+def network_policy_spec(
+    cfg: CoordinatorConfig, sel: dict[str, str], conn: BrokerConnection
+) -> dict[str, Any]:
     """Clients arrive through the load balancer / NodePort from outside the cluster, and agents from inside:
     the port is open, nothing else is. Egress: the broker and DNS."""
     return {
         "podSelector": {"matchLabels": sel},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [{"ports": [{"protocol": "TCP", "port": cfg.port}]}],
-        "egress": [redis_egress_rule(conn), _k8s.dns_egress_rule()],
+        "egress": [broker_egress_rule(conn), _k8s.dns_egress_rule()],
     }

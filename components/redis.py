@@ -51,6 +51,8 @@ class RedisArgs(TypedDict):
     """Validated ``redis`` section; a plain mapping is validated here. Default: every default."""
     client_selectors: NotRequired[list[dict[str, str]]]
     """Pod label sets allowed to connect (coordinator and agents)."""
+    extra_ingress: NotRequired[list[dict[str, Any]]]
+    """More NetworkPolicy ingress rules (KEDA's operator reading the backlog when autoscaling)."""
     password: NotRequired[pulumi.Input[str]]
     """The server password; unset: a generated ``RandomPassword``. Kept secret either way."""
 
@@ -127,7 +129,7 @@ class Redis(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),
-            spec=network_policy_spec(sel, args.get("client_selectors", [])),
+            spec=network_policy_spec(sel, args.get("client_selectors", []), args.get("extra_ingress", [])),
             opts=child,
         )
         self.host = pulumi.Output.concat(
@@ -228,8 +230,10 @@ def statefulset_spec(
     }
 
 
-def network_policy_spec(sel: dict[str, str], clients: list[dict[str, str]]) -> dict[str, Any]:
-    """Only the client pods reach the Redis port."""
+def network_policy_spec(
+    sel: dict[str, str], clients: list[dict[str, str]], extra: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Only the client pods (and the ``extra`` rules' peers) reach the Redis port."""
     return {
         "podSelector": {"matchLabels": sel},
         "policyTypes": ["Ingress"],
@@ -237,7 +241,8 @@ def network_policy_spec(sel: dict[str, str], clients: list[dict[str, str]]) -> d
             {
                 "from": [{"podSelector": {"matchLabels": c}} for c in clients],
                 "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-            }
+            },
+            *(extra or []),
         ],
     }
 

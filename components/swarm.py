@@ -10,12 +10,21 @@ import pulumi
 from components import _k8s
 from components.agents import COMPONENT as AGENT
 from components.agents import AgentPool, AgentPoolArgs
-from components.config import SwarmConfig, parse_config
+from components.autoscaling import AgentAutoscaler, AgentAutoscalerArgs, keda_ingress_rule, scaling_rule
+from components.config import QUEUE_NAMESPACE, SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
 from components.coordinator import Coordinator, CoordinatorArgs
 from components.monitoring import ScrapeTarget, SwarmMonitoring
 from components.namespace import SwarmNamespace
-from components.redis import ManagedRedis, Redis, RedisArgs, RedisConnection, managed_redis_connection
+from components.nats import NATS_MONITORING_PORT, Nats, NatsArgs, NatsConnection
+from components.redis import (
+    REDIS_PORT,
+    ManagedRedis,
+    Redis,
+    RedisArgs,
+    managed_redis_connection,
+)
+from components.workload import BrokerConnection
 
 IMAGE_DIGEST_ANNOTATION = "agentswarm.io/image-digest"
 """Pod-template annotation carrying the digest of an image built under a fixed name (kind): a rebuild changes
@@ -37,7 +46,8 @@ class AgentSwarmArgs(TypedDict):
 
 
 class AgentSwarm(pulumi.ComponentResource):
-    """Namespace + Redis (or a managed one) + Coordinator + AgentPool, wired to each other."""
+    """Namespace + the broker (Redis, a managed Redis, or NATS) + Coordinator + AgentPool (+ AgentAutoscaler),
+    wired to each other."""
 
     namespace: pulumi.Output[str]
     coordinator_service: pulumi.Output[str]
@@ -64,19 +74,33 @@ class AgentSwarm(pulumi.ComponentResource):
         coordinator_sel = _k8s.selector_labels(instance, COORDINATOR)
         agent_sel = _k8s.selector_labels(instance, AGENT)
 
-        conn: RedisConnection
-        if cfg.redis.mode == "in-cluster":
+        autoscaling = cfg.agents.autoscaling.enabled
+        conn: BrokerConnection
+        if cfg.broker == "nats":
+            nats_args: NatsArgs = {
+                "namespace": ns,
+                "instance": instance,
+                "config": cfg.nats,
+                "client_selectors": [coordinator_sel, agent_sel],
+            }
+            if autoscaling:  # KEDA's operator reads /jsz on the monitoring port
+                nats_args["monitoring_ingress"] = [keda_ingress_rule(NATS_MONITORING_PORT)]
+            conn = Nats(f"{name}-nats", nats_args, in_ns).connection
+        elif cfg.redis.mode == "in-cluster":
             redis_args: RedisArgs = {
                 "namespace": ns,
                 "instance": instance,
                 "config": cfg.redis,
                 "client_selectors": [coordinator_sel, agent_sel],
             }
+            if autoscaling:  # KEDA's operator reads the backlog (XLEN)
+                redis_args["extra_ingress"] = [keda_ingress_rule(REDIS_PORT)]
             if cfg.redis_password is not None:
                 redis_args["password"] = cfg.redis_password.get_secret_value()
             conn = Redis(f"{name}-redis", redis_args, in_ns).connection
         else:
             conn = managed_redis_connection(name, instance, ns, args["managed_redis"], in_ns)
+        broker: dict[str, Any] = {"nats": conn} if isinstance(conn, NatsConnection) else {"redis": conn}
 
         image = args.get("image", cfg.image.reference)
         coordinator_args: CoordinatorArgs = {
@@ -86,7 +110,7 @@ class AgentSwarm(pulumi.ComponentResource):
             "exposure": cfg.exposure or "ingress",
             "image": image,
             "image_pull_policy": cfg.image.pull_policy,
-            "redis": conn,
+            **broker,  # type: ignore[typeddict-item]
         }
         pool_args: AgentPoolArgs = {
             "namespace": ns,
@@ -94,7 +118,7 @@ class AgentSwarm(pulumi.ComponentResource):
             "config": cfg.agents,
             "image": image,
             "image_pull_policy": cfg.image.pull_policy,
-            "redis": conn,
+            **broker,  # type: ignore[typeddict-item]
             "coordinator_selector": coordinator_sel,
             "coordinator_port": cfg.coordinator.port,
         }
@@ -107,6 +131,26 @@ class AgentSwarm(pulumi.ComponentResource):
             coordinator_args["pod_annotations"] = pool_args["pod_annotations"] = rolls
         coordinator = Coordinator(f"{name}-coordinator", coordinator_args, in_ns)
         agents = AgentPool(f"{name}-agents", pool_args, in_ns)
+        if autoscaling:
+            scaler_args: AgentAutoscalerArgs = {
+                "namespace": ns,
+                "instance": instance,
+                "statefulset_name": agents.statefulset_name,
+                "rule": scaling_rule(cfg.agents.autoscaling),
+                "queue_namespace": QUEUE_NAMESPACE,
+                "install_keda": cfg.agents.autoscaling.install_keda,
+            }
+            if isinstance(conn, NatsConnection):
+                scaler_args["nats_monitoring_endpoint"] = conn.monitoring_endpoint
+            else:
+                scaler_args["redis"] = {
+                    "url": conn.url,
+                    "password_secret": conn.password_secret,
+                    "password_key": conn.password_key,
+                    "ca_secret": conn.ca_secret,
+                    "ca_key": conn.ca_key,
+                }
+            AgentAutoscaler(f"{name}-autoscaler", scaler_args, in_ns)
         if cfg.monitoring.managed_prometheus:
             target: ScrapeTarget = {"component": COORDINATOR, "selector": coordinator_sel, "port": "http"}
             SwarmMonitoring(
@@ -121,7 +165,8 @@ class AgentSwarm(pulumi.ComponentResource):
         self.coordinator_port = coordinator.port
         self.coordinator_address = coordinator.address
         self.api_token_secret_name = coordinator.api_token_secret_name
-        self.redis_url = pulumi.Output.from_input(conn.url)
+        # Empty with broker nats (its URL carries a password placeholder that only pods expand).
+        self.redis_url = pulumi.Output.from_input("" if isinstance(conn, NatsConnection) else conn.url)
         self.agent_statefulset = agents.statefulset_name
         self.agent_replicas = agents.replicas
         self.register_outputs(

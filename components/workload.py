@@ -12,7 +12,11 @@ import pulumi
 
 from components import _k8s
 from components.config import Resources
+from components.nats import NatsConnection, nats_egress_rule, nats_env
 from components.redis import RedisConnection
+
+BrokerConnection = RedisConnection | NatsConnection
+"""Where the coordinator and the agents find the queue."""
 
 CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
 
@@ -27,19 +31,39 @@ class RuntimeWorkloadArgs(TypedDict):
     """Swarm instance name (labels and object names)."""
     image: pulumi.Input[str]
     """Image reference of the agentswarm runtime."""
-    redis: RedisConnection
-    """Where the broker is."""
+    redis: NotRequired[RedisConnection]
+    """Where the Redis broker is (give exactly one of ``redis`` and ``nats``)."""
+    nats: NotRequired[NatsConnection]
+    """Where the NATS broker is."""
     image_pull_policy: NotRequired[str]
     """Kubernetes imagePullPolicy; default ``IfNotPresent``."""
     pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
     """Pod-template annotations; a changed value rolls the pods (the kind build digest)."""
 
 
+def broker_connection(args: RuntimeWorkloadArgs) -> BrokerConnection:
+    """The one broker connection in ``args`` (``redis`` or ``nats``); ValueError for none or both."""
+    redis, nats = args.get("redis"), args.get("nats")
+    if (redis is None) == (nats is None):
+        raise ValueError("give exactly one of 'redis' and 'nats' (the broker the runtime pods use)")
+    return redis if redis is not None else nats  # type: ignore[return-value]
+
+
+def broker_env(conn: BrokerConnection) -> list[dict[str, object]]:
+    """The broker env of docs/runtime-contract.md for either backend."""
+    return list(nats_env(conn)) if isinstance(conn, NatsConnection) else redis_env(conn)
+
+
+def broker_egress_rule(conn: BrokerConnection) -> dict[str, object]:
+    """NetworkPolicy egress rule reaching the broker."""
+    return nats_egress_rule(conn) if isinstance(conn, NatsConnection) else redis_egress_rule(conn)
+
+
 def runtime_pod(
     role: str,
     image: pulumi.Input[str],
     pull_policy: str,
-    conn: RedisConnection,
+    conn: BrokerConnection,
     env: Sequence[Any],
     resources: Resources,
     grace_seconds: int,
@@ -50,7 +74,7 @@ def runtime_pod(
     """A pod running ``agentswarm <role>`` from the runtime image: the restricted security profile, a
     read-only root with /tmp, the broker's CA when it has one. ``container`` adds ports and probes, ``pod``
     pod fields."""
-    ca_volumes, ca_mounts = redis_ca_volume(conn)
+    ca_volumes, ca_mounts = redis_ca_volume(conn) if isinstance(conn, RedisConnection) else ([], [])
     return {
         **(pod or {}),
         "automountServiceAccountToken": False,

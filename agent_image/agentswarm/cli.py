@@ -371,7 +371,48 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="open the dashboard in a web browser (with --demo the swarm stays up after it until Ctrl-C)",
     )
+    _add_autoscale_options(local)
     return parser
+
+
+def _add_autoscale_options(local: argparse.ArgumentParser) -> None:
+    from agentswarm.local import autoscale
+
+    local.add_argument(
+        "--autoscale",
+        metavar="MIN..MAX",
+        help="agents follow the queue's backlog within MIN..MAX, e.g. 0..8 (replaces --agents)",
+    )
+    local.add_argument(
+        "--autoscale-target",
+        type=int,
+        default=autoscale.DEFAULT_TARGET,
+        help="outstanding tasks per agent (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-activation",
+        type=int,
+        default=autoscale.DEFAULT_ACTIVATION,
+        help="backlog above which agents start from zero (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-interval",
+        type=float,
+        default=autoscale.DEFAULT_INTERVAL,
+        help="seconds between backlog readings (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-cooldown",
+        type=float,
+        default=autoscale.DEFAULT_COOLDOWN,
+        help="idle seconds before the last agents stop (default %(default)s)",
+    )
+    local.add_argument(
+        "--autoscale-stabilization",
+        type=float,
+        default=autoscale.DEFAULT_STABILIZATION,
+        help="scale-down stabilisation window in seconds (default %(default)s)",
+    )
 
 
 COMMANDS = {

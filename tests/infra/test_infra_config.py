@@ -55,6 +55,12 @@ BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
         "platform kind has no Managed Prometheus",
     ),
     ({}, "platform", "None", "required key is missing"),
+    (
+        {"platform": "kind", "agents": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},
+        "agents.autoscaling.max_replicas",
+        "2",
+        "must be >= min_replicas (5)",
+    ),
     ({"platform": "aws"}, "platform", "'aws'", "'kind' or 'gke'"),
     (
         {"platform": "kind", "exposure": "ingress"},
@@ -218,6 +224,7 @@ GKE_MEMORYSTORE = {
     "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
+    {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},

@@ -31,6 +31,7 @@ PLACEHOLDER = {
     "AGENTSWARM_AGENT_ID": "agent-0",
     "AGENTSWARM_REDIS_PASSWORD": "from-a-secret",
     "AGENTSWARM_API_TOKEN": "from-a-secret",
+    "NATS_PASSWORD": "from-a-secret",  # expanded by Kubernetes into AGENTSWARM_NATS_URL
 }
 
 

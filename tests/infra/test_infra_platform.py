@@ -436,8 +436,10 @@ STACK_COMPONENTS = {
         "Coordinator",
         "AgentPool",
         "SwarmMonitoring",
+        "AgentAutoscaler",
     },
     "render": {"AgentSwarm", "SwarmNamespace", "Redis", "Coordinator", "AgentPool"},
+    "render-nats": {"AgentSwarm", "SwarmNamespace", "Nats", "Coordinator", "AgentPool", "AgentAutoscaler"},
 }
 PARENTS = {
     # resource type -> component type that must be its parent (whenever the type occurs)
@@ -453,7 +455,7 @@ PARENTS = {
     "gcp:artifactregistry/repository:Repository": "AgentImage",
     "docker-build:index:Image": "AgentImage",
     "command:local:Command": "KindCluster",
-    "kubernetes:apps/v1:StatefulSet": "AgentPool|Redis",
+    "kubernetes:apps/v1:StatefulSet": "AgentPool|Redis|Nats",
     "kubernetes:apps/v1:Deployment": "Coordinator",
     "kubernetes:core/v1:Namespace": "SwarmNamespace",
 }

@@ -25,6 +25,8 @@ CRD_SCHEMAS = {
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.gateway.networking.k8s.io_v1.json",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
     ("monitoring.googleapis.com/v1", "PodMonitoring"): "podmonitoring.monitoring.googleapis.com_v1.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.keda.sh_v1alpha1.json",
 }
 
 

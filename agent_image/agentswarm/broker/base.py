@@ -451,3 +451,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def stats(self) -> BrokerStats:
         """Current counters (see :class:`BrokerStats`)."""
+
+    @abc.abstractmethod
+    async def backlog(self) -> int:
+        """Tasks not finished yet: queued, plus handed out and not acknowledged (running, waiting for a
+        retry, or handed back by an agent that stopped). 0 exactly when the swarm has nothing to do.
+
+        This is the autoscaling signal (local mode's autoscaler; on a cluster KEDA reads the same number
+        from the server: ``XLEN`` of the task stream, or ``num_pending + num_ack_pending`` of the JetStream
+        consumer): it rises with the backlog and falls to 0 only when no task is outstanding, so scaling to
+        zero never strands a task that waits for a retry or was handed back. One cheap server call.
+        """

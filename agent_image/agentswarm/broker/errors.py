@@ -48,6 +48,7 @@ CONTRACT_OPERATIONS = (
     "get_checkpoints",
     "delete_checkpoints",
     "stats",
+    "backlog",
 )
 
 

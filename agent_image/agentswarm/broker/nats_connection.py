@@ -227,6 +227,7 @@ class NatsConnection(Broker):
                 await self.js.add_stream(config)
 
     async def close(self) -> None:
+        self._outage = True  # nats-py reports a deliberate close as a disconnect: nothing to warn about
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()

@@ -220,3 +220,8 @@ class NatsRecords(NatsConnection):
             enqueued_total=int(tasks.state.messages),
             saturated=ack_pending >= self.max_ack_pending and waiting > 0,
         )
+
+    async def backlog(self) -> int:
+        # What KEDA's nats-jetstream scaler reads from /jsz for this consumer.
+        info = await self.js.consumer_info(self.s_tasks, self.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)

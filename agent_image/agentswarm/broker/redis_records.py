@@ -133,3 +133,7 @@ class RedisRecords(RedisConnection):
             dead_lettered=int(dead),
             enqueued_total=int(enqueued or 0),
         )
+
+    async def backlog(self) -> int:
+        # Acknowledged entries are deleted, so the stream holds exactly the unfinished tasks.
+        return int(await self.r.xlen(self.stream))

@@ -8,6 +8,16 @@ from pathlib import Path
 from typing import TextIO
 
 from agentswarm import defaults
+from agentswarm.local.autoscale import (
+    DEFAULT_ACTIVATION,
+    DEFAULT_COOLDOWN,
+    DEFAULT_INTERVAL,
+    DEFAULT_STABILIZATION,
+    DEFAULT_TARGET,
+    ScalePolicy,
+    ScaleRangeError,
+    parse_range,
+)
 
 
 class LocalError(RuntimeError):
@@ -35,6 +45,13 @@ class LocalOptions:
     open: bool = False
     #: Seconds the supervisor waits for a child to exit after SIGTERM before SIGKILLing its group.
     stop_timeout: float = defaults.LOCAL_STOP_TIMEOUT
+    #: ``MIN..MAX``: agents follow the backlog within this range (replaces ``agents``); None = fixed pool.
+    autoscale: str | None = None
+    autoscale_target: int = DEFAULT_TARGET
+    autoscale_activation: int = DEFAULT_ACTIVATION
+    autoscale_interval: float = DEFAULT_INTERVAL
+    autoscale_cooldown: float = DEFAULT_COOLDOWN
+    autoscale_stabilization: float = DEFAULT_STABILIZATION
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
     def check(self) -> None:
@@ -45,3 +62,24 @@ class LocalOptions:
             raise LocalError(f"--broker must be 'nats' or 'redis', got {self.broker!r}")
         if self.redis_url and self.broker != "redis":
             raise LocalError("--redis-url needs --broker redis")
+        if self.autoscale is not None:
+            self.scale_policy()
+            if self.autoscale_interval <= 0:
+                raise LocalError(f"--autoscale-interval must be above 0, got {self.autoscale_interval}")
+
+    def scale_policy(self) -> ScalePolicy:
+        """The autoscaling rule of ``--autoscale`` and its tuning options (:class:`LocalError` if invalid)."""
+        try:
+            low, high = parse_range(self.autoscale or "")
+            policy = ScalePolicy(
+                low,
+                high,
+                target=self.autoscale_target,
+                activation=self.autoscale_activation,
+                cooldown=self.autoscale_cooldown,
+                stabilization=self.autoscale_stabilization,
+            )
+            policy.check()
+        except ScaleRangeError as exc:
+            raise LocalError(str(exc)) from None
+        return policy

@@ -29,6 +29,8 @@ class Supervisor:
         self.say = say
         self.on_restart = on_restart
         self.stopping = False
+        #: Names of children stopped on purpose (scaled in): not restarted while listed here.
+        self.paused: set[str] = set()
         self._backoff = {id(c): Backoff(initial=0.5, maximum=MAX_RESTART_DELAY) for c in self.children}
         self._due: dict[int, float] = {}
 
@@ -46,7 +48,8 @@ class Supervisor:
 
     def _tend(self, child: ChildProcess, now: float) -> bool:
         """Schedule the restart of an exited child, or restart it when due; True if it was restarted."""
-        if child.proc is None or child.running:
+        if child.proc is None or child.running or child.name in self.paused:
+            self._due.pop(id(child), None)
             return False
         due = self._due.get(id(child))
         if due is None:

@@ -4,6 +4,7 @@ started as supervised children, each told its settings as typed overrides."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -14,12 +15,18 @@ from typing import Any
 
 import httpx
 
+from agentswarm.broker import Broker, open_broker
+from agentswarm.local.autoscale import Autoscaler
 from agentswarm.local.broker import LocalBroker, start_broker
 from agentswarm.local.options import LocalError, LocalOptions
 from agentswarm.local.supervisor import Supervisor
 from agentswarm.process import ChildProcess
 from agentswarm.servers import free_port, port_is_free
 from agentswarm.settings import Settings, env_name, to_env
+
+#: Agent settings local mode changes when autoscaling, unless the user set them: a scaled-in agent's task is
+#: resumed by another agent, so its checkpoints live in the broker, and it is taken over after 10 s.
+AUTOSCALE_AGENT_SETTINGS: dict[str, Any] = {"checkpoint_backend": "broker", "claim_idle_ms": 10_000}
 
 #: Settings the supervisor decides for its children; the user's own values of these do not pass through
 #: (every other ``AGENTSWARM_*`` variable does).
@@ -52,6 +59,10 @@ class LocalSwarm:
         self.coordinator: ChildProcess | None = None
         self.agents: list[ChildProcess] = []
         self.supervisor: Supervisor | None = None
+        self.autoscaler: Autoscaler | None = None
+        self._scaler_broker: Broker | None = None
+        #: Agents stopped on purpose (scaled in), which the supervisor must not restart.
+        self._paused: set[str] = set()
         self.token = ""
         self.port = 0
         self.url = ""
@@ -128,8 +139,16 @@ class LocalSwarm:
         name = f"agent-{index}"
         checkpoint_dir = self.state / "agents" / name
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, Any] = {}
+        if self.opts.autoscale is not None:
+            extra = {k: v for k, v in AUTOSCALE_AGENT_SETTINGS.items() if env_name(k) not in os.environ}
         return self._child(
-            name, "agent", agent_id=name, checkpoint_dir=checkpoint_dir, handler=self.settings.handler
+            name,
+            "agent",
+            agent_id=name,
+            checkpoint_dir=checkpoint_dir,
+            handler=self.settings.handler,
+            **extra,
         )
 
     def write_manifest(self) -> None:
@@ -184,14 +203,30 @@ class LocalSwarm:
             shutdown_drain_seconds=0,
         )
         self.coordinator.spawn()
-        self.agents = [self._agent(i) for i in range(self.opts.agents)]
-        for agent in self.agents:
-            agent.spawn()
+        if self.opts.autoscale is not None:
+            policy = self.opts.scale_policy()
+            self.agents = [self._agent(i) for i in range(policy.max_agents)]
+            self._paused.update(a.name for a in self.agents)
+            self._scaler_broker = await open_broker(self.broker.settings(self.settings))
+            self.autoscaler = Autoscaler(
+                policy,
+                self._scaler_broker,
+                start=self._start_agent,
+                stop=self._stop_agent,
+                running=lambda i: self.agents[i].running,
+                interval=self.opts.autoscale_interval,
+                say=self.say,
+            )
+            self.autoscaler.scale_to(policy.min_agents)
+            sizing = f"{policy.min_agents}..{policy.max_agents} agents (autoscaled)"
+        else:
+            self.agents = [self._agent(i) for i in range(self.opts.agents)]
+            for agent in self.agents:
+                agent.spawn()
+            sizing = f"{self.opts.agents} agent(s)"
         self.write_manifest()
         await self._wait_coordinator(f"http://{host}:{self.port}/readyz")
-        self.say(
-            f"agentswarm local: {self.opts.agents} agent(s), {self.opts.broker} broker, state in {self.state}"
-        )
+        self.say(f"agentswarm local: {sizing}, {self.opts.broker} broker, state in {self.state}")
         self.say(f"  dashboard    {self.dashboard_url}")
         self.say(f"  coordinator  {self.url}")
         self.say(f"  token        {self.token}")
@@ -201,10 +236,32 @@ class LocalSwarm:
         self.say("         agentswarm submit --payload '{\"steps\": 5}'")
 
     # -- running and stopping -----------------------------------------------------------------------------
+    def _start_agent(self, index: int) -> None:
+        agent = self.agents[index]
+        self._paused.discard(agent.name)
+        agent.spawn()
+        self.write_manifest()
+
+    async def _stop_agent(self, index: int) -> None:
+        """Scale in: SIGTERM (the agent stores a checkpoint and leaves its task to others), wait, SIGKILL."""
+        agent = self.agents[index]
+        self._paused.add(agent.name)
+        await agent.stop_async(self.opts.stop_timeout)
+
     async def supervise(self) -> None:
-        """Restart any child that exits, under the same identity (see :mod:`agentswarm.local.supervisor`)."""
+        """Restart any child that exits, under the same identity (see :mod:`agentswarm.local.supervisor`),
+        and resize the agents with the backlog when autoscaling (see :mod:`agentswarm.local.autoscale`)."""
         self.supervisor = Supervisor(self.children, self.say, on_restart=self.write_manifest)
-        await self.supervisor.run()
+        self.supervisor.paused = self._paused
+        if self.autoscaler is None:
+            await self.supervisor.run()
+            return
+        scaling = asyncio.create_task(self.autoscaler.run(), name="autoscaler")
+        try:
+            await self.supervisor.run()
+        finally:
+            scaling.cancel()
+            await asyncio.gather(scaling, return_exceptions=True)
 
     def kill_all(self) -> None:
         """SIGKILL every child's process group (second Ctrl-C)."""
@@ -218,6 +275,10 @@ class LocalSwarm:
             self.supervisor.stopping = True
         timeout = self.opts.stop_timeout
         await asyncio.gather(*(a.stop_async(timeout) for a in self.agents))
+        if self._scaler_broker is not None:
+            with contextlib.suppress(Exception):
+                await self._scaler_broker.close()
+            self._scaler_broker = None
         if self.coordinator is not None:
             await self.coordinator.stop_async(timeout)
         if self.broker is not None and self.broker.server is not None:
