@@ -63,12 +63,13 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 def shot(driver: WebDriver, tmp: Path, name: str, element: str | None = None) -> None:
-    """The window, or one element of the page (scrolled into view), as ``<name>.png``."""
+    """The window, scrolled to the top or to ``element``, as ``<name>.png``."""
     if element is None:
         driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(str(tmp / f"{name}.png"))
     else:
-        driver.find_element(By.CSS_SELECTOR, element).screenshot(str(tmp / f"{name}.png"))
+        target = driver.find_element(By.CSS_SELECTOR, element)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", target)
+    driver.save_screenshot(str(tmp / f"{name}.png"))
     target = os.environ.get("AGENTSWARM_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
@@ -224,6 +225,14 @@ def test_dashboard_in_a_real_browser(
         until(lambda: len(row_states(browser)) == 6, "the state filter")
         state.select_by_value("")
         shot(browser, tmp_path, "dashboard-main")
+        # The system's dark setting gives the dark theme.
+        light = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+        dark_mode = [{"name": "prefers-color-scheme", "value": "dark"}]
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": dark_mode})
+        dark = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert (light, dark) == ("rgb(246, 247, 249)", "rgb(13, 17, 23)")
+        shot(browser, tmp_path, "dashboard-dark")
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
         # Submit from the page: a one-worker pipeline (the demo's agents run the planner), watched to the end.
         box = browser.find_element(By.ID, "submit-json")

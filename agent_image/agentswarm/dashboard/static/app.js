@@ -537,6 +537,7 @@ function renderTask() {
   }
   $("children-count").textContent = t.children.size ? `(${t.children.size})` : "(none)";
 
+  $("output-title").hidden = $("task-text").hidden = !t.text;
   if (t.text.length > rendered.text) {
     $("task-text").append(t.text.slice(rendered.text));
     rendered.text = t.text.length;
