@@ -109,6 +109,19 @@ def until(predicate: Callable[[], Any], what: str, within: float = 60) -> None:
     wait_until(lambda: bool(predicate()), within, what)
 
 
+def click(driver: WebDriver, css: str) -> None:
+    """Click what ``css`` finds; the task list is re-rendered a few times a second, so retry a stale find."""
+
+    def attempt() -> bool:
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    until(attempt, f"a click on {css}", 10)
+
+
 def login(driver: WebDriver, token: str) -> None:
     field = driver.find_element(By.ID, "token")
     field.clear()
@@ -173,7 +186,7 @@ def test_dashboard_in_a_real_browser(
 
         # A running worker's events arrive while the view is open.
         worker = next(t for t, s in row_states(browser).items() if s == "running" and t in workers)
-        browser.find_element(By.CSS_SELECTOR, f'#task-rows button[data-task="{worker}"]').click()
+        click(browser, f'#task-rows button[data-task="{worker}"]')
         until(lambda: text(browser, "#task-title") == f"Task {worker}", "the task view")
         until(lambda: len(event_ids(browser)) >= 3, "events in the task view")
         seen = len(event_ids(browser))
@@ -211,7 +224,7 @@ def test_dashboard_in_a_real_browser(
         until(lambda: run.output().count("demo finished: 6 done, 0 dead-lettered") == 1, "the CLI's summary")
 
         # The root's view: its children and its result.
-        browser.find_element(By.CSS_SELECTOR, f'#task-rows button[data-task="{root}"]').click()
+        click(browser, f'#task-rows button[data-task="{root}"]')
         until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#task-children li")) == 5, "children")
         until(lambda: "digest" in text(browser, "#task-outcome"), "the root's result")
         handler = Select(browser.find_element(By.ID, "f-handler"))
