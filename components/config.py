@@ -106,11 +106,16 @@ class KubernetesConfig(_Model):
 class ImageBuildConfig(_Model):
     """Build the agent image from source (pulumi-docker-build) instead of using a prebuilt one."""
 
-    enabled: bool = Field(default=False, description="Build `agent_image/` during `pulumi up`.")
-    context: str = Field(
-        default="agent_image", description="Docker build context, relative to the project root."
+    enabled: bool = Field(
+        default=False, description="Build the image during `pulumi up` (`agent_image/`, or your own project)."
     )
-    dockerfile: str = Field(default="agent_image/Dockerfile", description="Dockerfile path.")
+    context: str = Field(
+        default="agent_image",
+        description="Docker build context, relative to the project root (`.` in a project of your own).",
+    )
+    dockerfile: str = Field(
+        default="agent_image/Dockerfile", description="Dockerfile path, relative to the project root."
+    )
     platform: Literal["linux/amd64", "linux/arm64"] = Field(
         default="linux/amd64", description="Target platform of the build."
     )
@@ -125,7 +130,7 @@ class ImageConfig(_Model):
         description=(
             "Image repository. The default is the local name `docker build -t agentswarm:dev agent_image/` "
             "gives; without `build.enabled` on GKE set your registry's path. With `build.enabled` on GKE the "
-            "Artifact Registry path replaces it."
+            "image is pushed as `<Artifact Registry path>/<last segment of this>`."
         ),
     )
     tag: str | None = Field(default="dev", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="Tag.")

@@ -19,6 +19,7 @@ import pulumi_gcp as gcp
 
 from components import _k8s
 from components.config import ImageConfig, MemorystoreConfig
+from components.paths import project_path
 
 
 class AgentIdentityArgs(TypedDict):
@@ -137,7 +138,8 @@ class AgentImageArgs(TypedDict):
 
 
 class AgentImage(pulumi.ComponentResource):
-    """Build ``agent_image/`` with pulumi-docker-build; push to Artifact Registry or load into Docker."""
+    """Build the image (``agent_image/``, or your project's Dockerfile built on it) with pulumi-docker-build;
+    push to Artifact Registry or load into Docker. Context and Dockerfile are relative to the project root."""
 
     ref: pulumi.Output[str]
     """Image reference the pods use (digest-pinned when pushed)."""
@@ -151,8 +153,8 @@ class AgentImage(pulumi.ComponentResource):
         cfg = ImageConfig.model_validate(args["config"])
         tag = cfg.tag or "latest"
         build_args: dict[str, Any] = {
-            "context": {"location": cfg.build.context},
-            "dockerfile": {"location": cfg.build.dockerfile},
+            "context": {"location": project_path(cfg.build.context)},
+            "dockerfile": {"location": project_path(cfg.build.dockerfile)},
             "platforms": [cfg.build.platform],
         }
         registry = args.get("registry")
@@ -167,7 +169,8 @@ class AgentImage(pulumi.ComponentResource):
                 opts=_k8s.child_opts(self),
             )
             token = gcp.organizations.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
-            full = f"{registry}/agentswarm:{tag}"
+            # The image keeps its own name in the registry (`repository: myswarm` -> `<registry>/myswarm`).
+            full = f"{registry}/{cfg.repository.rsplit('/', 1)[-1]}:{tag}"
             image = docker_build.Image(
                 f"{name}-image",
                 tags=[full],

@@ -56,8 +56,54 @@ def kubernetes_provider(name: str, cfg: SwarmConfig) -> k8s.Provider:
     return k8s.Provider(name, **kwargs)
 
 
+@dataclass
+class Platform:
+    """Where a swarm goes, built from the config: what :class:`AgentSwarm` needs besides the config.
+
+    A program of your own builds the swarm itself from these (``docs/your-agents.md``)::
+
+        platform = prepare_platform(config)
+        swarm = AgentSwarm(config.name, {**platform.swarm_args, "config": config}, platform.swarm_options)
+    """
+
+    provider: k8s.Provider
+    swarm_args: AgentSwarmArgs
+    """The image built here (reference and digest), the managed Redis, the agents' GCP identity."""
+    depends_on: list[pulumi.Resource]
+    outputs: dict[str, Any]
+    """Stack outputs of the platform (kubeconfig, cluster, image, ...)."""
+
+    @property
+    def swarm_options(self) -> pulumi.ResourceOptions:
+        """The swarm's resource options: this platform's provider, after the cluster."""
+        return pulumi.ResourceOptions(providers=[self.provider], depends_on=self.depends_on)
+
+
 def deploy(cfg: SwarmConfig) -> Deployment:
     """Build the platform from the config and instantiate the swarm on it."""
+    platform = prepare_platform(cfg)
+    swarm = AgentSwarm(cfg.name, platform.swarm_args, platform.swarm_options)
+    outputs = dict(platform.outputs)
+    outputs.update(swarm_outputs(swarm))
+    return Deployment(provider=platform.provider, swarm=swarm, outputs=outputs)
+
+
+def swarm_outputs(swarm: AgentSwarm) -> dict[str, Any]:
+    """The swarm's stack outputs (how to reach it, what runs)."""
+    return {
+        "namespace": swarm.namespace,
+        "coordinator_service": swarm.coordinator_service,
+        "coordinator_port": swarm.coordinator_port,
+        "coordinator_address": swarm.coordinator_address,
+        "api_token_secret_name": swarm.api_token_secret_name,
+        "agent_statefulset": swarm.agent_statefulset,
+        "agent_replicas": swarm.agent_replicas,
+    }
+
+
+def prepare_platform(cfg: SwarmConfig) -> Platform:
+    """The cluster (kind, GKE, or an existing one), the image build and the cloud services the config asks
+    for; everything but the swarm itself."""
     if cfg.platform == "kind" and cfg.cluster.create:
         preflight()  # before any resource: one clear message when kind or docker is missing
 
@@ -164,16 +210,4 @@ def deploy(cfg: SwarmConfig) -> Deployment:
                 "ca_certificate": store.ca_certificate,
             }
 
-    swarm = AgentSwarm(name, swarm_args, pulumi.ResourceOptions(providers=[provider], depends_on=swarm_opts))
-    outputs.update(
-        {
-            "namespace": swarm.namespace,
-            "coordinator_service": swarm.coordinator_service,
-            "coordinator_port": swarm.coordinator_port,
-            "coordinator_address": swarm.coordinator_address,
-            "api_token_secret_name": swarm.api_token_secret_name,
-            "agent_statefulset": swarm.agent_statefulset,
-            "agent_replicas": swarm.agent_replicas,
-        }
-    )
-    return Deployment(provider=provider, swarm=swarm, outputs=outputs)
+    return Platform(provider=provider, swarm_args=swarm_args, depends_on=swarm_opts, outputs=outputs)

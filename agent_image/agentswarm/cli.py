@@ -4,6 +4,7 @@
 * ``agentswarm probe --max-age-seconds N``: the agents' exec liveness probe.
 * ``agentswarm submit`` / ``agentswarm watch``: websocket client with reconnect, resume and progress.
 * ``agentswarm local``: the whole swarm as local processes (see docs/local.md).
+* ``agentswarm init [DIR]``: a project of your own agents (see docs/your-agents.md).
 
 Exit codes: 0 success, 1 a task failed (dead-lettered) or a probe failed, 2 usage/configuration error,
 130 interrupted.
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agentswarm import defaults
+from agentswarm import defaults, scaffold
 from agentswarm.backoff import Backoff
 
 EXIT_OK = 0
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="open the dashboard in a web browser (with --demo the swarm stays up after it until Ctrl-C)",
     )
     _add_autoscale_options(local)
+    scaffold.add_parser(sub)
     return parser
 
 
@@ -422,6 +424,7 @@ COMMANDS = {
     "submit": cmd_submit,
     "watch": cmd_watch,
     "local": cmd_local,
+    "init": scaffold.run,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pulumi
@@ -242,7 +243,8 @@ def test_gke_builds_image_into_artifact_registry(stack_recordings: dict[str, Rec
     tag = "europe-west1-docker.pkg.dev/agentswarm-dev/agentswarm/agentswarm:0.1.0"
     assert image["tags"] == [tag]
     assert image["push"] is True
-    assert image["context"] == {"location": "agent_image"}
+    # relative to the project root (the mocks' root is a placeholder name), not to the program's infra/
+    assert image["context"] == {"location": os.path.join(pulumi.get_root_directory(), "agent_image")}
     assert image["registries"][0]["address"] == "europe-west1-docker.pkg.dev"
     assert image["registries"][0]["username"] == "oauth2accesstoken"
     for kind, name in (("Deployment", "agentswarm-coordinator"), ("StatefulSet", "agentswarm-agent")):

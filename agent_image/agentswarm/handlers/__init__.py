@@ -82,6 +82,32 @@ class HandlerLoadError(ImportError):
     """``AGENTSWARM_HANDLER`` does not name an importable async function."""
 
 
+def _import_failure(module_name: str, exc: BaseException) -> str:
+    """Why ``module_name`` did not import, on one line, with the likely fix when the module itself is missing.
+
+    A handler module missing from the image (or from the local working directory) is the usual first-day
+    mistake; a module that is there but fails inside (a dependency missing, a syntax error, an exception at
+    import time) is a bug in that module, so the message names its file and line.
+    """
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        return (
+            f"cannot import {module_name!r}: no module named {missing!r} (is your package installed in the "
+            "image, or the working directory its parent? see docs/your-agents.md)"
+        )
+    if isinstance(exc, SyntaxError):
+        where = f" ({exc.filename}, line {exc.lineno})" if exc.filename else ""
+        return f"cannot import {module_name!r}: SyntaxError: {exc.msg}{where}"
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None and not isinstance(exc, ImportError):
+        where = f" ({tb.tb_frame.f_code.co_filename}, line {tb.tb_lineno})"
+    return f"cannot import {module_name!r}: {type(exc).__name__}: {detail}{where}"
+
+
 def load_handler(spec: str) -> Handler:
     """Import ``module:function`` and check it is a coroutine function."""
     import inspect
@@ -91,8 +117,8 @@ def load_handler(spec: str) -> Handler:
     module_name, _, func_name = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # anything the module raises while importing: one line, not a traceback
+        raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: {_import_failure(module_name, exc)}") from exc
     func = getattr(module, func_name, None)
     if func is None:
         raise HandlerLoadError(f"AGENTSWARM_HANDLER={spec!r}: module {module_name!r} has no {func_name!r}")
