@@ -8,6 +8,10 @@ never chooses a path on disk.
 from __future__ import annotations
 
 import re
+import tomllib
+from fnmatch import fnmatch
+from importlib import resources
+from pathlib import Path
 
 import httpx
 from agentswarm import protocol as p
@@ -78,3 +82,15 @@ def test_requests_never_choose_a_path(redis_swarm: Swarm) -> None:
         r = httpx.get(f"{base}{path}")
         assert r.status_code == 404, path
         assert "import" not in r.text
+
+
+def test_every_file_of_the_page_ships_in_the_wheel() -> None:
+    """agent_image/pyproject.toml's package-data patterns cover each static file (the image installs them)."""
+    meta = tomllib.loads((Path(__file__).resolve().parents[2] / "agent_image" / "pyproject.toml").read_text())
+    patterns = meta["tool"]["setuptools"]["package-data"]["agentswarm"]
+    static = resources.files("agentswarm").joinpath("dashboard", "static")
+    names = [entry.name for entry in static.iterdir() if entry.is_file()]
+    assert {"index.html", "app.js", "connection.js", "store.js", "style.css"} <= set(names)
+    for name in names:
+        shipped = f"dashboard/static/{name}"
+        assert any(fnmatch(shipped, p) and shipped.count("/") == p.count("/") for p in patterns), shipped
