@@ -56,9 +56,11 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
+    _page[:] = [driver]
     try:
         yield driver
     finally:
+        _page.clear()
         driver.quit()
 
 
@@ -105,8 +107,24 @@ def event_ids(driver: WebDriver) -> list[str]:
     return [str(i) for i in ids]
 
 
+#: The browser of the running test, for the page's state in a failure message.
+_page: list[WebDriver] = []
+
+
 def until(predicate: Callable[[], Any], what: str, within: float = 60) -> None:
-    wait_until(lambda: bool(predicate()), within, what)
+    try:
+        wait_until(lambda: bool(predicate()), within, what)
+    except TimeoutError as exc:
+        if not _page:
+            raise
+        driver = _page[0]
+        state = {
+            "status": text(driver, "#conn"),
+            "rows": row_states(driver),
+            "view": text(driver, "#task-title"),
+            "events": len(event_ids(driver)),
+        }
+        raise TimeoutError(f"{exc}; page: {state}") from None
 
 
 def click(driver: WebDriver, css: str) -> None:
@@ -175,11 +193,16 @@ def test_dashboard_in_a_real_browser(
         assert token not in browser.current_url
         first_connection = text(browser, "#conn")
 
+        workers = [f"{root}-0-{i}" for i in range(4)]
+        frames = str(attr(browser, 'meta[name="agentswarm-frames"]', "content")).split()
+        if "subscribe_swarm" in frames:
+            # The swarm feed lists every task and agent without being told about them.
+            until(lambda: {root, *workers} <= set(row_states(browser)), "the swarm feed's tasks")
+            until(lambda: "busy" in text(browser, "#agent-rows"), "the swarm feed's agents")
         # The demo's tree: open the root, its children appear as they are spawned.
         open_field = browser.find_element(By.ID, "open-id")
         open_field.send_keys(root)
         browser.find_element(By.CSS_SELECTOR, "#open-form button").click()
-        workers = [f"{root}-0-{i}" for i in range(4)]
         until(lambda: set(workers) <= set(row_states(browser)), "the workers listed")
         until(lambda: "running" in row_states(browser).values(), "a worker running")
         until(lambda: text(browser, "#s-running") not in ("", "-"), "queue stats")

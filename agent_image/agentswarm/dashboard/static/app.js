@@ -106,7 +106,8 @@ function onFrame(f) {
   switch (f.type) {
     case "event": {
       const children = store.onEvent(f);
-      if (!swarmFeed) for (const c of children) follow(c);
+      // The trees of the tasks submitted or opened here are followed (their handlers and children show).
+      for (const c of children) follow(c);
       break;
     }
     case "result":
@@ -134,10 +135,12 @@ function onFrame(f) {
   schedule();
 }
 
+/** One entry of the swarm feed: `data.kind` is "task" (a state change) or "agent" (a status change). */
 function onSwarm(f) {
-  if (f.cursor) store.swarmCursor = f.cursor;
-  for (const u of f.tasks || []) store.onTaskState(u);
-  for (const a of f.agents || []) store.onAgent(a);
+  store.swarmCursor = f.event_id;
+  const d = f.data || {};
+  if (d.kind === "task" && d.task_id) store.onTaskState(d);
+  else if (d.kind === "agent" && d.agent) store.onAgent({ ...d, agent_id: d.agent });
 }
 
 function subscribe(t, resume) {
@@ -149,7 +152,7 @@ function subscribe(t, resume) {
 function follow(id) {
   const t = store.task(id);
   if (t.subscribed || TERMINAL.has(t.state)) return;
-  if (!swarmFeed && followedCount() >= MAX_FOLLOWED && id !== openId) return;
+  if (followedCount() >= MAX_FOLLOWED && id !== openId) return;
   subscribe(t, t.cursor !== null);
   store.touch("tasks");
 }
@@ -228,13 +231,6 @@ $("open-form").addEventListener("submit", (ev) => {
 });
 
 function openTask(id) {
-  if (openId && swarmFeed && openId !== id) {
-    const prev = store.tasks.get(openId);
-    if (prev?.subscribed) {
-      prev.subscribed = false;
-      conn?.send({ type: "unsubscribe", task_id: openId });
-    }
-  }
   openId = id;
   rendered = { id: null, events: 0, text: 0 };
   $("task-message").textContent = "";
@@ -452,7 +448,7 @@ function renderTasks() {
   $("tasks-count").textContent = `(${store.tasks.size})`;
   $("tasks-more").textContent = list.length > LIST_ROWS ? `showing ${LIST_ROWS} of ${list.length} matching tasks, most recently active first` : list.length ? "" : "no task matches";
   $("feed-note").textContent = swarmFeed
-    ? "Every task of the swarm, live."
+    ? "Every task of the swarm, live (handlers and children show for the task trees opened here)."
     : "Tasks submitted or opened here and the tasks they spawn (this coordinator has no swarm-wide feed).";
 }
 
@@ -581,10 +577,7 @@ function taskButton(id) {
 
 // --- start ---------------------------------------------------------------------------------------------
 
-for (const id of JSON.parse(sessionStorage.getItem(WATCH_KEY) || "[]")) {
-  store.task(id);
-  if (!swarmFeed) follow(id);
-}
+for (const id of JSON.parse(sessionStorage.getItem(WATCH_KEY) || "[]")) follow(id);
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) connect(saved);
 else showLogin("");

@@ -139,8 +139,10 @@ export class Store {
   /** A task's state as the swarm feed reports it (no events: those come with a subscription). */
   onTaskState(u) {
     const t = this.task(u.task_id);
+    // A result seen on a task's own subscription stays: the feed and the subscription are two streams.
     if (!(TERMINAL.has(t.state) && !TERMINAL.has(u.state))) t.state = u.state;
     if (u.agent) t.agent = u.agent;
+    if (u.attempt != null) t.attempt = u.attempt;
     if (u.parent) {
       t.parent = u.parent;
       this.task(u.parent).children.add(t.id);
@@ -197,10 +199,11 @@ export class Store {
   /** An agent status update of the swarm feed. */
   onAgent(u) {
     const a = this.agent(u.agent_id);
+    // An agent that announces itself again after it was seen is a restart (a SIGKILLed one writes no "gone").
+    if (u.status === "alive" && a.fromFeed) a.restarts += 1;
     a.fromFeed = true;
-    if (u.status === "restarted") a.restarts += 1;
     a.status = u.status;
-    a.task = u.task_id ?? (u.status === "busy" ? a.task : null);
+    a.task = u.status === "busy" ? (u.task_id ?? a.task) : null;
     a.seen = Date.now();
     this.touch("agents");
   }
