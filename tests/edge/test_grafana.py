@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from agentswarm.coordinator.metrics import TASK_STATES, CoordinatorMetrics
+from agentswarm.llm import metrics as llm_metrics
+from prometheus_client import CollectorRegistry
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "agentswarm.json"
 
@@ -30,8 +32,14 @@ _NAME = r"[a-zA-Z_:][\w:]*"
 
 
 def exported() -> dict[str, set[str]]:
-    """Sample name -> its label names, for everything the coordinator's registry can expose."""
-    registry = CoordinatorMetrics().registry
+    """Sample name -> its label names, for everything the coordinator and the agents' LLM counters expose."""
+    samples: dict[str, set[str]] = {}
+    for registry in (CoordinatorMetrics().registry, llm_metrics.REGISTRY):
+        samples.update(_samples(registry))
+    return samples
+
+
+def _samples(registry: CollectorRegistry) -> dict[str, set[str]]:
     samples: dict[str, set[str]] = {}
     for metric in registry._collector_to_names:  # every collector, including labelled ones without children
         family_labels = set(getattr(metric, "_labelnames", ()))
@@ -112,7 +120,7 @@ def test_every_query_asks_for_exported_series() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     samples = exported()
     queries = list(expressions(dashboard))
-    assert len(queries) >= 15
+    assert len(queries) >= 20
     errors = [f"{title}: {expr}: {p}" for title, expr in queries for p in problems(expr, samples)]
     assert errors == []
     used = set().union(*(metric_names(e) for _, e in queries))
@@ -125,6 +133,7 @@ def test_every_query_asks_for_exported_series() -> None:
         "agentswarm_websocket_connections_opened_total",
         "agentswarm_frame_errors_total",
         "agentswarm_broker_up",
+        "agentswarm_llm_tokens_total",
     ):
         assert name in used, name
 
@@ -137,6 +146,7 @@ def test_every_query_asks_for_exported_series() -> None:
         ('max(agentswarm_tasks{state="pending"})', "state 'pending'"),
         ('max(agentswarm_tasks{status="queued"})', "agentswarm_tasks has no label status"),
         ("sum by (code) (agentswarm_websocket_connections)", "groups by code"),
+        ('sum(rate(agentswarm_llm_tokens_total{type="input"}[5m]))', "has no label type"),
         ("histogram_quantile(0.9, sum by (le) (rate(agentswarm_task_duration_seconds[5m])))", "not exported"),
     ],
 )
