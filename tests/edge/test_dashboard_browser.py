@@ -25,6 +25,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
@@ -280,6 +281,25 @@ def test_dashboard_in_a_real_browser(
         browser.find_element(By.ID, "f-text").send_keys("from-the")
         tree = {"from-the-page", "from-the-page-0-0", "from-the-page-1-0"}
         until(lambda: set(row_states(browser)) == tree, "the text search")
+
+        if "cancel" in frames:
+            # Cancel a running pipeline from its view: the task and the child it spawned end as cancelled.
+            search = browser.find_element(By.ID, "f-text")
+            search.send_keys(Keys.CONTROL, "a")
+            search.send_keys("to-cancel")
+            box.clear()
+            box.send_keys('{"task_id": "to-cancel", "payload": {"workers": 1, "steps": 400, "delay": 0.2}}')
+            click(browser, "#submit-form button")
+            until(lambda: text(browser, "#task-title") == "Task to-cancel", "the submitted task's view")
+            until(lambda: row_states(browser).get("to-cancel-0-0") == "running", "its worker running")
+            click(browser, "#act-cancel")
+            until(lambda: "to-cancel cancelled" in text(browser, "#task-message"), "the cancel reply")
+            until(
+                lambda: (s := row_states(browser)).get("to-cancel") == "cancelled"
+                and s.get("to-cancel-0-0") == "cancelled",
+                "the tree cancelled",
+            )
+            assert not browser.find_element(By.ID, "act-cancel").is_displayed()
 
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         # The coordinator's restart is the only thing allowed to show up: the refused websocket handshakes.

@@ -260,6 +260,10 @@ function act(frame, what) {
 }
 
 function describeReply(reply) {
+  if (reply.type === "cancelled" && reply.outcomes) {
+    return Object.entries(reply.outcomes).map(([id, outcome]) => `${id} ${outcome}`).join(", ");
+  }
+  if (reply.type === "answered") return `the task resumes with the answer to question ${reply.question}`;
   const { type, ref, ...rest } = reply;
   return `${type} ${JSON.stringify(rest)}`;
 }
