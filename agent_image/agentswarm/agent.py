@@ -6,9 +6,11 @@ Entry points (used by ``agentswarm.cli`` for ``agentswarm agent`` and ``agentswa
         Run the worker loop until SIGTERM/SIGINT; returns the process exit code (0 after a clean stop,
         2 when the handler cannot be loaded). Installs its own SIGTERM/SIGINT handlers on the running loop.
 
-    def probe(max_age_seconds: float, settings: Settings | None = None) -> int
+    def probe(max_age_seconds: float, settings: Settings | None = None, ready: bool = False) -> int
         Exec-probe check: 0 while ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat`` is younger than
-        ``max_age_seconds``, else 1 (with the reason on stderr).
+        ``max_age_seconds``, else 1 (with the reason on stderr). With ``ready`` (the readiness probe) also
+        ``.ready`` must exist: the agent writes it once a claim reached the broker and removes it while the
+        broker is unreachable and when it stops.
 
     python -m agentswarm.agent                           # same as ``agentswarm agent``
     python -m agentswarm.agent probe --max-age-seconds N # same as ``agentswarm probe``
@@ -49,8 +51,10 @@ from typing import Any, TypeVar
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON
+from agentswarm.broker.feed import agent_status, task_transition
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
-from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
+from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE, READY_FILE
+from agentswarm.emitter import EventWriter
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
@@ -97,6 +101,7 @@ class _Context(SwarmContextMixin):
     async def checkpoint(self, state: JSON) -> int:
         store = self.store
         version = await self._agent.retrying(lambda: store.save(self.task_id, state), "checkpoint")
+        await self._agent.events.flush()  # what was streamed before a checkpoint is stored with it
         self.last_version = version
         self._state = state
         if not self._progress_reported:
@@ -109,10 +114,10 @@ class _Context(SwarmContextMixin):
         return version
 
     async def emit(self, event: dict[str, Any]) -> str:
-        data = {"type": "progress", **event}
-        return await self._agent.retrying(
-            lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
-        )
+        return await self._agent.events.emit(self.task_id, {"type": "progress", **event})
+
+    async def stream(self, event: dict[str, Any]) -> None:
+        await self._agent.events.stream(self.task_id, {"type": "progress", **event})
 
 
 class Agent:
@@ -135,6 +140,10 @@ class Agent:
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
+        #: True while ``.ready`` exists: the last claim reached the broker.
+        self.ready = False
+        #: Batches this process's task events and swarm feed entries (see agentswarm.emitter).
+        self.events = EventWriter(broker, self.retrying)
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -169,6 +178,20 @@ class Agent:
         tmp.write_text(f"{time.time():.3f} {self.agent_id} {os.getpid()}\n")
         os.replace(tmp, path)
 
+    def set_ready(self, ready: bool) -> None:
+        """Write or remove ``.ready`` (the readiness probe's file) when the state changes."""
+        if ready == self.ready:
+            return
+        self.ready = ready
+        path = self.settings.checkpoint_dir / READY_FILE
+        try:
+            if ready:
+                path.write_text(f"{self.agent_id} {os.getpid()}\n")
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot update readiness file %s: %s", path, exc)
+
     async def heartbeat_loop(self) -> None:
         while True:
             try:
@@ -183,6 +206,7 @@ class Agent:
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.retrying(self.tree.connect, "swarm store")
+        await self.events.swarm(agent_status(self.agent_id, "alive", at=time.time()))
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
         try:
@@ -192,9 +216,11 @@ class Agent:
                         self.agent_id, count=1, block_ms=self.settings.claim_block_ms
                     )
                     backoff.reset()
+                    self.set_ready(True)
                 except Exception as exc:
                     if not self.broker.is_transient(exc):
                         raise
+                    self.set_ready(False)
                     delay = backoff.next_delay()
                     log.warning(
                         "claim: broker unavailable (%s: %s); retrying in %.2fs",
@@ -216,10 +242,13 @@ class Agent:
                         log.error("%s; exiting, task %s stays pending", exc, delivery.task.id)
                         return
         finally:
+            self.set_ready(False)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await self.tree.close()
+            await self.events.swarm(agent_status(self.agent_id, "gone", at=time.time()))
+            await self.events.close()
 
     async def sweep_checkpoints(self) -> None:
         """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).
@@ -269,6 +298,11 @@ class Agent:
         store = self.tree.checkpoints if node.spawner else self.store
         restored = await self.retrying(lambda: store.load(task.id), "load checkpoint")
         ctx = _Context(self, delivery, restored, node, store)
+        now = time.time()
+        await self.events.swarm(
+            task_transition(task.id, "running", at=now, agent=self.agent_id, attempt=delivery.attempt)
+        )
+        await self.events.swarm(agent_status(self.agent_id, "busy", at=now, task_id=task.id))
         await ctx.emit(
             {
                 "type": "started",
@@ -314,6 +348,9 @@ class Agent:
                 return
             except Parked:
                 # Released, not failed: the last child to finish re-enqueues the task.
+                await self.events.flush()
+                parked = task_transition(task.id, "parked", at=time.time(), agent=self.agent_id)
+                await self.events.swarm(parked)
                 await self.retrying(lambda: self.broker.ack(delivery), "ack")
                 log.info("task %s parked, waiting for its children", task.id)
                 return
@@ -334,6 +371,7 @@ class Agent:
                 attempt=delivery.attempt,
                 started_at=started,
             )
+            await self.events.flush()  # every streamed event before the terminal one
             recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
             await self.retrying(lambda: self.tree.finished(ctx.node, "done"), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
@@ -345,6 +383,7 @@ class Agent:
             except Exception as exc:  # leftovers are harmless: a finished task is never resumed
                 log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
         finally:
+            await self.events.swarm(agent_status(self.agent_id, "idle", at=time.time()))
             keeper.cancel()
             stop_wait.cancel()
             for t in (keeper, stop_wait):
@@ -353,6 +392,10 @@ class Agent:
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
+        await self.events.flush()
+        await self.events.swarm(
+            task_transition(delivery.task.id, "queued", at=time.time(), reason="released")
+        )
         try:
             await self.retrying(lambda: self.broker.release(delivery), "release")
         except _GiveUp as exc:
@@ -363,13 +406,13 @@ class Agent:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("task %s attempt %d failed: %s", task.id, delivery.attempt, error)
         log.debug("%s", "".join(traceback.format_exception(exc)))
-        await self.retrying(
-            lambda: self.broker.publish_event(
-                task.id, {"type": "error", "error": error, "attempt": delivery.attempt}
-            ),
-            "emit",
-        )
+        await self.events.emit(task.id, {"type": "error", "error": error, "attempt": delivery.attempt})
         dead = await self.retrying(lambda: self.broker.fail(delivery, error), "fail")
+        if not dead:
+            retry = task_transition(
+                task.id, "retrying", at=time.time(), attempt=delivery.attempt, error=error
+            )
+            await self.events.swarm(retry)
         if dead:
             with contextlib.suppress(Exception):
                 await self.store.clear(task.id)
@@ -432,13 +475,19 @@ async def run(settings: Settings) -> int:
                 await asyncio.wait_for(broker.close(), timeout=5)
 
 
-def probe(max_age_seconds: float, settings: Settings | None = None) -> int:
-    """Exit code for the exec liveness probe (see module docstring)."""
+def probe(max_age_seconds: float, settings: Settings | None = None, ready: bool = False) -> int:
+    """Exit code for the exec liveness probe, or with ``ready`` the readiness probe (see module docstring)."""
     if settings is None:
         checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
-        path = checkpoint_dir / HEARTBEAT_FILE
     else:
-        path = settings.heartbeat_file
+        checkpoint_dir = settings.checkpoint_dir
+    path = checkpoint_dir / HEARTBEAT_FILE
+    if ready and not (checkpoint_dir / READY_FILE).exists():
+        print(
+            f"not ready: no claim has reached the broker ({checkpoint_dir / READY_FILE} absent)",
+            file=sys.stderr,
+        )
+        return EXIT_UNHEALTHY
     try:
         age = time.time() - path.stat().st_mtime
     except OSError as exc:

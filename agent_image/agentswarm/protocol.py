@@ -30,6 +30,10 @@ AUTH_MAX_FRAME_BYTES = 4 * 1024
 MAX_QUEUED_FRAMES = 4
 #: Most tasks one ``submit`` frame may carry.
 MAX_TASKS_PER_SUBMIT = 1000
+#: Malformed frames (any error frame the parser answers) one connection may send per
+#: ``BAD_FRAME_WINDOW_SECONDS`` before it is closed with ``rate_limited`` and 1008.
+MAX_BAD_FRAMES = 50
+BAD_FRAME_WINDOW_SECONDS = 10.0
 
 #: Same rule as :data:`agentswarm.broker.base.TASK_ID_PATTERN` (ids are NATS subject tokens / Redis keys).
 TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -46,6 +50,7 @@ ErrorCode = Literal[
     "not_found",  # subscribe to an unknown task / unsubscribe of one not subscribed (see ``task_id``)
     "broker_error",  # the queue backend failed the operation; retry later
     "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
+    "rate_limited",  # too many malformed frames on this connection (then closed with 1008)
 ]
 
 
@@ -100,11 +105,38 @@ class StatsRequestFrame(_Frame):
     ref: str | None = Field(default=None, max_length=200)
 
 
+class SubscribeSwarmFrame(_Frame):
+    type: Literal["subscribe_swarm"]
+    ref: str | None = Field(default=None, max_length=200)
+    after: str | None = Field(
+        default=None, max_length=100, description="last swarm event id already seen; null = oldest retained"
+    )
+
+
+class UnsubscribeSwarmFrame(_Frame):
+    type: Literal["unsubscribe_swarm"]
+    ref: str | None = Field(default=None, max_length=200)
+
+
 ClientFrame = Annotated[
-    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame,
+    AuthFrame
+    | SubmitFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | StatsRequestFrame
+    | SubscribeSwarmFrame
+    | UnsubscribeSwarmFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats")
+CLIENT_FRAME_TYPES = (
+    "auth",
+    "submit",
+    "subscribe",
+    "unsubscribe",
+    "stats",
+    "subscribe_swarm",
+    "unsubscribe_swarm",
+)
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -161,6 +193,25 @@ class StatsFrame(_Frame):
     stats: dict[str, Any]
 
 
+class SubscribedSwarmFrame(_Frame):
+    type: Literal["subscribed_swarm"] = "subscribed_swarm"
+    ref: str | None = None
+    after: str | None = None
+
+
+class UnsubscribedSwarmFrame(_Frame):
+    type: Literal["unsubscribed_swarm"] = "unsubscribed_swarm"
+    ref: str | None = None
+
+
+class SwarmFrame(_Frame):
+    """One swarm feed entry: ``data.kind`` is ``"task"`` (a state change) or ``"agent"`` (a status)."""
+
+    type: Literal["swarm"] = "swarm"
+    event_id: str
+    data: dict[str, Any]
+
+
 class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -178,6 +229,9 @@ ServerFrame = Annotated[
     | EventFrame
     | ResultFrame
     | StatsFrame
+    | SubscribedSwarmFrame
+    | UnsubscribedSwarmFrame
+    | SwarmFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]
@@ -196,8 +250,8 @@ def _short_validation_message(exc: ValidationError) -> str:
 def parse_client_frame(message: str | bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
     """Parse one client message into a frame model, or an :class:`ErrorFrame` saying what is wrong.
 
-    Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame`` or
-    ``ErrorFrame``. Never raises on bad input: the server answers the error frame and carries on.
+    Returns one of the client frame models (:data:`ClientFrame`) or ``ErrorFrame``. Never raises on bad
+    input: the server answers the error frame and carries on.
     """
     if isinstance(message, bytes):
         return ErrorFrame(code="binary_not_supported", message="send JSON frames as text messages")

@@ -295,8 +295,10 @@ def test_dashboard_in_a_real_browser(
             click(browser, "#act-cancel")
             until(lambda: "to-cancel cancelled" in text(browser, "#task-message"), "the cancel reply")
             until(
-                lambda: (s := row_states(browser)).get("to-cancel") == "cancelled"
-                and s.get("to-cancel-0-0") == "cancelled",
+                lambda: (
+                    (s := row_states(browser)).get("to-cancel") == "cancelled"
+                    and s.get("to-cancel-0-0") == "cancelled"
+                ),
                 "the tree cancelled",
             )
             assert not browser.find_element(By.ID, "act-cancel").is_displayed()

@@ -7,7 +7,8 @@ the server's lifecycle and those plain-HTTP routes; each websocket is a
 :class:`~agentswarm.coordinator.session.Session`.
 
 The coordinator holds no task state of its own: submits go straight to the broker, and every
-subscription is a cursor over the broker's per-task event stream. A client that reconnects (to this
+subscription is a cursor over the broker's per-task event stream, kept moving by the broker's live feed
+(:mod:`agentswarm.coordinator.fanout`). A client that reconnects (to this
 or any other coordinator replica) sends the last event id it saw and continues exactly after it.
 """
 
@@ -25,8 +26,9 @@ from websockets.http11 import Request, Response
 
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
-from agentswarm.coordinator.auth import bearer_token, token_matches
+from agentswarm.coordinator.auth import TokenSet, bearer_token
 from agentswarm.coordinator.dashboard import Dashboard
+from agentswarm.coordinator.fanout import Fanout
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
 from agentswarm.coordinator.session import Session
@@ -45,6 +47,10 @@ class Coordinator:
         self.options = options
         self.metrics = CoordinatorMetrics()
         self.dashboard = Dashboard()
+        #: The API tokens accepted now (several during a rotation; re-read when the token file changes).
+        self.tokens = TokenSet([options.api_token], options.api_token_file)
+        #: Pushes the broker's live feed to every subscription of this replica.
+        self.fanout = Fanout(broker, options, self.metrics)
         self.draining = False
         self._server: Server | None = None
         self._sessions: dict[ServerConnection, Session] = {}
@@ -84,6 +90,7 @@ class Coordinator:
             compression=None,
             server_header="agentswarm-coordinator",
         )
+        self.fanout.start()
         log.info("coordinator listening on %s:%s", self.options.host, self.port)
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
@@ -102,6 +109,7 @@ class Coordinator:
             )
             server.close(close_connections=False)
             await server.wait_closed()
+        await self.fanout.stop()
         self._stopped.set()
 
     async def run_until_signalled(self, connect: bool = True) -> None:
@@ -158,7 +166,7 @@ class Coordinator:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found; the websocket API is at /ws\n")
         authorization = request.headers.get("Authorization")
         if authorization is not None:
-            if not token_matches(self.options.api_token, bearer_token(authorization)):
+            if not self.tokens.matches(bearer_token(authorization)):
                 self.metrics.frame_errors.labels(code="unauthenticated").inc()
                 response = connection.respond(HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
                 # The client is told why; the token itself is never logged.

@@ -9,6 +9,7 @@ limit is raised to the hard cap. Broker contract errors become the documented er
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -22,8 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agentswarm import protocol as p
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
-from agentswarm.coordinator.auth import token_matches
-from agentswarm.coordinator.follow import Follower
+from agentswarm.coordinator.fanout import Outbox, SwarmSubscription, TaskSubscription
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
 
 if TYPE_CHECKING:
@@ -43,7 +43,11 @@ class Session:
         self.connection = connection
         self.connection_id = uuid.uuid4().hex[:12]
         self.authenticated = False
-        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.subscriptions: dict[str, TaskSubscription] = {}
+        self.swarm: SwarmSubscription | None = None
+        self.outbox = Outbox(connection, self.options.send_buffer_bytes)
+        #: Arrival times of this connection's recent malformed frames (the per-connection rate limit).
+        self._bad_frames: collections.deque[float] = collections.deque()
         if authenticated:
             self._authenticated()
 
@@ -63,9 +67,12 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
-            for task in self.subscriptions.values():
-                task.cancel()
-            await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
+            subs: list[TaskSubscription | SwarmSubscription] = list(self.subscriptions.values())
+            if self.swarm is not None:
+                subs.append(self.swarm)
+            self.subscriptions.clear()
+            await asyncio.gather(*(sub.close() for sub in subs), return_exceptions=True)
+            await self.outbox.close()
 
     def _welcome(self) -> p.WelcomeFrame:
         return p.WelcomeFrame(connection_id=self.connection_id, max_frame_bytes=self.options.max_frame_bytes)
@@ -84,6 +91,9 @@ class Session:
                 return False
             frame = p.parse_client_frame(message, self.options.max_frame_bytes)
             if isinstance(frame, p.ErrorFrame):
+                if self._over_bad_frame_limit():
+                    await self._refuse("rate_limited", "too many malformed frames")
+                    return False
                 await self.send(frame)
                 continue
             if not isinstance(frame, p.AuthFrame):
@@ -91,7 +101,7 @@ class Session:
                     "unauthenticated", "authenticate first: send an auth frame or a bearer header"
                 )
                 return False
-            if not token_matches(self.options.api_token, frame.token):
+            if not self.coordinator.tokens.matches(frame.token):
                 await self._refuse("unauthenticated", "invalid token")
                 return False
             self._authenticated()
@@ -100,16 +110,30 @@ class Session:
 
     async def _refuse(self, code: p.ErrorCode, message: str) -> None:
         await self.send(p.ErrorFrame(code=code, message=message))
+        await self.outbox.flushed()  # the close must follow the frame
         await self.connection.close(CLOSE_POLICY_VIOLATION, message)
 
     async def send(self, frame: p._Frame) -> None:
+        """Queue a frame behind everything queued before it (waits while the send buffer is full)."""
         if isinstance(frame, p.ErrorFrame):
             self.metrics.frame_errors.labels(code=frame.code).inc()
-        await self.connection.send(frame.dump())
+        await self.outbox.put(frame.dump())
+
+    def _over_bad_frame_limit(self) -> bool:
+        """Record one malformed frame; True once this connection sent more than the limit in the window."""
+        now = time.monotonic()
+        window = self._bad_frames
+        window.append(now)
+        while window and window[0] < now - p.BAD_FRAME_WINDOW_SECONDS:
+            window.popleft()
+        return len(window) > p.MAX_BAD_FRAMES
 
     async def _dispatch(self, message: str | bytes) -> None:
         frame = p.parse_client_frame(message, self.options.max_frame_bytes)
         if isinstance(frame, p.ErrorFrame):
+            if self._over_bad_frame_limit():
+                await self._refuse("rate_limited", "too many malformed frames")
+                return
             await self.send(frame)
         elif isinstance(frame, p.AuthFrame):
             await self.send(p.ErrorFrame(code="already_authenticated", message="already authenticated"))
@@ -121,6 +145,10 @@ class Session:
             await self._unsubscribe(frame)
         elif isinstance(frame, p.StatsRequestFrame):
             await self._guarded(frame.ref, self._stats(frame))
+        elif isinstance(frame, p.SubscribeSwarmFrame):
+            await self._guarded(frame.ref, self._subscribe_swarm(frame))
+        elif isinstance(frame, p.UnsubscribeSwarmFrame):
+            await self._unsubscribe_swarm(frame)
 
     async def _guarded(self, ref: str | None, work: Awaitable[None], task_id: str | None = None) -> None:
         """Run a broker operation; contract errors become their error frames, others ``broker_error``."""
@@ -178,17 +206,17 @@ class Session:
             return
         old = self.subscriptions.pop(frame.task_id, None)
         if old is not None:  # re-subscribing moves the cursor: the newest request wins
-            old.cancel()
-            await asyncio.gather(old, return_exceptions=True)
+            await old.close()
         await self.send(p.SubscribedFrame(ref=frame.ref, task_id=frame.task_id, after=frame.after))
-        follower = Follower(self.broker, self.options, self.metrics, self.send, frame.task_id)
-        task = asyncio.create_task(follower.run(frame.after))
-        self.subscriptions[frame.task_id] = task
-        task.add_done_callback(functools.partial(_forget, self, frame.task_id))
+        fanout = self.coordinator.fanout
+        sub = TaskSubscription(fanout, self.outbox, self.send, frame.task_id, frame.after)
+        sub.on_finished = functools.partial(_forget, self, frame.task_id, sub)
+        self.subscriptions[frame.task_id] = sub
+        fanout.add(sub)
 
     async def _unsubscribe(self, frame: p.UnsubscribeFrame) -> None:
-        task = self.subscriptions.pop(frame.task_id, None)
-        if task is None:
+        sub = self.subscriptions.pop(frame.task_id, None)
+        if sub is None:
             await self.send(
                 p.ErrorFrame(
                     code="not_found",
@@ -198,19 +226,33 @@ class Session:
                 )
             )
             return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await sub.close()
         await self.send(p.UnsubscribedFrame(ref=frame.ref, task_id=frame.task_id))
+
+    async def _subscribe_swarm(self, frame: p.SubscribeSwarmFrame) -> None:
+        self.broker.check_cursor(frame.after)
+        if self.swarm is not None:  # re-subscribing moves the cursor
+            await self.swarm.close()
+        await self.send(p.SubscribedSwarmFrame(ref=frame.ref, after=frame.after))
+        self.swarm = SwarmSubscription(self.coordinator.fanout, self.outbox, self.send, frame.after)
+        self.coordinator.fanout.add(self.swarm)
+
+    async def _unsubscribe_swarm(self, frame: p.UnsubscribeSwarmFrame) -> None:
+        if self.swarm is None:
+            await self.send(
+                p.ErrorFrame(code="not_found", message="not subscribed to the swarm feed", ref=frame.ref)
+            )
+            return
+        swarm, self.swarm = self.swarm, None
+        await swarm.close()
+        await self.send(p.UnsubscribedSwarmFrame(ref=frame.ref))
 
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
         stats = await self.broker.stats()
         await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
 
 
-def _forget(session: Session, task_id: str, task: asyncio.Task[None]) -> None:
-    if session.subscriptions.get(task_id) is task:
+def _forget(session: Session, task_id: str, sub: TaskSubscription) -> None:
+    """A subscription sent its result: it is no longer one of the session's."""
+    if session.subscriptions.get(task_id) is sub:
         del session.subscriptions[task_id]
-    if not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
-        if not isinstance(exc, ConnectionClosed):
-            log.error("subscription %s crashed: %r", task_id, exc)
