@@ -515,6 +515,21 @@ class GcpConfig(_Model):
     )
 
 
+class MonitoringConfig(_Model):
+    """Metrics collection by Google Cloud Managed Service for Prometheus (see docs/metrics.md)."""
+
+    managed_prometheus: bool = Field(
+        default=False,
+        description="gke only: PodMonitoring objects (monitoring.googleapis.com/v1) that scrape the "
+        "coordinator's /metrics; needs managed collection on the cluster (on by default since GKE 1.27).",
+    )
+    scrape_interval: str = Field(
+        default="30s",
+        pattern=r"^[1-9][0-9]*(s|m)$",
+        description="How often Managed Prometheus scrapes, a Prometheus duration in s or m (e.g. 30s, 1m).",
+    )
+
+
 class SwarmConfig(_Model):
     """Everything a swarm needs, read from the stack's `agentswarm:` namespace."""
 
@@ -538,6 +553,7 @@ class SwarmConfig(_Model):
     )
     redis: RedisConfig = Field(default_factory=RedisConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     api_token: SecretStr | None = Field(
         default=None,
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "

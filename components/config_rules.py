@@ -144,6 +144,11 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.platform == "kind" and s.exposure != "nodeport",
     ),
     _swarm(
+        "monitoring.managed_prometheus",
+        "platform kind has no Managed Prometheus: scrape /metrics with your own Prometheus (docs/metrics.md)",
+        lambda s: s.platform == "kind" and s.monitoring.managed_prometheus,
+    ),
+    _swarm(
         "redis.mode",
         "platform kind allows only 'in-cluster'",
         lambda s: s.platform == "kind" and s.redis.mode == "memorystore",

@@ -59,6 +59,8 @@ class GkeClusterArgs(TypedDict):
     """Validated ``cluster.gke`` section; default: every default."""
     gateway_api: NotRequired[bool]
     """Enable the Gateway API controller (exposure ``gateway``); default false."""
+    managed_prometheus: NotRequired[bool]
+    """Turn on managed collection (Managed Service for Prometheus) for PodMonitoring; default false."""
 
 
 class GkeCluster(pulumi.ComponentResource):
@@ -136,6 +138,11 @@ class GkeCluster(pulumi.ComponentResource):
             },
             "release_channel": {"channel": cfg.release_channel},
             "workload_identity_config": {"workload_pool": workload_pool},
+            **(
+                {"monitoring_config": {"managed_prometheus": {"enabled": True}}}
+                if args.get("managed_prometheus")
+                else {}
+            ),
             "private_cluster_config": {
                 "enable_private_nodes": True,
                 "enable_private_endpoint": cfg.private_endpoint,

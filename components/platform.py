@@ -159,6 +159,7 @@ def prepare_platform(cfg: SwarmConfig) -> Platform:
                 "cluster_name": cfg.cluster.name,
                 "config": cfg.cluster.gke,
                 "gateway_api": cfg.exposure == "gateway",
+                "managed_prometheus": cfg.monitoring.managed_prometheus,
             },
         )
         provider = gke.provider

@@ -14,6 +14,7 @@ from components.autoscaling import AgentAutoscaler, AgentAutoscalerArgs, keda_in
 from components.config import QUEUE_NAMESPACE, SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
 from components.coordinator import Coordinator, CoordinatorArgs, EdgeRefs
+from components.monitoring import ScrapeTarget, SwarmMonitoring
 from components.namespace import SwarmNamespace
 from components.nats import NATS_MONITORING_PORT, Nats, NatsArgs, NatsConnection
 from components.redis import (
@@ -157,6 +158,13 @@ class AgentSwarm(pulumi.ComponentResource):
                     "ca_key": conn.ca_key,
                 }
             AgentAutoscaler(f"{name}-autoscaler", scaler_args, in_ns)
+        if cfg.monitoring.managed_prometheus:
+            target: ScrapeTarget = {"component": COORDINATOR, "selector": coordinator_sel, "port": "http"}
+            SwarmMonitoring(
+                f"{name}-monitoring",
+                {"namespace": ns, "instance": instance, "config": cfg.monitoring, "targets": [target]},
+                in_ns,
+            )
 
         self.config = cfg
         self.namespace = ns

@@ -450,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--demo-tasks", type=int, default=defaults.DEMO_TASKS, help="workers in the demo")
     local.add_argument("--demo-steps", type=int, default=defaults.DEMO_STEPS, help="steps per demo worker")
     local.add_argument("--demo-delay", type=float, default=defaults.DEMO_DELAY, help="seconds per demo step")
+    local.add_argument(
+        "--open",
+        action="store_true",
+        help="open the dashboard in a web browser (with --demo the swarm stays up after it until Ctrl-C)",
+    )
     _add_autoscale_options(local)
     scaffold.add_parser(sub)
     return parser

@@ -59,6 +59,12 @@ def test_load_stack_config_decodes_structured_values() -> None:
 
 BAD_CONFIGS: list[tuple[dict[str, Any], str, str, str]] = [
     # (agentswarm config, key in message, bad value in message, allowed text in message)
+    (
+        {"platform": "kind", "monitoring": {"managed_prometheus": True}},
+        "monitoring.managed_prometheus",
+        "True",
+        "platform kind has no Managed Prometheus",
+    ),
     ({}, "platform", "None", "required key is missing"),
     (
         {"platform": "kind", "agents": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}},

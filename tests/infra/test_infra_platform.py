@@ -117,6 +117,8 @@ def test_gke_prod_regional_protected_gateway(stack_recordings: dict[str, Recordi
     assert c["deletionProtection"] is True
     assert c["gatewayApiConfig"] == {"channel": "CHANNEL_STANDARD"}
     assert c["releaseChannel"] == {"channel": "STABLE"}
+    # monitoring.managed_prometheus turns managed collection on for the PodMonitoring objects
+    assert c["monitoringConfig"] == {"managedPrometheus": {"enabled": True}}
 
 
 def test_deletion_protection_on_by_default() -> None:
@@ -443,6 +445,7 @@ STACK_COMPONENTS = {
         "SwarmNamespace",
         "Coordinator",
         "AgentPool",
+        "SwarmMonitoring",
         "AgentAutoscaler",
     },
     "render": {"AgentSwarm", "SwarmNamespace", "Redis", "Coordinator", "AgentPool"},

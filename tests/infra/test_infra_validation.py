@@ -24,6 +24,7 @@ CRD_SCHEMAS = {
     ("networking.gke.io/v1", "HealthCheckPolicy"): "healthcheckpolicy.networking.gke.io_v1.json",
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.gateway.networking.k8s.io_v1.json",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
+    ("monitoring.googleapis.com/v1", "PodMonitoring"): "podmonitoring.monitoring.googleapis.com_v1.json",
     ("networking.gke.io/v1", "ManagedCertificate"): "managedcertificate.networking.gke.io_v1.json",
     ("networking.gke.io/v1beta1", "FrontendConfig"): "frontendconfig.networking.gke.io_v1beta1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
@@ -80,7 +81,23 @@ def _target() -> dict[str, str]:
     return {"group": "", "kind": "Service", "name": "svc"}
 
 
+def _pod_monitoring() -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.googleapis.com/v1",
+        "kind": "PodMonitoring",
+        "metadata": {"name": "x", "namespace": "y"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "timeout": "30s"}],
+            "filterRunning": True,
+        },
+    }
+
+
 MISSPELLED = [
+    (_pod_monitoring(), ("spec",), "endpoint"),
+    (_pod_monitoring(), ("spec", "selector"), "matchLabel"),
+    (_pod_monitoring(), ("spec", "endpoints", 0), "scrapeInterval"),
     (_backend_config(), ("spec",), "timeoutSecs"),
     (_backend_config(), ("spec", "healthCheck"), "requestpath"),
     (_backend_config(), ("spec", "connectionDraining"), "drainingTimeout"),
@@ -212,6 +229,22 @@ def test_crd_schema_rejects_misspelled_field(
     node[bad_key] = 1
     with pytest.raises(jsonschema.ValidationError, match="Additional properties"):
         validate(broken)
+
+
+def test_pod_monitoring_schema_enforces_upstream_rules() -> None:
+    for broken in ("30", "half a minute", "1.5m"):  # Prometheus durations only
+        bad = _pod_monitoring()
+        bad["spec"]["endpoints"][0]["interval"] = broken
+        with pytest.raises(jsonschema.ValidationError):
+            validate(bad)
+    bad = _pod_monitoring()
+    del bad["spec"]["endpoints"][0]["interval"]  # required upstream
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad)
+    bad = _pod_monitoring()
+    bad["spec"]["endpoints"][0]["port"] = 70000
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad)
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from websockets.http11 import Request, Response
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
 from agentswarm.coordinator.auth import TokenSet, bearer_token
+from agentswarm.coordinator.dashboard import Dashboard
 from agentswarm.coordinator.fanout import Fanout
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
@@ -45,6 +46,7 @@ class Coordinator:
         self.broker = broker
         self.options = options
         self.metrics = CoordinatorMetrics()
+        self.dashboard = Dashboard()
         #: The API tokens accepted now (several during a rotation; re-read when the token file changes).
         self.tokens = TokenSet([options.api_token], options.api_token_file)
         #: Pushes the broker's live feed to every subscription of this replica.
@@ -158,6 +160,9 @@ class Coordinator:
             response.body = body
             return response
         if path != "/ws":
+            page = self.dashboard.respond(connection, request, path)
+            if page is not None:
+                return page
             return connection.respond(HTTPStatus.NOT_FOUND, "not found; the websocket API is at /ws\n")
         authorization = request.headers.get("Authorization")
         if authorization is not None:

@@ -41,6 +41,8 @@ class LocalOptions:
     demo_tasks: int = defaults.DEMO_TASKS
     demo_steps: int = defaults.DEMO_STEPS
     demo_delay: float = defaults.DEMO_DELAY
+    #: Open the dashboard in a web browser once the swarm is up (the ``webbrowser`` module decides which).
+    open: bool = False
     #: Seconds the supervisor waits for a child to exit after SIGTERM before SIGKILLing its group.
     stop_timeout: float = defaults.LOCAL_STOP_TIMEOUT
     #: ``MIN..MAX``: agents follow the backlog within this range (replaces ``agents``); None = fixed pool.

@@ -8,6 +8,8 @@ import dataclasses
 import os
 import signal
 import sys
+import threading
+import webbrowser
 
 from agentswarm import defaults
 from agentswarm.local.options import LocalError, LocalOptions
@@ -41,12 +43,18 @@ async def _main(opts: LocalOptions, settings: Settings) -> int:
             return 130
         started.result()  # raises LocalError from set-up
         supervisor = asyncio.create_task(swarm.supervise())
+        if opts.open:
+            open_dashboard(swarm)
         if opts.demo:
             from agentswarm.local.demo import run_demo
 
             work = asyncio.create_task(run_demo(swarm))
             await asyncio.wait({work, waiter, supervisor}, return_when=asyncio.FIRST_COMPLETED)
             code = work.result() if work.done() else 130
+            if opts.open and work.done() and not waiter.done() and not supervisor.done():
+                # Someone is looking at the dashboard: leave the finished swarm up to be explored.
+                swarm.say(f"the dashboard stays up at {swarm.dashboard_url}; press Ctrl-C to stop")
+                await asyncio.wait({waiter, supervisor}, return_when=asyncio.FIRST_COMPLETED)
         else:
             swarm.say("running; press Ctrl-C to stop")
             await asyncio.wait({waiter, supervisor}, return_when=asyncio.FIRST_COMPLETED)
@@ -64,6 +72,23 @@ async def _main(opts: LocalOptions, settings: Settings) -> int:
         swarm.say("stopped")
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def open_dashboard(swarm: LocalSwarm) -> None:
+    """Open the dashboard with the ``webbrowser`` module (``$BROWSER`` chooses the browser, as usual).
+
+    The URL carries no token (URLs end up in histories and logs): the page asks for the one printed above.
+    In a thread of its own: some browsers (console ones, ``$BROWSER`` scripts) run until they are closed.
+    """
+    url = swarm.dashboard_url
+
+    def launch() -> None:
+        if webbrowser.open(url, new=2):
+            swarm.say(f"opened the dashboard in a web browser: {url}")
+        else:
+            swarm.say(f"could not open a web browser; open {url} yourself")
+
+    threading.Thread(target=launch, name="open-dashboard", daemon=True).start()
 
 
 def run_local(opts: LocalOptions) -> int:

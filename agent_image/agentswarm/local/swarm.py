@@ -66,6 +66,8 @@ class LocalSwarm:
         self.token = ""
         self.port = 0
         self.url = ""
+        #: The dashboard page (served by the coordinator); asks for :attr:`token`, never carries it.
+        self.dashboard_url = ""
         self._lock_fd: int | None = None
         self._stopping = False
 
@@ -191,6 +193,7 @@ class LocalSwarm:
         self.port = self._pick_port()
         host = "127.0.0.1" if self.opts.host in ("0.0.0.0", "") else self.opts.host
         self.url = f"ws://{host}:{self.port}/ws"
+        self.dashboard_url = f"http://{host}:{self.port}/"
         self.coordinator = self._child(
             "coordinator",
             "coordinator",
@@ -224,6 +227,7 @@ class LocalSwarm:
         self.write_manifest()
         await self._wait_coordinator(f"http://{host}:{self.port}/readyz")
         self.say(f"agentswarm local: {sizing}, {self.opts.broker} broker, state in {self.state}")
+        self.say(f"  dashboard    {self.dashboard_url}")
         self.say(f"  coordinator  {self.url}")
         self.say(f"  token        {self.token}")
         self.say(f"  metrics      http://{host}:{self.port}/metrics")
