@@ -52,6 +52,7 @@ from agentswarm.broker.base import JSON
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
+from agentswarm.secrets_env import SecretEnvError, resolve_secret_env_files
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
 from agentswarm.swarm.store import Node
@@ -377,6 +378,11 @@ class Agent:
 
 async def run(settings: Settings) -> int:
     """Run one agent until SIGTERM/SIGINT. Returns the exit code (see module docstring)."""
+    try:
+        resolve_secret_env_files()  # before the handler's import, which may read its keys
+    except SecretEnvError as exc:
+        print(f"agentswarm agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         handler = load_handler(settings.handler)
     except HandlerLoadError as exc:
