@@ -244,6 +244,25 @@ class AutoscalingConfig(_Model):
     )
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_SECRET_VERSION = r"^projects/[a-z0-9-]{6,30}/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$"
+
+
+def _check_env_name(name: str) -> str:
+    """A handler variable name; the runtime's own ``AGENTSWARM_*`` names are not settable here."""
+    import re
+
+    if not re.match(_ENV_NAME, name):
+        raise ValueError(f"{name!r} is not an environment variable name (letters, digits, '_')")
+    if name.upper().startswith("AGENTSWARM_"):
+        raise ValueError(f"{name!r}: AGENTSWARM_* variables are set by the components, not agents.env")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+SecretVersion = Annotated[str, Field(pattern=_SECRET_VERSION)]
+
+
 class AgentsConfig(_Model):
     """The agent StatefulSet."""
 
@@ -294,6 +313,37 @@ class AgentsConfig(_Model):
     autoscaling: AutoscalingConfig = Field(
         default_factory=AutoscalingConfig, description="Scale with the queue (KEDA)."
     )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Plain environment variables for the handler (model name, base URL); never secrets.",
+    )
+    secret_env: dict[EnvName, SecretStr] = Field(
+        default_factory=dict,
+        description="Handler secrets (model API keys), set with `pulumi config set --secret --path "
+        "agentswarm:agents.secret_env.NAME ...`: a Kubernetes Secret mounted as files, NAME_FILE in the pod, "
+        "NAME in the handler's environment.",
+    )
+    secret_manager: dict[EnvName, SecretVersion] = Field(
+        default_factory=dict,
+        description="GKE: handler secrets from Secret Manager (`projects/P/secrets/S/versions/V`), "
+        "mounted as files by the Secret Manager add-on through Workload Identity; the agents' GCP "
+        "service account gets secretAccessor on each secret.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_per_name(self) -> Self:
+        seen: dict[str, str] = {}
+        for section in ("env", "secret_env", "secret_manager"):
+            for name in getattr(self, section):
+                if name in seen:
+                    raise ConfigError(section, name, f"already set in agents.{seen[name]}")
+                seen[name] = section
+        for name in [*self.secret_env, *self.secret_manager]:
+            if f"{name}_FILE" in seen:
+                raise ConfigError(
+                    seen[f"{name}_FILE"], f"{name}_FILE", f"is the path variable of secret {name}"
+                )
+        return self
 
 
 class MemorystoreConfig(_Model):

@@ -225,6 +225,11 @@ MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {**GKE_MEMORYSTORE, "kubernetes": {"render_yaml_to_directory": "o"}},
     {**RENDER_ONLY, "image": {"build": {"enabled": True}}},
     {"platform": "gke", "cluster": {"create": False}, "image": {"build": {"enabled": True}}},
+    {
+        "platform": "gke",
+        "cluster": {"create": False},
+        "agents": {"secret_manager": {"KEY": "projects/my-project/secrets/key/versions/latest"}},
+    },
 ]
 
 

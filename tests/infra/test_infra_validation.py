@@ -26,6 +26,10 @@ CRD_SCHEMAS = {
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.keda.sh_v1alpha1.json",
+    (
+        "secrets-store.csi.x-k8s.io/v1",
+        "SecretProviderClass",
+    ): "secretproviderclass.secrets-store.csi.x-k8s.io_v1.json",
 }
 
 
@@ -142,6 +146,16 @@ MISSPELLED = [
         },
         ("spec",),
         "parentRef",
+    ),
+    (
+        {
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+            "kind": "SecretProviderClass",
+            "metadata": {"name": "agent-secrets", "namespace": "agentswarm"},
+            "spec": {"provider": "gke", "parameters": {"secrets": "[]"}},
+        },
+        ("spec",),
+        "parameter",
     ),
 ]
 
