@@ -7,7 +7,7 @@ that ``pulumi up`` really produces valid manifests. This check runs ``pulumi pre
 file backend and ``PULUMI_HOME`` in a temporary directory, and the provider's ``renderYamlToDirectory``
 pointed at a temporary folder. Nothing is downloaded and nothing in the work tree is written.
 
-Then every written manifest is validated strictly against the Kubernetes 1.33 schemas (kubernetes-validate);
+Then every written manifest is validated strictly against the Kubernetes 1.36 schemas (kubernetes-validate);
 custom resources are validated against the JSON schemas in ``components/schemas``; and the GKE websocket
 facts are checked on the engine's own output: a ``cloud.google.com/v1`` BackendConfig with
 ``spec.timeoutSec`` (3600 unless ``--timeout-sec`` says otherwise), the coordinator Service's
@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-KUBERNETES_VERSION = "1.33.0"
+KUBERNETES_VERSION = "1.36.0"
 PASSPHRASE = "agentswarm-render-check"
 # What the project copy needs to run the program; everything else (tests, docs, .git) stays out.
 PROJECT_ITEMS = ("Pulumi.yaml", "infra", "components", "stacks", "agent_image", "pyproject.toml")

@@ -1,7 +1,7 @@
 """The real Pulumi engine renders the ``render`` stack, and the checks that judge its output can fail.
 
 ``test_render_stack_with_real_engine`` runs ``scripts/render_check.py``: ``pulumi preview``, ``pulumi up``
-and ``pulumi destroy`` with the binaries that ``scripts/pulumi-engine`` builds, then strict Kubernetes 1.33
+and ``pulumi destroy`` with the binaries that ``scripts/pulumi-engine`` builds, then strict Kubernetes 1.36
 validation and the GKE websocket facts on the written manifests. It fails (never skips) when the engine has
 not been built, because CI must build it before pytest.
 
@@ -175,7 +175,7 @@ def test_strict_validation_rejects_unknown_fields_and_unschema_crs(tmp_path: Pat
     rc.validate_manifests([good, typo, _bc()], tmp_path, report)
     assert len(report.problems) == 2, report.problems
     assert "portz" in report.problems[0] or "portz" in report.problems[1]
-    assert any("no Kubernetes 1.33.0 schema and no JSON schema" in p for p in report.problems)
+    assert any("no Kubernetes 1.36.0 schema and no JSON schema" in p for p in report.problems)
 
 
 def test_custom_resources_are_validated_against_their_schema(tmp_path: Path) -> None:

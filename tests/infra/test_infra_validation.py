@@ -1,4 +1,4 @@
-"""Every Kubernetes object of every stack passes strict schema validation for Kubernetes 1.33.
+"""Every Kubernetes object of every stack passes strict schema validation for Kubernetes 1.36.
 
 Built-in kinds go through kubernetes-validate (strict: unknown fields fail). BackendConfig, GCPBackendPolicy,
 HealthCheckPolicy, Gateway and HTTPRoute are not in it: they go through the JSON Schemas shipped in
@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 from mockharness import STACK_NAMES, Recording
 
-K8S_VERSION = "1.33.0"
+K8S_VERSION = "1.36.0"
 CRD_SCHEMAS = {
     ("cloud.google.com/v1", "BackendConfig"): "backendconfig.cloud.google.com_v1.json",
     ("networking.gke.io/v1", "GCPBackendPolicy"): "gcpbackendpolicy.networking.gke.io_v1.json",

@@ -1,67 +1,553 @@
-"""A handler that asks an OpenAI-compatible chat-completions endpoint (vLLM, Ollama, llama.cpp, OpenAI...).
+"""A handler that talks to any OpenAI-compatible chat-completions endpoint (vLLM, Ollama, OpenAI...).
 
 Use with ``AGENTSWARM_HANDLER=agentswarm.handlers.openai_chat:handle``. Configuration (environment):
 
 * ``AGENTSWARM_LLM_BASE_URL``: base URL up to and including ``/v1``, e.g. ``http://ollama:11434/v1``.
 * ``AGENTSWARM_LLM_MODEL``: model name, e.g. ``llama3.1:8b``.
-* ``AGENTSWARM_LLM_API_KEY``: bearer token (from a Secret), optional for local servers.
-* ``AGENTSWARM_LLM_TIMEOUT_SECONDS``: per request, default 120.
+* ``AGENTSWARM_LLM_API_KEY``: bearer token, optional for local servers.
+* ``AGENTSWARM_LLM_TIMEOUT_SECONDS``: how long to wait for the connection, for the response to start and
+  between two streamed chunks (default 120).
+* ``AGENTSWARM_LLM_MAX_RETRIES``: retries of one model call on 408/409/429/5xx, connection errors and
+  timeouts (default 4), honouring ``Retry-After`` (see :mod:`agentswarm.llm.retry`).
+* ``AGENTSWARM_LLM_TOOLS``: ``module:attribute`` of an :class:`agentswarm.llm.tools.ToolRegistry` whose
+  functions the model may call (optional).
+* ``AGENTSWARM_LLM_PRICES``: price table for the estimated cost in usage (:mod:`agentswarm.llm.prices`).
 
-Payload: ``{"prompts": ["first question", "follow-up", ...], "system": "optional system prompt"}``. Each
-prompt is one step: the conversation so far is the checkpointed state, so an agent killed after the second
-answer resumes with the third prompt and does not pay for the first two again. The result is
-``{"answers": [...], "model": ...}``. Not exercised by the test suite (it needs a model server).
+Payload::
+
+    {"prompts": ["first question", "follow-up", ...],  # required, one turn each
+     "system": "optional system prompt",
+     "tools": ["search", ...],     # subset of the registry (default: all registered tools)
+     "stream": true,               # default true: server-sent events, streamed as token events
+     "max_tool_rounds": 8,         # model turns with tool calls per prompt, then it must answer
+     "temperature": 0.2, "top_p": 1, "max_tokens": 512, "seed": 7}   # passed through when given
+
+Result: ``{"answers": [...], "model": "<model the server reported>", "usage": {...}}``.
+
+Durability: the conversation (OpenAI message format) and the usage so far are checkpointed after every
+model response and every tool result. A resumed task continues from there: tool calls of a checkpointed
+response whose results are in the history are not run again, and no finished model call is repeated.
+
+Events: ``token`` (streamed text, coalesced), ``tool_call``, ``tool_result``, ``model_response``,
+``retry`` (a failed attempt, with the wait; text streamed by that attempt is superseded) and ``usage``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from agentswarm import tracing
 from agentswarm.broker.base import JSON, Task
 from agentswarm.handlers import TaskContext
+from agentswarm.llm import metrics
+from agentswarm.llm.errors import LLMConfigError, ModelCallError, PayloadError
+from agentswarm.llm.events import Emit, TokenStream, preview
+from agentswarm.llm.prices import PriceTable
+from agentswarm.llm.retry import DEFAULT_MAX_RETRIES, RetryPolicy, parse_retry_after, retryable_status
+from agentswarm.llm.tools import Tool, ToolRegistry, load_registry
+from agentswarm.llm.usage import Usage
+
+DEFAULT_TIMEOUT_SECONDS = 120.0
+DEFAULT_MAX_TOOL_ROUNDS = 8
+#: Sampling parameters a payload may set, passed to the endpoint unchanged.
+PASSTHROUGH_PARAMS = {"temperature": float, "top_p": float, "max_tokens": int, "seed": int}
+
+__all__ = ["ChatClient", "Completion", "LLMConfig", "handle"]
 
 
-class LLMConfigError(RuntimeError):
-    """The AGENTSWARM_LLM_* variables are missing or invalid."""
+@dataclass(frozen=True)
+class LLMConfig:
+    """The endpoint and policies, from ``AGENTSWARM_LLM_*``."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    tools_ref: str | None = None
+    prices: PriceTable | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LLMConfig:
+        env = os.environ if environ is None else environ
+        base = env.get("AGENTSWARM_LLM_BASE_URL", "").rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise LLMConfigError(f"AGENTSWARM_LLM_BASE_URL={base!r}: set it to http(s)://HOST[:PORT]/v1")
+        model = env.get("AGENTSWARM_LLM_MODEL", "")
+        if not model:
+            raise LLMConfigError("AGENTSWARM_LLM_MODEL is not set: name the model to call")
+        raw_timeout = env.get("AGENTSWARM_LLM_TIMEOUT_SECONDS", str(DEFAULT_TIMEOUT_SECONDS))
+        try:
+            timeout = float(raw_timeout)
+            if not timeout > 0:
+                raise ValueError
+        except ValueError:
+            raise LLMConfigError(
+                f"AGENTSWARM_LLM_TIMEOUT_SECONDS={raw_timeout!r}: must be a number of seconds > 0"
+            ) from None
+        raw_retries = env.get("AGENTSWARM_LLM_MAX_RETRIES", str(DEFAULT_MAX_RETRIES))
+        if not raw_retries.isdigit() or int(raw_retries) > 100:
+            raise LLMConfigError(f"AGENTSWARM_LLM_MAX_RETRIES={raw_retries!r}: must be an integer 0-100")
+        return cls(
+            base_url=base,
+            model=model,
+            api_key=env.get("AGENTSWARM_LLM_API_KEY") or None,
+            timeout=timeout,
+            retry=RetryPolicy(max_retries=int(raw_retries)),
+            tools_ref=env.get("AGENTSWARM_LLM_TOOLS") or None,
+            prices=PriceTable.from_env(env),
+        )
+
+    def http_client(self) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0))
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
 
 
-def _config() -> tuple[str, str, str | None, float]:
-    base = os.environ.get("AGENTSWARM_LLM_BASE_URL", "").rstrip("/")
-    model = os.environ.get("AGENTSWARM_LLM_MODEL", "")
-    if not base.startswith(("http://", "https://")):
-        raise LLMConfigError(f"AGENTSWARM_LLM_BASE_URL={base!r}: set it to http(s)://HOST[:PORT]/v1")
-    if not model:
-        raise LLMConfigError("AGENTSWARM_LLM_MODEL is not set")
-    try:
-        timeout = float(os.environ.get("AGENTSWARM_LLM_TIMEOUT_SECONDS", "120"))
-    except ValueError as exc:
-        raise LLMConfigError(f"AGENTSWARM_LLM_TIMEOUT_SECONDS: {exc}") from None
-    return base, model, os.environ.get("AGENTSWARM_LLM_API_KEY") or None, timeout
+@dataclass
+class Completion:
+    """One model response: the assistant message to append, its usage and the reporting model."""
+
+    message: dict[str, Any]
+    usage: Usage
+    model: str
+    finish_reason: str | None
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The ``data`` of each server-sent event (multi-line data joined), per the SSE format."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue  # comment / keep-alive
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+class ChatClient:
+    """Chat completions against one endpoint, streamed or not, with the retry policy."""
+
+    def __init__(self, config: LLMConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[Tool],
+        tool_choice: str | None = None,
+        stream: bool = True,
+        params: Mapping[str, Any] | None = None,
+        emit: Emit,
+        step: int,
+    ) -> Completion:
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages, **(params or {})}
+        if tools:
+            body["tools"] = [t.spec() for t in tools]
+            if tool_choice:
+                body["tool_choice"] = tool_choice
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.config.model}
+        with tracing.span(f"chat {self.config.model}", attrs) as span:
+            completion = await self._with_retries(body, stream=stream, emit=emit, step=step, span=span)
+            tracing.set_attributes(
+                span,
+                {
+                    "gen_ai.response.model": completion.model,
+                    "gen_ai.response.finish_reasons": [completion.finish_reason or ""],
+                    "gen_ai.usage.input_tokens": completion.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": completion.usage.output_tokens,
+                },
+            )
+        return completion
+
+    async def _with_retries(
+        self, body: dict[str, Any], *, stream: bool, emit: Emit, step: int, span: Any
+    ) -> Completion:
+        retry = 0
+        backoff = self.config.retry.backoff()
+        while True:
+            started = time.monotonic()
+            try:
+                completion = await self._attempt(body, stream=stream, emit=emit, step=step)
+            except _Retryable as exc:
+                metrics.record_error(self.config.model, exc.kind)
+                retry += 1
+                wait = self.config.retry.delay(retry, exc.retry_after, backoff)
+                if wait is None:
+                    raise ModelCallError(f"model call failed after {retry - 1} retries: {exc}") from None
+                if span is not None:
+                    span.add_event("retry", {"retry": retry, "wait": wait, "reason": str(exc)})
+                await emit(
+                    {
+                        "type": "retry",
+                        "step": step,
+                        "retry": retry,
+                        "wait": round(wait, 3),
+                        "reason": str(exc),
+                    }
+                )
+                await asyncio.sleep(wait)
+                continue
+            completion.usage.priced(completion.model, self.config.prices)
+            metrics.record_response(
+                completion.model,
+                input_tokens=completion.usage.input_tokens,
+                output_tokens=completion.usage.output_tokens,
+                seconds=time.monotonic() - started,
+                cost_usd=completion.usage.cost_usd if not completion.usage.unpriced_requests else None,
+            )
+            return completion
+
+    async def _attempt(self, body: dict[str, Any], *, stream: bool, emit: Emit, step: int) -> Completion:
+        try:
+            async with self.http.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode(errors="replace")[:500]
+                    what = f"HTTP {resp.status_code} from {self.config.base_url}/chat/completions: {text}"
+                    if retryable_status(resp.status_code):
+                        kind = "rate_limited" if resp.status_code == 429 else "server_error"
+                        raise _Retryable(what, kind, parse_retry_after(resp.headers))
+                    metrics.record_error(self.config.model, "client_error")
+                    raise ModelCallError(what, status=resp.status_code)
+                if stream:
+                    return await self._read_stream(resp, emit=emit, step=step)
+                return self._read_json(await resp.aread())
+        except httpx.TimeoutException as exc:
+            raise _Retryable(
+                f"timed out after {self.config.timeout}s ({type(exc).__name__})", "timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}", "connection") from None
+
+    def _read_json(self, raw: bytes) -> Completion:
+        try:
+            data = json.loads(raw)
+            choice = data["choices"][0]
+            message = choice["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ModelCallError(f"not a chat completion: {raw[:300]!r} ({exc})") from None
+        out: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            out["tool_calls"] = [
+                {
+                    "id": tc.get("id") or f"call_{index}",
+                    "type": "function",
+                    "function": {
+                        "name": tc["function"]["name"],
+                        "arguments": tc["function"].get("arguments") or "",
+                    },
+                }
+                for index, tc in enumerate(message["tool_calls"])
+            ]
+        return Completion(
+            out,
+            _usage(data.get("usage")),
+            str(data.get("model") or self.config.model),
+            choice.get("finish_reason"),
+        )
+
+    async def _read_stream(self, resp: httpx.Response, *, emit: Emit, step: int) -> Completion:
+        tokens = TokenStream(emit, step=step)
+        text: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage: Any = None
+        model = self.config.model
+        finish: str | None = None
+        done = False
+        async for data in _sse_data(resp.aiter_lines()):
+            if data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                raise ModelCallError(f"not a chat completion chunk: {data[:300]!r}") from None
+            if not isinstance(chunk, dict):
+                raise ModelCallError(f"not a chat completion chunk: {data[:300]!r}")
+            if chunk.get("error"):
+                raise _Retryable(f"error in stream: {chunk['error']}", "server_error")
+            model = str(chunk.get("model") or model)
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    text.append(delta["content"])
+                    await tokens.add(delta["content"])
+                for tc in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(int(tc.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+                    slot["id"] += tc.get("id") or ""
+                    fn = tc.get("function") or {}
+                    slot["name"] += fn.get("name") or ""
+                    slot["arguments"] += fn.get("arguments") or ""
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        await tokens.flush()
+        if not done and finish is None:
+            raise _Retryable("the stream ended before the response was complete", "connection")
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": slot["id"] or f"call_{step}_{index}",
+                    "type": "function",
+                    "function": {"name": slot["name"], "arguments": slot["arguments"]},
+                }
+                for index, slot in sorted(calls.items())
+            ]
+        return Completion(message, _usage(usage), model, finish)
+
+
+def _usage(data: Any) -> Usage:
+    """Usage of one call from the wire's ``usage`` object (servers without it: tokens unknown, 0)."""
+    usage = Usage(requests=1)
+    if isinstance(data, dict):
+        usage.input_tokens = int(data.get("prompt_tokens") or 0)
+        usage.output_tokens = int(data.get("completion_tokens") or 0)
+    return usage
+
+
+# -- the handler -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated payload."""
+
+    prompts: list[str]
+    system: str | None
+    tool_names: list[str] | None
+    stream: bool
+    max_tool_rounds: int
+    params: dict[str, Any]
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> ChatRequest:
+        if not isinstance(payload, dict):
+            raise PayloadError("payload must be a JSON object with 'prompts'")
+        prompts = payload.get("prompts")
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+            raise PayloadError(f"payload.prompts={prompts!r}: must be a non-empty list of non-empty strings")
+        system = payload.get("system")
+        if system is not None and not isinstance(system, str):
+            raise PayloadError(f"payload.system={system!r}: must be a string")
+        tools = payload.get("tools")
+        if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+            raise PayloadError(f"payload.tools={tools!r}: must be a list of registered tool names")
+        stream = payload.get("stream", True)
+        if not isinstance(stream, bool):
+            raise PayloadError(f"payload.stream={stream!r}: must be true or false")
+        rounds = payload.get("max_tool_rounds", DEFAULT_MAX_TOOL_ROUNDS)
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or not 0 <= rounds <= 64:
+            raise PayloadError(f"payload.max_tool_rounds={rounds!r}: must be an integer 0-64")
+        params: dict[str, Any] = {}
+        for name, kind in PASSTHROUGH_PARAMS.items():
+            if name in payload:
+                value = payload[name]
+                ok = isinstance(value, int | float) if kind is float else isinstance(value, int)
+                if not ok or isinstance(value, bool):
+                    raise PayloadError(f"payload.{name}={value!r}: must be a {kind.__name__}")
+                params[name] = value
+        return cls(prompts, system, tools, stream, rounds, params)
+
+
+def _answers(messages: list[dict[str, Any]]) -> list[str]:
+    """The final assistant text of each user turn so far."""
+    answers: list[str] = []
+    current: str | None = None
+    seen_user = False
+    for m in messages:
+        if m.get("role") == "user":
+            if seen_user:
+                answers.append(current or "")
+            seen_user, current = True, None
+        elif m.get("role") == "assistant" and not m.get("tool_calls"):
+            current = m.get("content") or ""
+    if seen_user and current is not None:
+        answers.append(current)
+    return answers
+
+
+def _pending_tool_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls of the latest assistant message that have no result in the history after it."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") == "user":
+            return []
+        if message.get("role") == "assistant":
+            answered = {m.get("tool_call_id") for m in messages[index + 1 :] if m.get("role") == "tool"}
+            return [c for c in message.get("tool_calls") or [] if c.get("id") not in answered]
+    return []
+
+
+def _since_last_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user":
+            return messages[index + 1 :]
+    return messages
+
+
+async def _run_tool(
+    registry: ToolRegistry | None, allowed: set[str], call: dict[str, Any], ctx: TaskContext, step: int
+) -> dict[str, Any]:
+    fn = call.get("function") or {}
+    name, arguments = str(fn.get("name", "")), str(fn.get("arguments") or "")
+    await ctx.emit(
+        {"type": "tool_call", "tool": name, "call_id": call["id"], "args": preview(arguments), "step": step}
+    )
+    tool = registry.get(name) if registry is not None and name in allowed else None
+    if tool is None:
+        content = json.dumps({"error": f"no tool named {name!r}; available: {sorted(allowed)}"})
+    else:
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": call["id"],
+        }
+        with tracing.span(f"execute_tool {name}", attrs):
+            content = await tool.call(arguments)
+        metrics.record_tool_call(name)
+    await ctx.emit(
+        {
+            "type": "tool_result",
+            "tool": name,
+            "call_id": call["id"],
+            "content": preview(content),
+            "step": step,
+        }
+    )
+    return {"role": "tool", "tool_call_id": call["id"], "content": content}
 
 
 async def handle(task: Task, state: JSON, ctx: TaskContext) -> JSON:
-    base, model, api_key, timeout = _config()
-    payload = task.payload if isinstance(task.payload, dict) else {}
-    prompts = payload.get("prompts")
-    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-        raise ValueError("payload.prompts must be a list of strings")
-    st: dict[str, Any] = state if isinstance(state, dict) else {}
-    messages: list[dict[str, str]] = list(st.get("messages", []))
-    answers: list[str] = list(st.get("answers", []))
-    if not messages and payload.get("system"):
-        messages.append({"role": "system", "content": str(payload["system"])})
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as client:
-        for i in range(len(answers), len(prompts)):
-            messages.append({"role": "user", "content": prompts[i]})
-            resp = await client.post("/chat/completions", json={"model": model, "messages": messages})
-            resp.raise_for_status()
-            answer = str(resp.json()["choices"][0]["message"]["content"])
-            messages.append({"role": "assistant", "content": answer})
-            answers.append(answer)
-            await ctx.emit({"type": "progress", "step": i + 1, "of": len(prompts)})
-            await ctx.checkpoint({"messages": messages, "answers": answers})
-    return {"answers": answers, "model": model}
+    """The handler: see the module docstring."""
+    config = LLMConfig.from_env()
+    request = ChatRequest.from_payload(task.payload)
+    registry = load_registry(config.tools_ref) if config.tools_ref else None
+    if registry is None and request.tool_names:
+        raise PayloadError("payload.tools: this agent has no tools (AGENTSWARM_LLM_TOOLS is not set)")
+    tools = registry.select(request.tool_names) if registry is not None else []
+    st = state if isinstance(state, dict) else {}
+    messages: list[dict[str, Any]] = list(st.get("messages") or [])
+    usage = Usage.from_json(st.get("usage"))
+    model = str(st.get("model") or config.model)
+    if not messages and request.system:
+        messages.append({"role": "system", "content": request.system})
+    attrs = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "openai_chat",
+        "agentswarm.task_id": ctx.task_id,
+        "agentswarm.attempt": ctx.attempt,
+        "agentswarm.resumed_from_version": ctx.restored_version,
+    }
+    with tracing.span("invoke_agent openai_chat", attrs) as span:
+        model = await _converse(config, request, registry, tools, messages, usage, ctx, model)
+        tracing.set_attributes(
+            span,
+            {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens,
+                "agentswarm.requests": usage.requests,
+            },
+        )
+    await ctx.emit(usage.event(model))
+    return {"answers": _answers(messages), "model": model, "usage": usage.to_json()}
+
+
+async def _converse(
+    config: LLMConfig,
+    request: ChatRequest,
+    registry: ToolRegistry | None,
+    tools: list[Tool],
+    messages: list[dict[str, Any]],
+    usage: Usage,
+    ctx: TaskContext,
+    model: str,
+) -> str:
+    """Model calls and tool calls until every prompt is answered, checkpointed; returns the model name."""
+    allowed = {t.name for t in tools}
+
+    async def save() -> None:
+        await ctx.checkpoint({"messages": messages, "usage": usage.to_json(), "model": model})
+
+    async with config.http_client() as http:
+        client = ChatClient(config, http)
+        while True:
+            last = messages[-1] if messages else None
+            step = usage.requests + 1
+            pending = _pending_tool_calls(messages)
+            if pending:
+                # Tool calls of a checkpointed response whose results are not in the history yet.
+                for call in pending:
+                    messages.append(await _run_tool(registry, allowed, call, ctx, usage.requests))
+                    usage.tool_calls += 1
+                    await save()
+                continue
+            turn_done = last is None or last.get("role") not in ("user", "tool")
+            if turn_done:
+                started = sum(1 for m in messages if m.get("role") == "user")
+                if started >= len(request.prompts):
+                    break
+                messages.append({"role": "user", "content": request.prompts[started]})
+                continue
+            rounds = sum(1 for m in _since_last_user(messages) if m.get("role") == "assistant")
+            completion = await client.complete(
+                messages,
+                tools=tools,
+                tool_choice="none" if rounds >= request.max_tool_rounds else None,
+                stream=request.stream,
+                params=request.params,
+                emit=ctx.emit,
+                step=step,
+            )
+            if completion.message.get("tool_calls") and rounds >= request.max_tool_rounds:
+                raise ModelCallError(
+                    f"the model called tools again after {rounds} rounds and tool_choice 'none' "
+                    "(payload.max_tool_rounds)"
+                )
+            messages.append(completion.message)
+            usage.add(completion.usage)
+            model = completion.model
+            await save()
+            await ctx.emit(
+                {
+                    "type": "model_response",
+                    "step": step,
+                    "model": model,
+                    "input_tokens": completion.usage.input_tokens,
+                    "output_tokens": completion.usage.output_tokens,
+                    "finish_reason": completion.finish_reason,
+                    "tool_calls": [c["function"]["name"] for c in completion.message.get("tool_calls", [])],
+                }
+            )
+    return model
+
+
+metrics.start_exporter_for_handler()
