@@ -48,7 +48,14 @@ from typing import Any, TypeVar
 
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
-from agentswarm.broker.base import JSON
+from agentswarm.broker.base import JSON, Task
+from agentswarm.budget import (
+    Budget,
+    budget_from_settings,
+    is_llm_task,
+    task_model,
+    usage_of_event,
+)
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
@@ -111,9 +118,11 @@ class _Context(SwarmContextMixin):
 
     async def emit(self, event: dict[str, Any]) -> str:
         data = {"type": "progress", **event}
-        return await self._agent.retrying(
+        event_id = await self._agent.retrying(
             lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
         )
+        await self._agent.charge_budget(self._delivery.task, data)
+        return event_id
 
 
 class Agent:
@@ -136,6 +145,10 @@ class Agent:
         self.stopping = asyncio.Event()
         self.stop_deadline = float("inf")
         self.tasks_done = 0
+        #: The swarm's token budget (see agentswarm.budget); None when unlimited.
+        self.budget: Budget | None = None
+        #: The LLM task this agent holds while the budget is spent, if any.
+        self.held_for_budget: str | None = None
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -210,6 +223,8 @@ class Agent:
                     if self.stopping.is_set():
                         # Claimed but not started: handed back without a strike; our restart takes it first.
                         await self._release(delivery)
+                        continue
+                    if await self._budget_holds(delivery):
                         continue
                     try:
                         await self.process(delivery)
@@ -352,6 +367,54 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
 
+    async def charge_budget(self, task: Task, event: dict[str, Any]) -> None:
+        """Add the tokens of a handler's ``model_response`` event to the swarm's budget."""
+        usage = usage_of_event(event) if self.budget is not None else None
+        if usage is None or self.budget is None:
+            return
+        model, tokens = usage
+        budget = self.budget
+        await self.retrying(lambda: budget.charge(task_model(task) or model, tokens), "budget")
+
+    async def _budget_holds(self, delivery: Delivery) -> bool:
+        """Wait while ``delivery`` is an LLM task and the budget is spent; True when it was handed back.
+
+        The agent keeps the delivery (its lease renewed, nothing paid) and takes no other task until the
+        budget allows it: at the window's reset, or when the limits are raised. Handing it back instead would
+        only have it delivered again at once. On SIGTERM it is released like any task not yet started.
+        """
+        budget = self.budget
+        if budget is None or not is_llm_task(delivery.task, self.handler):
+            return False
+        status = await self.retrying(budget.status, "budget")
+        if not status.blocks(task_model(delivery.task)):
+            return False
+        log.warning(
+            "token budget spent (%s tokens today%s); holding LLM task %s until it resets",
+            status.spent.get("*", 0),
+            f", models {', '.join(status.exhausted_models)}" if status.exhausted_models else "",
+            delivery.task.id,
+        )
+        self.held_for_budget = delivery.task.id
+        last_renewal = time.monotonic()
+        try:
+            while status.blocks(task_model(delivery.task)):
+                pause = max(0.01, min(budget.poll_seconds, status.resets_at - budget.clock()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=pause)
+                if self.stopping.is_set():
+                    await self._release(delivery)
+                    return True
+                if time.monotonic() - last_renewal >= self.settings.keepalive_seconds:
+                    with contextlib.suppress(Exception):
+                        await self.broker.keep_alive([delivery])
+                    last_renewal = time.monotonic()
+                status = await self.retrying(budget.status, "budget")
+        finally:
+            self.held_for_budget = None
+        log.info("token budget available again; starting task %s", delivery.task.id)
+        return False
+
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
         try:
@@ -423,6 +486,7 @@ async def run(settings: Settings) -> int:
                 if stop_requested.is_set():
                     return EXIT_OK
         agent = Agent(settings, broker, make_store(settings, broker), handler)
+        agent.budget = budget_from_settings(broker, settings)
         if stop_requested.is_set():
             agent.request_stop()
         log.info(

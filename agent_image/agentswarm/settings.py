@@ -108,6 +108,21 @@ class Settings(BaseSettings):
         "after their last write",
     )
 
+    # -- token budget (agentswarm/budget.py) --------------------------------------------------------------
+    budget_tokens_per_day: int = Field(
+        default=0, ge=0, description="swarm-wide LLM tokens per UTC day; 0 = no total limit"
+    )
+    budget_model_tokens_per_day: dict[str, int] = Field(
+        default_factory=dict, description='per-model tokens per UTC day, JSON {"model": tokens}'
+    )
+
+    @field_validator("budget_model_tokens_per_day")
+    @classmethod
+    def _check_model_budget(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(not k or tokens < 1 for k, tokens in v.items()):
+            raise ValueError('must be a JSON object {"model": positive tokens per day}')
+        return v
+
     # -- coordinator --------------------------------------------------------------------------------------
     port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")

@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
+from agentswarm.budget import Budget
 from agentswarm.coordinator.auth import bearer_token, token_matches
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
@@ -52,6 +53,8 @@ class Coordinator:
         self._stopped = asyncio.Event()
         #: False until the broker connection is up; /readyz answers 503 meanwhile.
         self.broker_connected = True
+        #: The swarm's token budget, reported in stats (``budget_exhausted``); None when unlimited.
+        self.budget: Budget | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 

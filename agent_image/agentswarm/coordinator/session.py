@@ -203,8 +203,12 @@ class Session:
         await self.send(p.UnsubscribedFrame(ref=frame.ref, task_id=frame.task_id))
 
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
-        stats = await self.broker.stats()
-        await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
+        stats = dataclasses.asdict(await self.broker.stats())
+        if self.coordinator.budget is not None:
+            stats.update((await self.coordinator.budget.status()).as_stats())
+        else:
+            stats["budget_exhausted"] = False
+        await self.send(p.StatsFrame(ref=frame.ref, stats=stats))
 
 
 def _forget(session: Session, task_id: str, task: asyncio.Task[None]) -> None:
