@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentswarm import tracing
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON, Task
@@ -303,7 +304,8 @@ class Agent:
         started = time.time()
         keeper = asyncio.create_task(self._keep_alive_loop(delivery, ctx), name=f"keepalive-{task.id}")
         run = asyncio.create_task(
-            handler(task, restored.state if restored else None, ctx), name=f"task-{task.id}"
+            self._traced(handler, task, restored.state if restored else None, ctx, delivery),
+            name=f"task-{task.id}",
         )
         stop_wait = asyncio.create_task(self.stopping.wait())
         try:
@@ -414,6 +416,19 @@ class Agent:
             self.held_for_budget = None
         log.info("token budget available again; starting task %s", delivery.task.id)
         return False
+
+    async def _traced(
+        self, handler: Handler, task: Task, state: JSON, ctx: _Context, delivery: Delivery
+    ) -> Any:
+        """The handler in a ``process_task`` span under the task's trace (no-op when tracing is off)."""
+        attrs = {
+            "agentswarm.task_id": task.id,
+            "agentswarm.agent_id": self.agent_id,
+            "agentswarm.attempt": delivery.attempt,
+            "agentswarm.resumed_from_version": ctx.restored_version,
+        }
+        with tracing.span("process_task", attrs, context=tracing.task_context(task.meta)):
+            return await handler(task, state, ctx)
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""

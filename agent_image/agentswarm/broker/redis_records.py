@@ -19,6 +19,8 @@ from agentswarm.broker.base import (
     TaskEvent,
     TaskResult,
     new_task_id,
+    task_from_record,
+    task_record,
     validate_task_id,
 )
 
@@ -42,7 +44,7 @@ class RedisRecords(RedisConnection):
             for task_id, spec in zip(
                 ids[start : start + _ENQUEUE_CHUNK], tasks[start : start + _ENQUEUE_CHUNK], strict=True
             ):
-                argv += [task_id, json.dumps({"payload": spec.payload, "enqueued_at": now})]
+                argv += [task_id, json.dumps(task_record(spec, now))]
             await self._enqueue_script(keys=[self.k_taskdata, self.stream, self.k_counters], args=argv)
         return ids
 
@@ -50,8 +52,7 @@ class RedisRecords(RedisConnection):
         raw = await _aw(self.r.hget(self.k_taskdata, validate_task_id(task_id)))
         if raw is None:
             return None
-        data = json.loads(raw)
-        return Task(id=task_id, payload=data["payload"], enqueued_at=float(data.get("enqueued_at", 0)))
+        return task_from_record(task_id, json.loads(raw))
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = await self.r.xrange(self.k_dead, count=limit)

@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agentswarm import protocol as p
+from agentswarm import tracing
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
 from agentswarm.coordinator.auth import token_matches
 from agentswarm.coordinator.follow import Follower
@@ -153,9 +154,18 @@ class Session:
             return
 
         async def work() -> None:
-            ids = await self.broker.enqueue_many(
-                [NewTask(payload=t.payload, id=t.task_id) for t in frame.tasks]
-            )
+            first = frame.tasks[0].trace
+            parent = tracing.extract(first.carrier() if first else None)
+            with tracing.span("submit", {"agentswarm.tasks": len(frame.tasks)}, context=parent):
+                specs = [
+                    NewTask(
+                        payload=t.payload,
+                        id=t.task_id,
+                        meta=tracing.task_meta(t.trace.carrier() if t.trace else None),
+                    )
+                    for t in frame.tasks
+                ]
+                ids = await self.broker.enqueue_many(specs)
             self.metrics.tasks_submitted.inc(len(ids))
             await self.send(p.SubmittedFrame(ref=frame.ref, task_ids=ids))
 
