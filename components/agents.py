@@ -92,6 +92,7 @@ class AgentPool(pulumi.ComponentResource):
             secret_name,
             provider_class,
         )
+        pod["containers"][0]["env"] += args.get("runtime_env", [])
         template = _k8s.pod_template(instance, COMPONENT, pod, args.get("pod_annotations"))
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",

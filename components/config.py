@@ -491,6 +491,29 @@ class GcpConfig(_Model):
     )
 
 
+class TokenBudgetConfig(_Model):
+    """The swarm-wide LLM token budget per UTC day (agents and coordinator; see docs/runtime-contract.md)."""
+
+    tokens_per_day: int = Field(
+        default=0, ge=0, description="Total tokens per UTC day for all agents; 0 = no total limit."
+    )
+    model_tokens_per_day: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="Tokens per UTC day per model name (the task's model)."
+    )
+
+    def env(self) -> list[dict[str, str]]:
+        """``AGENTSWARM_BUDGET_*`` for the coordinator and the agents; empty without a limit."""
+        import json
+
+        env = []
+        if self.tokens_per_day:
+            env.append({"name": "AGENTSWARM_BUDGET_TOKENS_PER_DAY", "value": str(self.tokens_per_day)})
+        if self.model_tokens_per_day:
+            value = json.dumps(self.model_tokens_per_day, sort_keys=True)
+            env.append({"name": "AGENTSWARM_BUDGET_MODEL_TOKENS_PER_DAY", "value": value})
+        return env
+
+
 class SwarmConfig(_Model):
     """Everything a swarm needs, read from the stack's `agentswarm:` namespace."""
 
@@ -514,6 +537,10 @@ class SwarmConfig(_Model):
     )
     redis: RedisConfig = Field(default_factory=RedisConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
+    token_budget: TokenBudgetConfig = Field(
+        default_factory=TokenBudgetConfig,
+        description="Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC.",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "
