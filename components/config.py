@@ -248,14 +248,22 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _SECRET_VERSION = r"^projects/[a-z0-9-]{6,30}/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$"
 
 
+#: ``AGENTSWARM_*`` variables a handler reads (the LLM handlers' settings); the other ``AGENTSWARM_*`` ones
+#: are the runtime's, set by the components from their own config keys.
+HANDLER_ENV_PREFIXES = ("AGENTSWARM_LLM_", "AGENTSWARM_PYDANTIC_AI_")
+
+
 def _check_env_name(name: str) -> str:
-    """A handler variable name; the runtime's own ``AGENTSWARM_*`` names are not settable here."""
+    """A handler variable name: not one of the runtime's own ``AGENTSWARM_*`` settings."""
     import re
 
     if not re.match(_ENV_NAME, name):
         raise ValueError(f"{name!r} is not an environment variable name (letters, digits, '_')")
-    if name.upper().startswith("AGENTSWARM_"):
-        raise ValueError(f"{name!r}: AGENTSWARM_* variables are set by the components, not agents.env")
+    if name.upper().startswith("AGENTSWARM_") and not name.startswith(HANDLER_ENV_PREFIXES):
+        raise ValueError(
+            f"{name!r}: AGENTSWARM_* runtime settings come from their own config keys; "
+            "only AGENTSWARM_LLM_* and AGENTSWARM_PYDANTIC_AI_* are handler settings"
+        )
     return name
 
 

@@ -238,6 +238,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """``AGENTSWARM_*`` variables that nothing reads: most likely typos (``AGENTSWARM_BROKR``)."""
     env = os.environ if environ is None else environ
     known = {env_name(name) for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    # the path variables of secrets delivered as files (agentswarm.secrets_env)
+    known |= {f"{n.strip().upper()}_FILE" for n in env.get("AGENTSWARM_SECRET_ENV_FILES", "").split(",")}
     return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 

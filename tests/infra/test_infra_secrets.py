@@ -7,6 +7,7 @@ from typing import Any
 
 import pulumi
 import pytest
+from agentswarm.settings import unknown_variables
 from mockharness import Recording, is_secret, run_program
 from test_infra_validation import validate
 
@@ -84,6 +85,17 @@ def test_plain_env_secret_files_and_secret_manager_reach_the_agent_pod() -> None
         assert b.values["role"] == "roles/secretmanager.secretAccessor"
         # the agents' GCP service account (AgentIdentity), which their KSA impersonates
         assert b.values["member"] == "serviceAccount:agentswarm-agents@mock-project.iam.gserviceaccount.com"
+
+
+def test_handler_settings_and_keys_are_known_to_the_runtime() -> None:
+    """AGENTSWARM_LLM_* settings and their _FILE paths are not taken for typos by the agent."""
+    rec = _run(
+        {"env": {"AGENTSWARM_LLM_MODEL": "gpt-x"}, "secret_env": {"AGENTSWARM_LLM_API_KEY": OPENAI_KEY}}
+    )
+    env = {e["name"]: e["value"] for e in _agent_pod(rec)["containers"][0]["env"] if "value" in e}
+    assert env["AGENTSWARM_LLM_API_KEY_FILE"] == f"{SECRET_ENV_DIR}/AGENTSWARM_LLM_API_KEY"
+    assert unknown_variables(env) == []
+    assert unknown_variables({**env, "AGENTSWARM_LLM_MODEL_FILE": "/x"}) == ["AGENTSWARM_LLM_MODEL_FILE"]
 
 
 def test_no_secret_value_appears_outside_its_secret() -> None:
