@@ -39,7 +39,9 @@ async def handler(task: Task, state: Any, ctx: Any) -> Any:
     with tracing.span(f"chat fake {task.payload.get('name')}"):
         await asyncio.sleep(0)
     if task.payload.get("spawn"):
-        return await ctx.spawn([{"name": "child"}])
+        ids = await ctx.spawn([{"name": "child"}])
+        outcomes = await ctx.gather(ids)  # parks until the child is done, then the parent runs again
+        return [ids[0], outcomes[0].value]
     return "leaf"
 
 
@@ -76,8 +78,8 @@ async def test_one_trace_from_submit_to_the_children(
         await wait_until(lambda: finished(task_id), within=30, what="the parent's result")
         result = await reader.get_result(task_id)
         assert result is not None
-        (child_id,) = result.value
-        await wait_until(lambda: finished(child_id), within=30, what="the child's result")
+        child_id, child_value = result.value
+        assert child_value == "leaf"
         stored = await reader.get_task(task_id)
         assert stored is not None and stored.meta and "traceparent" in stored.meta["trace"]
     finally:
@@ -85,20 +87,25 @@ async def test_one_trace_from_submit_to_the_children(
         await asyncio.wait_for(serving, timeout=30)
         await coordinator.shutdown(drain_seconds=0)
 
-    finished_spans = {s.name: s for s in spans.get_finished_spans()}
+    finished = spans.get_finished_spans()
     trace_id = root.get_span_context().trace_id
-    submit = finished_spans["submit"]
-    parent_chat, child_chat = finished_spans["chat fake parent"], finished_spans["chat fake child"]
-    processes = [s for s in spans.get_finished_spans() if s.name == "process_task"]
-    by_task = {s.attributes["agentswarm.task_id"]: s for s in processes}
-    assert set(by_task) == {task_id, child_id}
-    for s in [submit, parent_chat, child_chat, *processes]:
+    (submit,) = [s for s in finished if s.name == "submit"]
+    (child_chat,) = [s for s in finished if s.name == "chat fake child"]
+    runs = [s for s in finished if s.name == "process_task" and s.attributes["agentswarm.task_id"] == task_id]
+    (child_run,) = [
+        s for s in finished if s.name == "process_task" and s.attributes["agentswarm.task_id"] == child_id
+    ]
+    assert len(runs) == 2  # parked at gather, then woken by its child
+    for s in [submit, child_chat, child_run, *runs]:
         assert s.context.trace_id == trace_id, s.name
     assert submit.parent.span_id == root.get_span_context().span_id
-    assert by_task[task_id].parent.span_id == submit.context.span_id
-    assert parent_chat.parent.span_id == by_task[task_id].context.span_id
-    assert by_task[child_id].parent.span_id == by_task[task_id].context.span_id  # spawned under it
-    assert child_chat.parent.span_id == by_task[child_id].context.span_id
+    for run in runs:  # each delivery of the parent is a child span of the submit
+        assert run.parent.span_id == submit.context.span_id
+    assert runs[0].attributes["agentswarm.stopped"] == "Parked"
+    assert child_run.parent.span_id == runs[0].context.span_id  # spawned under the first run
+    assert child_chat.parent.span_id == child_run.context.span_id
+    parent_chats = [s for s in finished if s.name == "chat fake parent"]
+    assert {c.parent.span_id for c in parent_chats} == {r.context.span_id for r in runs}
 
 
 async def test_task_metadata_round_trips_through_the_broker(brokers: Any) -> None:
