@@ -6,8 +6,10 @@
 // between the engine and the Python SDK: it tells the engine which provider plugins the program needs and
 // starts `pulumi-language-python-exec`, the Python shim that ships in github.com/pulumi/pulumi/sdk/v3 at the
 // same version as the pip package (3.272.0), which then talks to the real engine over gRPC. This program does
-// exactly that, using the SDK's own python toolchain package for virtualenv handling, and nothing more: no
-// code generation, no `pulumi new` templates, no policy packs. Unsupported calls answer gRPC Unimplemented,
+// exactly that, using the SDK's own python toolchain package for virtualenv handling. It also runs plugins
+// written in Python (RunPlugin: a directory with PulumiPlugin.yaml, such as this project's component
+// provider), which is how `pulumi package get-schema`/`add` start them. Nothing more: no code generation,
+// no `pulumi new` templates, no policy packs. Unsupported calls answer gRPC Unimplemented,
 // which the CLI treats as "older language host".
 //
 // Built by scripts/pulumi-engine against github.com/pulumi/pulumi/sdk/v3 (pinned to the Python SDK version).
@@ -374,6 +376,61 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// RunPlugin starts a plugin written in Python: `python -u <program directory> <args...>` in the plugin's
+// environment (the args carry the engine's address and flags). The plugin (e.g. Pulumi's
+// component_provider_host) prints its gRPC port on stdout; both streams go back to the engine, then the
+// exit code.
+func (h *host) RunPlugin(
+	req *pulumirpc.RunPluginRequest, server grpc.ServerStreamingServer[pulumirpc.RunPluginResponse],
+) error {
+	info := req.GetInfo()
+	tc, err := h.toolchainFor(info)
+	if err != nil {
+		return err
+	}
+	ctx := server.Context()
+	if err := tc.ValidateVenv(ctx); err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+
+	program := info.GetProgramDirectory()
+	if entry := info.GetEntryPoint(); entry != "" && entry != "." {
+		program = filepath.Join(program, entry)
+	}
+	args := append([]string{"-u", program}, req.GetArgs()...)
+	cmd, err := tc.Command(ctx, args...)
+	if err != nil {
+		return err
+	}
+	cmd.Dir = req.GetPwd()
+	if cmd.Dir == "" {
+		cmd.Dir = info.GetProgramDirectory()
+	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, req.GetEnv()...)
+	cmd.Stdout = stdout
+	cmd.Stderr = stderr
+	runErr := cmd.Run()
+	if err := closer.Close(); err != nil { // flushes the last output before the exit code
+		return err
+	}
+	code := 0
+	if runErr != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(runErr, &exitErr) {
+			return fmt.Errorf("could not start plugin %s: %w", program, runErr)
+		}
+		code = exitErr.ExitCode()
+	}
+	return server.Send(&pulumirpc.RunPluginResponse{Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(code)}})
 }
 
 func (h *host) InstallDependencies(

@@ -160,7 +160,9 @@ async def test_scale_in_from_4_to_1_hands_every_task_to_the_survivor(autoscaled:
     scaler = swarm.autoscaler
     assert scaler is not None
     log_path = tmp_path / "steps.log"
-    steps = 12
+    # Long enough (10 s each) that agent-0 cannot finish one task and take a second before the autoscaler's
+    # agents 1-3 have started, even on a loaded machine.
+    steps = 40
     ids = await broker.enqueue_many(
         [NewTask({"steps": steps, "delay": 0.25, "log": str(log_path)}, f"long-{i}") for i in range(4)]
     )

@@ -184,14 +184,15 @@ async def test_lag_stays_null_and_never_wakes_a_swarm_at_zero(redis_broker: Redi
         assert m["streamLength"] == outstanding == await b.backlog()
         assert m["lagCount"] == -1 and not active(m["lagCount"]), m
         assert m["pendingEntriesCount"] == 1  # the abandoned delivery only: far below the backlog
-    # Even when agents run again (started by something else), the group's read counter stays unknown:
-    # the lag stays NULL for a long stretch of the drain.
+    # Even when agents run again (started by something else), the group's read counter stays unknown for
+    # part of the drain (how long depends on the order of reads and acks: 38 of 155 samples in one run,
+    # 5 in another on a loaded machine), so the lag can read "inactive" while work is queued.
     null_lag = 0
     while await b.backlog():
         for d in await b.claim("agent-0", block_ms=100):
             await b.ack(d)
         null_lag += await keda.lag_count() == -1
-    assert null_lag >= 20, null_lag  # 38 of the 155 samples with Redis 7.0
+    assert null_lag >= 1, null_lag
     assert await keda.lag_count() == 0
 
 
