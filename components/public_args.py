@@ -193,6 +193,12 @@ class AgentsConfig(TypedDict):
     """Select nodes labelled `agentswarm.io/pool=agents` and tolerate their taint. The clusters this project creates carry that label; set false for a plain existing cluster. Default: ``true``."""
     autoscaling: NotRequired[AutoscalingConfig]
     """Scale with the queue (KEDA)."""
+    env: NotRequired[dict[str, str]]
+    """Plain environment variables for the handler (model name, base URL); never secrets."""
+    secret_env: NotRequired[dict[str, str]]
+    """Handler secrets (model API keys), set with `pulumi config set --secret --path agentswarm:agents.secret_env.NAME ...`: a Kubernetes Secret mounted as files, NAME_FILE in the pod, NAME in the handler's environment."""
+    secret_manager: NotRequired[dict[str, str]]
+    """GKE: handler secrets from Secret Manager (`projects/P/secrets/S/versions/V`), mounted as files by the Secret Manager add-on through Workload Identity; the agents' GCP service account gets secretAccessor on each secret."""
 
 
 class SwarmBroker(StrEnum):
@@ -267,6 +273,15 @@ class NatsConfig(TypedDict):
     """Container resources."""
 
 
+class TokenBudgetConfig(TypedDict):
+    """The swarm-wide LLM token budget per UTC day (agents and coordinator; see docs/runtime-contract.md)."""
+
+    tokens_per_day: NotRequired[int]
+    """Total tokens per UTC day for all agents; 0 = no total limit. Default: ``0``."""
+    model_tokens_per_day: NotRequired[dict[str, int]]
+    """Tokens per UTC day per model name (the task's model)."""
+
+
 class SwarmConfig(TypedDict):
     """Everything a swarm needs, read from the stack's `agentswarm:` namespace."""
 
@@ -290,6 +305,8 @@ class SwarmConfig(TypedDict):
     """The queue and state store."""
     nats: NotRequired[NatsConfig]
     """In-cluster NATS with JetStream (used when `broker` is `nats`)."""
+    token_budget: NotRequired[TokenBudgetConfig]
+    """Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC."""
     api_token: NotRequired[str]
     """Coordinator API token; unset: generated (pulumi-random). Set it with `pulumi config set --secret agentswarm:api_token ...`."""
     redis_password: NotRequired[str]
