@@ -198,6 +198,14 @@ def pod_spec(
             "failureThreshold": 3,
         },
         "startupProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 10, "failureThreshold": 60},
+        # Ready once its claims reach the broker (and not while they cannot): a rolling update moves on
+        # to the next agent only when this one really works.
+        "readinessProbe": {
+            "exec": {"command": [*probe["exec"]["command"], "--ready"]},
+            "periodSeconds": 10,
+            "timeoutSeconds": 10,
+            "failureThreshold": 3,
+        },
     }
     pod = runtime_pod(
         COMPONENT,

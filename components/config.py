@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from components.config_errors import ConfigError, one_line_error
-from components.config_rules import check_rules
+from components.config_rules import CLOUD_ARMOR_INTERVALS, check_rules
 
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -152,6 +152,67 @@ class ImageConfig(_Model):
         return f"{self.repository}:{self.tag}"
 
 
+GLOBAL_GATEWAY_CLASSES = ("gke-l7-global-external-managed", "gke-l7-gxlb")
+"""GatewayClasses whose load balancer is global: a Certificate Manager map, a global address, Cloud Armor."""
+REGIONAL_GATEWAY_CLASSES = ("gke-l7-regional-external-managed", "gke-l7-rilb")
+"""GatewayClasses whose load balancer is regional: regional Certificate Manager certificates, no map."""
+
+
+class TlsConfig(_Model):
+    """TLS at the GKE load balancer: clients use `https://` and `wss://`; the pods behind it speak HTTP."""
+
+    mode: Literal["managed", "pre-shared", "none"] | None = Field(
+        default=None,
+        description=(
+            "`managed`: a Google-managed certificate for `coordinator.hostname` (Ingress: a "
+            "ManagedCertificate; Gateway: Certificate Manager); `pre-shared`: Compute Engine SSL "
+            "certificates you created, named in `pre_shared_certificates`; `none`: plain HTTP, the API "
+            "token in clear text (must be explicit on "
+            "gke and warns at preview). Unset: `managed` on gke, `none` on kind."
+        ),
+    )
+    pre_shared_certificates: list[DnsLabel] = Field(
+        default_factory=list,
+        max_length=15,
+        description="Names of existing Compute Engine SSL certificates (mode `pre-shared` only).",
+    )
+    static_ip_name: DnsLabel | None = Field(
+        default=None,
+        description=(
+            "Name of an existing reserved global address for the load balancer; unset: one is reserved "
+            "(needs the gcp section). Global load balancers only (Ingress, global GatewayClasses)."
+        ),
+    )
+
+
+class RateLimitConfig(_Model):
+    """A per-client-IP rate limit (Cloud Armor ``rateLimitOptions``, enforced on key ``IP``)."""
+
+    requests: int = Field(default=600, ge=1, le=1_000_000, description="Requests allowed per interval.")
+    interval_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description=f"Interval of the count, in seconds: {', '.join(map(str, CLOUD_ARMOR_INTERVALS))}.",
+    )
+    action: Literal["throttle", "rate_based_ban"] = Field(
+        default="throttle",
+        description="`throttle`: refuse (429) what exceeds the rate; `rate_based_ban`: also ban the IP.",
+    )
+    ban_seconds: int = Field(
+        default=600, ge=1, le=86400, description="How long a banned IP stays banned (`rate_based_ban`)."
+    )
+
+
+class CloudArmorConfig(_Model):
+    """A Cloud Armor security policy on the coordinator's backend, created by the components."""
+
+    enabled: bool = Field(
+        default=False, description="Create the policy and attach it (needs the gcp section)."
+    )
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig, description="Per-IP rate limit.")
+
+
 class CoordinatorConfig(_Model):
     """The coordinator Deployment and how it is exposed."""
 
@@ -192,7 +253,14 @@ class CoordinatorConfig(_Model):
     hostname: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$",
-        description="Optional public hostname for the Ingress rule / HTTPRoute.",
+        description=(
+            "Public hostname of the coordinator (Ingress rule / HTTPRoute, and the managed certificate's "
+            "domain); needed by `tls.mode: managed`, the gke default."
+        ),
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS at the load balancer (GKE).")
+    cloud_armor: CloudArmorConfig = Field(
+        default_factory=CloudArmorConfig, description="Optional Cloud Armor policy with a per-IP rate limit."
     )
     resources: Resources = Field(
         default_factory=lambda: _resources("250m", "256Mi", "512Mi"), description="Container resources."
@@ -554,6 +622,12 @@ class SwarmConfig(_Model):
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "
         "`pulumi config set --secret agentswarm:api_token ...`.",
     )
+    api_token_next: SecretStr | None = Field(
+        default=None,
+        description="A second valid API token during a rotation: set it and `pulumi up` (both tokens work; "
+        "the coordinator re-reads its token file, no restart), move the clients to it, then make it "
+        "`api_token` and unset this. `pulumi config set --secret agentswarm:api_token_next ...`.",
+    )
     redis_password: SecretStr | None = Field(
         default=None,
         description="In-cluster Redis password; unset: generated (pulumi-random). Set it with "
@@ -571,6 +645,20 @@ class SwarmConfig(_Model):
         ):
             data = {**data, "exposure": "nodeport" if data["platform"] == "kind" else "ingress"}
         return data
+
+    @property
+    def tls_mode(self) -> Literal["managed", "pre-shared", "none"]:
+        """``coordinator.tls.mode`` or the platform's default: managed certificates on gke, none on kind."""
+        if self.coordinator.tls.mode is not None:
+            return self.coordinator.tls.mode
+        return "managed" if self.platform == "gke" else "none"
+
+    @property
+    def global_load_balancer(self) -> bool:
+        """True when the coordinator's load balancer is global (Ingress or a global GatewayClass)."""
+        return self.exposure == "ingress" or (
+            self.exposure == "gateway" and self.coordinator.gateway_class in GLOBAL_GATEWAY_CLASSES
+        )
 
     @property
     def workload_identity(self) -> bool:

@@ -18,11 +18,14 @@ if TYPE_CHECKING:
         CoordinatorConfig,
         ImageConfig,
         NodePoolConfig,
+        RateLimitConfig,
         SwarmConfig,
     )
 
 __all__ = ["MIN_SECRET_LENGTH", "RULES", "Rule", "check_rules"]
 
+#: The rate-limit intervals Cloud Armor accepts (``rateLimitThreshold.intervalSec``).
+CLOUD_ARMOR_INTERVALS = (10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600)
 #: Shortest accepted user-supplied token or password.
 MIN_SECRET_LENGTH = 16
 
@@ -79,6 +82,10 @@ def _coordinator(
     return Rule("CoordinatorConfig", key, allowed, broken, detail=detail)
 
 
+def _rate_limit(key: str, allowed: str, broken: Callable[[RateLimitConfig], bool]) -> Rule:
+    return Rule("RateLimitConfig", key, allowed, broken)
+
+
 def _pool(
     key: str, allowed: str, broken: Callable[[NodePoolConfig], bool], detail: Callable[[NodePoolConfig], str]
 ) -> Rule:
@@ -108,6 +115,11 @@ _RENDER = "kubernetes.render_yaml_to_directory"
 #: Checked in this order; the first broken rule is the error.
 RULES: tuple[Rule, ...] = (
     _image("tag", "set image.tag or image.digest", lambda i: i.tag is None and i.digest is None),
+    _rate_limit(
+        "interval_seconds",
+        f"one of the intervals Cloud Armor accepts: {', '.join(map(str, CLOUD_ARMOR_INTERVALS))}",
+        lambda r: r.interval_seconds not in CLOUD_ARMOR_INTERVALS,
+    ),
     _coordinator(
         "termination_grace_seconds",
         "must be greater than coordinator.prestop_delay_seconds + coordinator.connection_draining_seconds",
@@ -156,6 +168,12 @@ RULES: tuple[Rule, ...] = (
         "api_token",
         f"must be at least {MIN_SECRET_LENGTH} characters",
         lambda s: _short(s.api_token),
+        value=_secret,
+    ),
+    _swarm(
+        "api_token_next",
+        f"must be at least {MIN_SECRET_LENGTH} characters",
+        lambda s: _short(s.api_token_next),
         value=_secret,
     ),
     _swarm(
@@ -229,6 +247,62 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.platform == "kind" and s.image.build.enabled and s.image.pull_policy == "Always",
     ),
     _swarm(
+        "coordinator.tls.mode",
+        "platform kind serves plain HTTP on the host: allowed 'none'",
+        lambda s: s.platform == "kind" and s.tls_mode != "none",
+    ),
+    _swarm(
+        "coordinator.hostname",
+        "needed by coordinator.tls.mode managed (the gke default): the certificate's domain; or choose "
+        "coordinator.tls.mode pre-shared, or none explicitly",
+        lambda s: s.tls_mode == "managed" and s.coordinator.hostname is None,
+    ),
+    _swarm(
+        "coordinator.tls.pre_shared_certificates",
+        "coordinator.tls.mode pre-shared needs at least one certificate name",
+        lambda s: s.tls_mode == "pre-shared" and not s.coordinator.tls.pre_shared_certificates,
+    ),
+    _swarm(
+        "coordinator.tls.pre_shared_certificates",
+        "only with coordinator.tls.mode pre-shared",
+        lambda s: s.tls_mode != "pre-shared" and bool(s.coordinator.tls.pre_shared_certificates),
+    ),
+    _swarm(
+        "coordinator.tls.static_ip_name",
+        "a reserved global address serves global load balancers only (exposure ingress or a global "
+        "coordinator.gateway_class)",
+        lambda s: s.coordinator.tls.static_ip_name is not None and not s.global_load_balancer,
+    ),
+    _swarm(
+        "coordinator.tls.static_ip_name",
+        "TLS on a global load balancer needs a stable address for the hostname's DNS record: name a "
+        "reserved global address, or add the gcp section so one is reserved",
+        lambda s: (
+            s.platform == "gke"
+            and s.tls_mode != "none"
+            and s.global_load_balancer
+            and s.gcp is None
+            and s.coordinator.tls.static_ip_name is None
+        ),
+    ),
+    _swarm(
+        "coordinator.tls.mode",
+        "managed certificates on a Gateway come from Certificate Manager: add the gcp section, or use "
+        "pre-shared",
+        lambda s: s.exposure == "gateway" and s.tls_mode == "managed" and s.gcp is None,
+    ),
+    _swarm(
+        "coordinator.cloud_armor.enabled",
+        "the security policy is a GCP resource: needs the gcp section",
+        lambda s: s.coordinator.cloud_armor.enabled and s.gcp is None,
+    ),
+    _swarm(
+        "coordinator.cloud_armor.enabled",
+        "the components create a global security policy: exposure ingress or a global "
+        "coordinator.gateway_class",
+        lambda s: s.coordinator.cloud_armor.enabled and not s.global_load_balancer,
+    ),
+    _swarm(
         "agents.secret_manager",
         "needs platform gke with gcp.workload_identity (the agents' GCP service account reads the secrets)",
         lambda s: bool(s.agents.secret_manager) and not s.workload_identity,
@@ -239,6 +313,13 @@ RULES: tuple[Rule, ...] = (
         "platform kind creates no GCP resource; remove gcp",
         lambda s: s.platform == "kind" and s.gcp is not None,
         value=lambda s: s.gcp.project if s.gcp else None,
+    ),
+    _swarm(
+        "agents.handler",
+        "platform gke needs it set explicitly: the module:function of your task handler (the default is "
+        "the built-in demo that only counts steps)",
+        lambda s: s.platform == "gke" and "handler" not in s.agents.model_fields_set,
+        value=lambda s: None,
     ),
 )
 

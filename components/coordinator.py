@@ -7,13 +7,13 @@ BackendConfig), ``gateway`` (Gateway + HTTPRoute + GCPBackendPolicy + HealthChec
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Any, Literal, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import _k8s, gke_lb
-from components.config import CoordinatorConfig
+from components.config import GLOBAL_GATEWAY_CLASSES, CoordinatorConfig
 from components.workload import (
     BrokerConnection,
     RuntimeWorkloadArgs,
@@ -28,9 +28,26 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 """Readiness and load-balancer health check: 200 when the broker answers, plain GET, no upgrade."""
 API_TOKEN_KEY = "token"
+"""The token Secret's key: the valid tokens, one per line (the current one; and the next in a rotation)."""
+API_TOKEN_DIR = "/etc/agentswarm/api-token"
+"""Where the token Secret is mounted; the coordinator re-reads the file when the kubelet updates it."""
 COMPONENT = "coordinator"
 
 Exposure = Literal["ingress", "gateway", "nodeport"]
+TlsMode = Literal["managed", "pre-shared", "none"]
+
+
+class EdgeRefs(TypedDict, total=False):
+    """Names of GCP objects in front of the load balancer (:class:`components.gke_edge.CoordinatorEdge`)."""
+
+    static_ip_name: pulumi.Input[str]
+    """Reserved global address (overrides ``tls.static_ip_name``)."""
+    certificate_map: pulumi.Input[str]
+    """Certificate Manager map of a global Gateway."""
+    regional_certificates: pulumi.Input[str]
+    """Comma-separated regional Certificate Manager certificates of a regional Gateway."""
+    security_policy: pulumi.Input[str]
+    """Cloud Armor policy attached to the coordinator's backend."""
 
 
 class CoordinatorArgs(RuntimeWorkloadArgs):
@@ -40,6 +57,13 @@ class CoordinatorArgs(RuntimeWorkloadArgs):
     """How clients reach the coordinator (the swarm config's ``exposure``)."""
     api_token: NotRequired[pulumi.Input[str]]
     """The API token clients present; unset: a generated ``RandomPassword``. Kept secret either way."""
+    api_token_next: NotRequired[pulumi.Input[str]]
+    """A second valid token during a rotation (clients move to it, then it becomes ``api_token``)."""
+    tls_mode: NotRequired[TlsMode]
+    """The effective ``coordinator.tls.mode`` (the swarm config resolves the platform default); default
+    ``none``."""
+    edge: NotRequired[EdgeRefs]
+    """GCP objects the exposure objects name (address, certificates, security policy)."""
 
 
 class Coordinator(pulumi.ComponentResource):
@@ -66,6 +90,8 @@ class Coordinator(pulumi.ComponentResource):
         child = _k8s.child_opts(self)
 
         token = _k8s.given_or_random(self, f"{name}-api-token", args.get("api_token"), 48)
+        if "api_token_next" in args:  # both valid at once: the rotation needs no restart (file re-read)
+            token = pulumi.Output.secret(pulumi.Output.concat(token, "\n", args["api_token_next"]))
         token_secret = _k8s.opaque_secret(
             f"{name}-api-token-secret",
             f"{instance}-api-token",
@@ -106,7 +132,13 @@ class Coordinator(pulumi.ComponentResource):
             opts=child,
         )
         self.address = self._expose(
-            name, cfg, exposure, _k8s.metadata(svc_name, ns, instance, COMPONENT), service
+            name,
+            cfg,
+            exposure,
+            _k8s.metadata(svc_name, ns, instance, COMPONENT),
+            service,
+            args.get("tls_mode", "none"),
+            args.get("edge", {}),
         )
 
         self.service_name = service.metadata.name
@@ -126,13 +158,45 @@ class Coordinator(pulumi.ComponentResource):
         )
 
     def _expose(
-        self, name: str, cfg: CoordinatorConfig, exposure: Exposure, meta: dict[str, Any], service: Any
+        self,
+        name: str,
+        cfg: CoordinatorConfig,
+        exposure: Exposure,
+        meta: dict[str, Any],
+        service: Any,
+        tls_mode: TlsMode,
+        edge: EdgeRefs,
     ) -> pulumi.Output[str]:
         """The load-balancer objects of ``ingress`` or ``gateway`` (nothing for ``nodeport``); returns the
         Ingress load balancer's address, empty until GKE has provisioned it and for the other exposures."""
         svc_name = meta["name"]
         after_service = _k8s.child_opts(self, depends_on=[service])
+        policy = edge.get("security_policy")
+        tls = edge_tls(cfg, tls_mode, exposure, edge, svc_name)
         if exposure == "ingress":
+            tls_objects: list[pulumi.Resource] = []
+            if tls.managed_certificate and cfg.hostname:
+                tls_objects.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-managed-certificate",
+                        api_version=gke_lb.MANAGED_CERTIFICATE_API,
+                        kind="ManagedCertificate",
+                        metadata=meta,
+                        spec=gke_lb.managed_certificate_spec(cfg.hostname),
+                        opts=_k8s.child_opts(self),
+                    )
+                )
+            if tls.frontend_config:
+                tls_objects.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-frontend-config",
+                        api_version=gke_lb.FRONTEND_CONFIG_API,
+                        kind="FrontendConfig",
+                        metadata=meta,
+                        spec=gke_lb.frontend_config_spec(),
+                        opts=_k8s.child_opts(self),
+                    )
+                )
             backend_config = k8s.apiextensions.CustomResource(
                 f"{name}-backend-config",
                 api_version=gke_lb.BACKEND_CONFIG_API,
@@ -143,14 +207,15 @@ class Coordinator(pulumi.ComponentResource):
                     cfg.connection_draining_seconds,
                     READY_PATH,
                     cfg.port,
+                    policy,
                 ),
                 opts=_k8s.child_opts(self),
             )
             ingress = k8s.networking.v1.Ingress(
                 f"{name}-ingress",
-                metadata={**meta, "annotations": {gke_lb.INGRESS_CLASS_ANNOTATION: gke_lb.GKE_INGRESS_CLASS}},
+                metadata={**meta, "annotations": gke_lb.ingress_annotations(tls)},
                 spec=gke_lb.ingress_spec(svc_name, cfg.port, cfg.hostname),
-                opts=_k8s.child_opts(self, depends_on=[service, backend_config]),
+                opts=_k8s.child_opts(self, depends_on=[service, backend_config, *tls_objects]),
             )
             return ingress.status.apply(gke_lb.ingress_address)
         if exposure == "gateway":
@@ -159,25 +224,43 @@ class Coordinator(pulumi.ComponentResource):
                 f"{name}-gateway",
                 api_version=gke_lb.GATEWAY_API,
                 kind="Gateway",
-                metadata={**meta, "name": gateway_name},
-                spec=gke_lb.gateway_spec(cfg.gateway_class, cfg.hostname),
-                opts=_k8s.child_opts(self),
+                metadata=_with_annotations({**meta, "name": gateway_name}, gke_lb.gateway_annotations(tls)),
+                spec=gke_lb.gateway_spec(cfg.gateway_class, cfg.hostname, tls),
+                opts=_k8s.child_opts(self, depends_on=[service]),
             )
             timeouts = (cfg.websocket_backend_timeout_seconds, cfg.connection_draining_seconds)
-            for suffix, api, kind, spec, opts in (
+            after_gateway = _k8s.child_opts(self, depends_on=[gateway, service])
+            listener = gke_lb.HTTPS_LISTENER if tls.enabled else gke_lb.HTTP_LISTENER
+            routes = [
                 (
                     "http-route",
                     gke_lb.GATEWAY_API,
                     "HTTPRoute",
-                    gke_lb.http_route_spec(gateway_name, svc_name, cfg.port, cfg.hostname),
-                    _k8s.child_opts(self, depends_on=[gateway, service]),
-                ),
+                    gke_lb.http_route_spec(gateway_name, svc_name, cfg.port, cfg.hostname, listener),
+                    after_gateway,
+                    meta,
+                )
+            ]
+            if tls.enabled:
+                routes.append(
+                    (
+                        "https-redirect-route",
+                        gke_lb.GATEWAY_API,
+                        "HTTPRoute",
+                        gke_lb.https_redirect_route_spec(gateway_name, cfg.hostname),
+                        after_gateway,
+                        {**meta, "name": f"{svc_name}-https-redirect"},
+                    )
+                )
+            for suffix, api, kind, spec, opts, route_meta in (
+                *routes,
                 (
                     "backend-policy",
                     gke_lb.GKE_POLICY_API,
                     "GCPBackendPolicy",
-                    gke_lb.gcp_backend_policy_spec(svc_name, *timeouts),
+                    gke_lb.gcp_backend_policy_spec(svc_name, *timeouts, policy),
                     after_service,
+                    meta,
                 ),
                 (
                     "health-check-policy",
@@ -185,12 +268,55 @@ class Coordinator(pulumi.ComponentResource):
                     "HealthCheckPolicy",
                     gke_lb.health_check_policy_spec(svc_name, READY_PATH, cfg.port),
                     after_service,
+                    meta,
                 ),
             ):
                 k8s.apiextensions.CustomResource(
-                    f"{name}-{suffix}", api_version=api, kind=kind, metadata=meta, spec=spec, opts=opts
+                    f"{name}-{suffix}", api_version=api, kind=kind, metadata=route_meta, spec=spec, opts=opts
                 )
         return pulumi.Output.from_input("")
+
+
+def edge_tls(
+    cfg: CoordinatorConfig, tls_mode: TlsMode, exposure: Exposure, edge: EdgeRefs, svc_name: str
+) -> gke_lb.EdgeTls:
+    """How this exposure terminates TLS, from the mode and the names of the GCP objects (none: no TLS)."""
+    if tls_mode == "none" or exposure == "nodeport":
+        return gke_lb.EdgeTls()
+    static_ip = edge.get("static_ip_name", cfg.tls.static_ip_name)
+    # Never fall back to plain HTTP silently: a TLS mode without the objects it needs is an error.
+    if static_ip is None and (exposure == "ingress" or cfg.gateway_class in GLOBAL_GATEWAY_CLASSES):
+        raise ValueError(
+            "Coordinator: TLS on a global load balancer needs a reserved address: set "
+            "coordinator.tls.static_ip_name or pass edge['static_ip_name'] (CoordinatorEdge)"
+        )
+    if (
+        exposure == "gateway"
+        and tls_mode == "managed"
+        and not (edge.get("certificate_map") or edge.get("regional_certificates"))
+    ):
+        raise ValueError(
+            "Coordinator: managed TLS on a Gateway needs Certificate Manager certificates: pass "
+            "edge['certificate_map'] or edge['regional_certificates'] (CoordinatorEdge)"
+        )
+    pre_shared = tuple(cfg.tls.pre_shared_certificates) if tls_mode == "pre-shared" else ()
+    if exposure == "ingress":
+        return gke_lb.EdgeTls(
+            managed_certificate=svc_name if tls_mode == "managed" else None,
+            pre_shared=pre_shared,
+            static_ip_name=static_ip,
+            frontend_config=svc_name,
+        )
+    return gke_lb.EdgeTls(
+        pre_shared=pre_shared,
+        certificate_map=edge.get("certificate_map") if tls_mode == "managed" else None,
+        cert_manager_certs=edge.get("regional_certificates") if tls_mode == "managed" else None,
+        static_ip_name=static_ip,
+    )
+
+
+def _with_annotations(meta: dict[str, Any], annotations: dict[str, Any]) -> dict[str, Any]:
+    return {**meta, "annotations": annotations} if annotations else meta
 
 
 def pod_spec(
@@ -204,7 +330,7 @@ def pod_spec(
     env = [
         *broker_env(conn),
         {"name": "AGENTSWARM_PORT", "value": str(cfg.port)},
-        _k8s.secret_env("AGENTSWARM_API_TOKEN", token_secret.metadata.name, API_TOKEN_KEY),
+        {"name": "AGENTSWARM_API_TOKEN_FILE", "value": f"{API_TOKEN_DIR}/{API_TOKEN_KEY}"},
         {"name": "AGENTSWARM_SHUTDOWN_DRAIN_SECONDS", "value": str(cfg.connection_draining_seconds)},
     ]
     container = {
@@ -226,7 +352,18 @@ def pod_spec(
         "lifecycle": {"preStop": {"sleep": {"seconds": cfg.prestop_delay_seconds}}},
     }
     return runtime_pod(
-        COMPONENT, image, pull_policy, conn, env, cfg.resources, cfg.termination_grace_seconds, container
+        COMPONENT,
+        image,
+        pull_policy,
+        conn,
+        env,
+        cfg.resources,
+        cfg.termination_grace_seconds,
+        container,
+        mounts=[{"name": "api-token", "mountPath": API_TOKEN_DIR, "readOnly": True}],
+        volumes=[
+            {"name": "api-token", "secret": {"secretName": token_secret.metadata.name, "defaultMode": 0o440}}
+        ],
     )
 
 

@@ -27,7 +27,8 @@ NATS_USER = "agentswarm"
 PASSWORD_KEY = "password"
 #: The password variable: the server's config references it, clients' URL expands it.
 PASSWORD_ENV = "NATS_PASSWORD"
-NATS_UID = 1000
+NATS_UID = 10998
+"""UID/GID nats-server runs as: above 10000 like every pod of the swarm, so it is never a user of the node."""
 COMPONENT = "nats"
 CONF_DIR = "/etc/nats"
 DATA_DIR = "/data"

@@ -22,8 +22,10 @@ import pulumi_kubernetes as k8s
 from components import _k8s
 from components.agents import agent_service_account_name
 from components.config import SwarmConfig
+from components.coordinator import EdgeRefs
 from components.gcp_services import AgentIdentity, AgentImage, Memorystore
 from components.gke_cluster import GkeCluster
+from components.gke_edge import CoordinatorEdge
 from components.kind_cluster import KindCluster, kind_load, preflight
 from components.secrets import SecretManagerAccess
 from components.swarm import AgentSwarm, AgentSwarmArgs
@@ -55,6 +57,12 @@ def kubernetes_provider(name: str, cfg: SwarmConfig) -> k8s.Provider:
     if cfg.kubernetes.render_yaml_to_directory:
         kwargs["render_yaml_to_directory"] = render_directory(cfg.kubernetes.render_yaml_to_directory)
     return k8s.Provider(name, **kwargs)
+
+
+PLAIN_HTTP_WARNING = (
+    "coordinator.tls.mode is none: the coordinator is exposed over plain HTTP and every client sends the "
+    "API token in clear text; use it only behind your own TLS terminator"
+)
 
 
 @dataclass
@@ -107,6 +115,8 @@ def prepare_platform(cfg: SwarmConfig) -> Platform:
     for; everything but the swarm itself."""
     if cfg.platform == "kind" and cfg.cluster.create:
         preflight()  # before any resource: one clear message when kind or docker is missing
+    if cfg.platform == "gke" and cfg.tls_mode == "none":
+        pulumi.log.warn(PLAIN_HTTP_WARNING)  # shown by `pulumi preview` as well as `pulumi up`
 
     swarm_args: AgentSwarmArgs = {"config": cfg}
     outputs: dict[str, Any] = {"platform": cfg.platform, "exposure": cfg.exposure}
@@ -217,5 +227,25 @@ def prepare_platform(cfg: SwarmConfig) -> Platform:
                 "auth_string": store.auth_string,
                 "ca_certificate": store.ca_certificate,
             }
+
+    if cfg.platform == "gke" and cfg.gcp is not None:
+        edge = CoordinatorEdge(f"{name}-edge", {"config": cfg})
+        refs: EdgeRefs = {}
+        if edge.static_ip_name is not None:
+            refs["static_ip_name"] = edge.static_ip_name
+        if edge.certificate_map is not None:
+            refs["certificate_map"] = edge.certificate_map
+        if edge.regional_certificates is not None:
+            refs["regional_certificates"] = edge.regional_certificates
+        if edge.security_policy is not None:
+            refs["security_policy"] = edge.security_policy
+        swarm_args["edge"] = refs
+        if cfg.tls_mode != "none" and cfg.global_load_balancer:
+            outputs["coordinator_static_ip"] = edge.static_ip
+        if cfg.exposure == "gateway" and not cfg.global_load_balancer and cfg.tls_mode == "managed":
+            outputs["certificate_dns_authorization"] = edge.dns_authorization_record
+    if cfg.coordinator.hostname and cfg.platform == "gke":
+        scheme = "http" if cfg.tls_mode == "none" else "https"
+        outputs["coordinator_url"] = f"{scheme}://{cfg.coordinator.hostname}"
 
     return Platform(provider=provider, swarm_args=swarm_args, depends_on=swarm_opts, outputs=outputs)

@@ -67,6 +67,59 @@ class CoordinatorGatewayClass(StrEnum):
     """``gke-l7-gxlb``."""
 
 
+class TlsMode(StrEnum):
+    """Choices of ``TlsConfig.mode``."""
+
+    MANAGED = "managed"
+    """``managed``."""
+    PRE_SHARED = "pre-shared"
+    """``pre-shared``."""
+    NONE = "none"
+    """``none``."""
+
+
+class TlsConfig(TypedDict):
+    """TLS at the GKE load balancer: clients use `https://` and `wss://`; the pods behind it speak HTTP."""
+
+    mode: NotRequired[TlsMode]
+    """`managed`: a Google-managed certificate for `coordinator.hostname` (Ingress: a ManagedCertificate; Gateway: Certificate Manager); `pre-shared`: Compute Engine SSL certificates you created, named in `pre_shared_certificates`; `none`: plain HTTP, the API token in clear text (must be explicit on gke and warns at preview). Unset: `managed` on gke, `none` on kind."""
+    pre_shared_certificates: NotRequired[list[str]]
+    """Names of existing Compute Engine SSL certificates (mode `pre-shared` only)."""
+    static_ip_name: NotRequired[str]
+    """Name of an existing reserved global address for the load balancer; unset: one is reserved (needs the gcp section). Global load balancers only (Ingress, global GatewayClasses)."""
+
+
+class RateLimitAction(StrEnum):
+    """Choices of ``RateLimitConfig.action``."""
+
+    THROTTLE = "throttle"
+    """``throttle``."""
+    RATE_BASED_BAN = "rate_based_ban"
+    """``rate_based_ban``."""
+
+
+class RateLimitConfig(TypedDict):
+    """A per-client-IP rate limit (Cloud Armor ``rateLimitOptions``, enforced on key ``IP``)."""
+
+    requests: NotRequired[int]
+    """Requests allowed per interval. Default: ``600``."""
+    interval_seconds: NotRequired[int]
+    """Interval of the count, in seconds: 10, 30, 60, 120, 180, 240, 300, 600, 900, 1200, 1800, 2700, 3600. Default: ``60``."""
+    action: NotRequired[RateLimitAction]
+    """`throttle`: refuse (429) what exceeds the rate; `rate_based_ban`: also ban the IP. Default: ``"throttle"``."""
+    ban_seconds: NotRequired[int]
+    """How long a banned IP stays banned (`rate_based_ban`). Default: ``600``."""
+
+
+class CloudArmorConfig(TypedDict):
+    """A Cloud Armor security policy on the coordinator's backend, created by the components."""
+
+    enabled: NotRequired[bool]
+    """Create the policy and attach it (needs the gcp section). Default: ``false``."""
+    rate_limit: NotRequired[RateLimitConfig]
+    """Per-IP rate limit."""
+
+
 class ResourceAmounts(TypedDict):
     """CPU and memory amounts (Kubernetes quantities)."""
 
@@ -105,7 +158,11 @@ class CoordinatorConfig(TypedDict):
     gateway_class: NotRequired[CoordinatorGatewayClass]
     """GKE GatewayClass (exposure gateway). Default: ``"gke-l7-global-external-managed"``."""
     hostname: NotRequired[str]
-    """Optional public hostname for the Ingress rule / HTTPRoute."""
+    """Public hostname of the coordinator (Ingress rule / HTTPRoute, and the managed certificate's domain); needed by `tls.mode: managed`, the gke default."""
+    tls: NotRequired[TlsConfig]
+    """TLS at the load balancer (GKE)."""
+    cloud_armor: NotRequired[CloudArmorConfig]
+    """Optional Cloud Armor policy with a per-IP rate limit."""
     resources: NotRequired[Resources]
     """Container resources."""
 
@@ -309,5 +366,7 @@ class SwarmConfig(TypedDict):
     """Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC."""
     api_token: NotRequired[str]
     """Coordinator API token; unset: generated (pulumi-random). Set it with `pulumi config set --secret agentswarm:api_token ...`."""
+    api_token_next: NotRequired[str]
+    """A second valid API token during a rotation: set it and `pulumi up` (both tokens work; the coordinator re-reads its token file, no restart), move the clients to it, then make it `api_token` and unset this. `pulumi config set --secret agentswarm:api_token_next ...`."""
     redis_password: NotRequired[str]
     """In-cluster Redis password; unset: generated (pulumi-random). Set it with `pulumi config set --secret agentswarm:redis_password ...`."""

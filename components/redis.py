@@ -19,11 +19,15 @@ MANAGED_REDIS_PORT = 6378
 PASSWORD_KEY = "password"
 MANAGED_PASSWORD_KEY = "auth-string"
 MANAGED_CA_KEY = "ca.crt"
-REDIS_UID = 999
-"""UID/GID of the ``redis`` user in the official image."""
+REDIS_UID = 10999
+"""UID/GID redis-server runs as: no user of the image (its ``redis`` user is 999) and above 10000, so it can
+never be a user of the node either. The image's files are world-readable and the data volume is the pod's
+through ``fsGroup``, so redis-server needs no user entry."""
 COMPONENT = "redis"
 CONF_DIR = "/usr/local/etc/redis"
 AUTH_DIR = "/run/secrets/redis"
+CLIENT_AUTH_DIR = "/run/secrets/redis-client"
+"""The client password (the probe's ``redis-cli``), a file like every secret of the runtime."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,12 @@ def pod_spec(
     cfg: RedisConfig, secret: k8s.core.v1.Secret, config_map: k8s.core.v1.ConfigMap, auth: k8s.core.v1.Secret
 ) -> dict[str, Any]:
     """The redis pod as the image's ``redis`` user, read-only root, config and password from mounted files."""
-    probe_cmd = ["sh", "-c", "redis-cli ping | grep -q PONG"]  # redis-cli reads REDISCLI_AUTH
+    # redis-cli reads REDISCLI_AUTH: set for the probe's process only, from the mounted file
+    probe_cmd = [
+        "sh",
+        "-c",
+        f'REDISCLI_AUTH="$(cat {CLIENT_AUTH_DIR}/{PASSWORD_KEY})" redis-cli ping | grep -q PONG',
+    ]
     container = {
         "name": COMPONENT,
         "image": cfg.image,
@@ -178,7 +187,6 @@ def pod_spec(
         "command": ["redis-server"],
         "args": [f"{CONF_DIR}/redis.conf"],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        "env": [_k8s.secret_env("REDISCLI_AUTH", secret.metadata.name, PASSWORD_KEY)],
         "resources": cfg.resources.to_k8s(),
         "securityContext": _k8s.container_security_context(REDIS_UID),
         "readinessProbe": {"exec": {"command": probe_cmd}, "periodSeconds": 5, "timeoutSeconds": 3},
@@ -193,6 +201,7 @@ def pod_spec(
             {"name": "data", "mountPath": "/data"},
             {"name": "config", "mountPath": CONF_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "client-auth", "mountPath": CLIENT_AUTH_DIR, "readOnly": True},
             _k8s.tmp_mount(),
         ],
     }
@@ -208,7 +217,8 @@ def pod_spec(
         "containers": [container],
         "volumes": [
             {"name": "config", "configMap": {"name": config_map.metadata.name}},
-            {"name": "auth", "secret": {"secretName": auth.metadata.name}},
+            {"name": "auth", "secret": {"secretName": auth.metadata.name, "defaultMode": 0o440}},
+            {"name": "client-auth", "secret": {"secretName": secret.metadata.name, "defaultMode": 0o440}},
             _k8s.tmp_volume(),
         ],
     }

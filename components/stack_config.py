@@ -20,7 +20,7 @@ NAMESPACE = "agentswarm"
 """The Pulumi config namespace every key lives in (``agentswarm:<key>``)."""
 
 #: Stack-config keys that hold secrets: they must be stored with `pulumi config set --secret`.
-SECRET_KEYS = ("api_token", "redis_password")
+SECRET_KEYS = ("api_token", "api_token_next", "redis_password")
 
 
 def _decode(raw: str) -> Any:

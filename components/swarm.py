@@ -13,7 +13,7 @@ from components.agents import AgentPool, AgentPoolArgs
 from components.autoscaling import AgentAutoscaler, AgentAutoscalerArgs, keda_ingress_rule, scaling_rule
 from components.config import QUEUE_NAMESPACE, SwarmConfig, parse_config
 from components.coordinator import COMPONENT as COORDINATOR
-from components.coordinator import Coordinator, CoordinatorArgs
+from components.coordinator import Coordinator, CoordinatorArgs, EdgeRefs
 from components.namespace import SwarmNamespace
 from components.nats import NATS_MONITORING_PORT, Nats, NatsArgs, NatsConnection
 from components.redis import (
@@ -42,6 +42,8 @@ class AgentSwarmArgs(TypedDict):
     """Required when ``redis.mode`` is ``memorystore``: connection data of the managed instance."""
     gcp_service_account: NotRequired[pulumi.Input[str]]
     """GCP service account email to bind the agents' ServiceAccount to (Workload Identity)."""
+    edge: NotRequired[EdgeRefs]
+    """Names of the GCP objects in front of the coordinator (:class:`components.gke_edge.CoordinatorEdge`)."""
 
 
 class AgentSwarm(pulumi.ComponentResource):
@@ -110,7 +112,10 @@ class AgentSwarm(pulumi.ComponentResource):
             "image": image,
             "image_pull_policy": cfg.image.pull_policy,
             **broker,  # type: ignore[typeddict-item]
+            "tls_mode": cfg.tls_mode,
         }
+        if "edge" in args:
+            coordinator_args["edge"] = args["edge"]
         pool_args: AgentPoolArgs = {
             "namespace": ns,
             "instance": instance,
@@ -125,6 +130,8 @@ class AgentSwarm(pulumi.ComponentResource):
             coordinator_args["runtime_env"] = pool_args["runtime_env"] = cfg.token_budget.env()
         if cfg.api_token is not None:
             coordinator_args["api_token"] = cfg.api_token.get_secret_value()
+        if cfg.api_token_next is not None:
+            coordinator_args["api_token_next"] = cfg.api_token_next.get_secret_value()
         if "gcp_service_account" in args:
             pool_args["gcp_service_account"] = args["gcp_service_account"]
         if "image_digest" in args:

@@ -19,6 +19,8 @@ BrokerConnection = RedisConnection | NatsConnection
 """Where the coordinator and the agents find the queue."""
 
 CA_MOUNT_DIR = "/etc/agentswarm/redis-ca"
+PASSWORD_MOUNT_DIR = "/etc/agentswarm/redis-password"
+"""Where the broker password's Secret is mounted: secrets reach the runtime as files (``*_FILE``)."""
 
 
 class RuntimeWorkloadArgs(TypedDict):
@@ -72,11 +74,12 @@ def runtime_pod(
     container: Mapping[str, Any],
     mounts: Sequence[Mapping[str, Any]] = (),
     pod: Mapping[str, Any] | None = None,
+    volumes: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A pod running ``agentswarm <role>`` from the runtime image: the restricted security profile, a
-    read-only root with /tmp, the broker's CA when it has one. ``container`` adds ports and probes, ``pod``
-    pod fields."""
-    ca_volumes, ca_mounts = redis_ca_volume(conn) if isinstance(conn, RedisConnection) else ([], [])
+    read-only root with /tmp, the broker's password (and CA when it has one) as files. ``container`` adds
+    ports and probes, ``pod`` pod fields, ``mounts``/``volumes`` the role's own."""
+    ca_volumes, ca_mounts = redis_secret_volumes(conn) if isinstance(conn, RedisConnection) else ([], [])
     return {
         **(pod or {}),
         "automountServiceAccountToken": False,
@@ -95,30 +98,37 @@ def runtime_pod(
                 "volumeMounts": [*mounts, _k8s.tmp_mount(), *ca_mounts],
             }
         ],
-        "volumes": [_k8s.tmp_volume(), *ca_volumes],
+        "volumes": [*volumes, _k8s.tmp_volume(), *ca_volumes],
     }
 
 
 def redis_env(conn: RedisConnection) -> list[dict[str, object]]:
-    """The broker env of docs/runtime-contract.md: URL without password, password and CA from Secrets."""
+    """The broker env of docs/runtime-contract.md: URL without password, password and CA as mounted files."""
     env: list[dict[str, object]] = [
         {"name": "AGENTSWARM_BROKER", "value": "redis"},
         {"name": "AGENTSWARM_REDIS_URL", "value": conn.url},
-        _k8s.secret_env("AGENTSWARM_REDIS_PASSWORD", conn.password_secret, conn.password_key),
+        {"name": "AGENTSWARM_REDIS_PASSWORD_FILE", "value": f"{PASSWORD_MOUNT_DIR}/{conn.password_key}"},
     ]
     if conn.ca_secret is not None and conn.ca_key is not None:
         env.append({"name": "AGENTSWARM_REDIS_CA_FILE", "value": f"{CA_MOUNT_DIR}/{conn.ca_key}"})
     return env
 
 
-def redis_ca_volume(conn: RedisConnection) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
-    """(volumes, mounts) carrying the managed instance's CA certificate, empty for in-cluster Redis."""
-    if conn.ca_secret is None:
-        return [], []
-    return (
-        [{"name": "redis-ca", "secret": {"secretName": conn.ca_secret}}],
-        [{"name": "redis-ca", "mountPath": CA_MOUNT_DIR, "readOnly": True}],
-    )
+def redis_secret_volumes(
+    conn: RedisConnection,
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """(volumes, mounts): the password's Secret, and the managed instance's CA certificate when it has one.
+    Whole-Secret mounts (no ``subPath``), so an updated Secret reaches the files."""
+    volumes: list[dict[str, object]] = [
+        {"name": "redis-password", "secret": {"secretName": conn.password_secret, "defaultMode": 0o440}}
+    ]
+    mounts: list[dict[str, object]] = [
+        {"name": "redis-password", "mountPath": PASSWORD_MOUNT_DIR, "readOnly": True}
+    ]
+    if conn.ca_secret is not None:
+        volumes.append({"name": "redis-ca", "secret": {"secretName": conn.ca_secret}})
+        mounts.append({"name": "redis-ca", "mountPath": CA_MOUNT_DIR, "readOnly": True})
+    return volumes, mounts
 
 
 def redis_egress_rule(conn: RedisConnection) -> dict[str, object]:

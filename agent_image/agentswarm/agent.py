@@ -6,9 +6,11 @@ Entry points (used by ``agentswarm.cli`` for ``agentswarm agent`` and ``agentswa
         Run the worker loop until SIGTERM/SIGINT; returns the process exit code (0 after a clean stop,
         2 when the handler cannot be loaded). Installs its own SIGTERM/SIGINT handlers on the running loop.
 
-    def probe(max_age_seconds: float, settings: Settings | None = None) -> int
+    def probe(max_age_seconds: float, settings: Settings | None = None, ready: bool = False) -> int
         Exec-probe check: 0 while ``$AGENTSWARM_CHECKPOINT_DIR/.heartbeat`` is younger than
-        ``max_age_seconds``, else 1 (with the reason on stderr).
+        ``max_age_seconds``, else 1 (with the reason on stderr). With ``ready`` (the readiness probe) also
+        ``.ready`` must exist: the agent writes it once a claim reached the broker and removes it while the
+        broker is unreachable and when it stops.
 
     python -m agentswarm.agent                           # same as ``agentswarm agent``
     python -m agentswarm.agent probe --max-age-seconds N # same as ``agentswarm probe``
@@ -58,7 +60,7 @@ from agentswarm.budget import (
     usage_of_event,
 )
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
-from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE
+from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE, READY_FILE
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.secrets_env import SecretEnvError, resolve_secret_env_files
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
@@ -150,6 +152,8 @@ class Agent:
         self.budget: Budget | None = None
         #: The LLM task this agent holds while the budget is spent, if any.
         self.held_for_budget: str | None = None
+        #: True while ``.ready`` exists: the last claim reached the broker.
+        self.ready = False
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -184,6 +188,20 @@ class Agent:
         tmp.write_text(f"{time.time():.3f} {self.agent_id} {os.getpid()}\n")
         os.replace(tmp, path)
 
+    def set_ready(self, ready: bool) -> None:
+        """Write or remove ``.ready`` (the readiness probe's file) when the state changes."""
+        if ready == self.ready:
+            return
+        self.ready = ready
+        path = self.settings.checkpoint_dir / READY_FILE
+        try:
+            if ready:
+                path.write_text(f"{self.agent_id} {os.getpid()}\n")
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("cannot update readiness file %s: %s", path, exc)
+
     async def heartbeat_loop(self) -> None:
         while True:
             try:
@@ -207,9 +225,11 @@ class Agent:
                         self.agent_id, count=1, block_ms=self.settings.claim_block_ms
                     )
                     backoff.reset()
+                    self.set_ready(True)
                 except Exception as exc:
                     if not self.broker.is_transient(exc):
                         raise
+                    self.set_ready(False)
                     delay = backoff.next_delay()
                     log.warning(
                         "claim: broker unavailable (%s: %s); retrying in %.2fs",
@@ -233,6 +253,7 @@ class Agent:
                         log.error("%s; exiting, task %s stays pending", exc, delivery.task.id)
                         return
         finally:
+            self.set_ready(False)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -517,13 +538,19 @@ async def run(settings: Settings) -> int:
                 await asyncio.wait_for(broker.close(), timeout=5)
 
 
-def probe(max_age_seconds: float, settings: Settings | None = None) -> int:
-    """Exit code for the exec liveness probe (see module docstring)."""
+def probe(max_age_seconds: float, settings: Settings | None = None, ready: bool = False) -> int:
+    """Exit code for the exec liveness probe, or with ``ready`` the readiness probe (see module docstring)."""
     if settings is None:
         checkpoint_dir = Path(os.environ.get("AGENTSWARM_CHECKPOINT_DIR", DEFAULT_CHECKPOINT_DIR))
-        path = checkpoint_dir / HEARTBEAT_FILE
     else:
-        path = settings.heartbeat_file
+        checkpoint_dir = settings.checkpoint_dir
+    path = checkpoint_dir / HEARTBEAT_FILE
+    if ready and not (checkpoint_dir / READY_FILE).exists():
+        print(
+            f"not ready: no claim has reached the broker ({checkpoint_dir / READY_FILE} absent)",
+            file=sys.stderr,
+        )
+        return EXIT_UNHEALTHY
     try:
         age = time.time() - path.stat().st_mtime
     except OSError as exc:

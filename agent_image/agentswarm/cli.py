@@ -1,7 +1,7 @@
 """The ``agentswarm`` console script: one entry point for every role (see docs/runtime-contract.md).
 
 * ``agentswarm coordinator`` / ``agentswarm agent``: the two pod roles, configured by ``AGENTSWARM_*``.
-* ``agentswarm probe --max-age-seconds N``: the agents' exec liveness probe.
+* ``agentswarm probe --max-age-seconds N [--ready]``: the agents' exec liveness (and readiness) probe.
 * ``agentswarm submit`` / ``agentswarm watch``: websocket client with reconnect, resume and progress.
 * ``agentswarm local``: the whole swarm as local processes (see docs/local.md).
 * ``agentswarm init [DIR]``: a project of your own agents (see docs/your-agents.md).
@@ -88,7 +88,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from agentswarm import agent  # type: ignore[attr-defined,unused-ignore]
 
-    result = _run_maybe_async(agent.probe(args.max_age_seconds))
+    result = _run_maybe_async(agent.probe(args.max_age_seconds, ready=args.ready))
     if isinstance(result, bool):
         return EXIT_OK if result else EXIT_FAILED
     return int(result) if isinstance(result, int) else EXIT_OK
@@ -105,6 +105,7 @@ def _client(args: argparse.Namespace) -> Any:
         args.token,
         backoff=Backoff(initial=args.backoff_initial, maximum=args.backoff_max),
         max_retries=args.max_retries,
+        ca_file=args.ca_file or None,
     )
 
 
@@ -193,9 +194,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from agentswarm.client import ClientError
 
     tasks = _read_tasks(args)
-    client = _client(args)
 
     async def main() -> int:
+        client = _client(args)
         ids: list[str] = await client.submit(tasks)
         if not args.watch:
             for tid in ids:
@@ -214,9 +215,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from agentswarm.client import ClientError
 
-    client = _client(args)
+    async def main() -> int:
+        return await _watch_and_report(_client(args), list(args.task_ids), args)
+
     try:
-        return asyncio.run(_watch_and_report(client, list(args.task_ids), args))
+        return asyncio.run(main())
     except ClientError as exc:
         print(f"agentswarm watch: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -238,7 +241,14 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
         default=os.environ.get("AGENTSWARM_URL", defaults.DEFAULT_URL),
-        help="coordinator websocket URL (env AGENTSWARM_URL; default %(default)s)",
+        help="coordinator websocket URL, wss:// behind a load balancer (env AGENTSWARM_URL; default "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTSWARM_CA_FILE", ""),
+        help="PEM bundle of the CAs to trust for a wss:// URL instead of the system store (env "
+        "AGENTSWARM_CA_FILE); certificates are always verified",
     )
     p.add_argument(
         "--token",
@@ -265,7 +275,7 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
 
 #: Settings only one role reads; the others are read by both (see docs/runtime-contract.md).
 _ONLY = {
-    "coordinator": {"port", "host", "api_token", "shutdown_drain_seconds"},
+    "coordinator": {"port", "host", "api_token", "api_token_file", "shutdown_drain_seconds"},
     "agent": {
         "agent_id",
         "checkpoint_dir",
@@ -318,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="agent exec liveness probe: exit 0 while the heartbeat is fresh")
     probe.add_argument("--max-age-seconds", type=float, default=30.0)
+    probe.add_argument(
+        "--ready",
+        action="store_true",
+        help="readiness: also require that the agent's claims reach the broker (its .ready file)",
+    )
 
     submit = sub.add_parser("submit", help="submit tasks over the websocket API")
     _add_client_options(submit)

@@ -8,12 +8,18 @@ it saw*, so the caller sees each event exactly once and in order.
 
 Submits are safe to retry: the client picks task ids itself before the first attempt, and the broker
 ignores an id it already knows.
+
+``wss://`` URLs verify the coordinator's certificate and hostname, against the system trust store or a CA
+bundle (``ca_file``); a certificate that does not verify is a :class:`ClientError` at once, never retried
+and never skipped, because the bearer token would go to whoever holds the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
 import sys
 import time
 import uuid
@@ -38,6 +44,24 @@ class ClientError(RuntimeError):
 
 class AuthError(ClientError):
     """The coordinator refused the token."""
+
+
+class CertificateError(ClientError):
+    """The coordinator's TLS certificate did not verify (unknown CA, wrong hostname, expired)."""
+
+
+def tls_context(url: str, ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext | None:
+    """The TLS settings of ``url``: ``None`` for ``ws://``; for ``wss://`` a verifying context (hostname and
+    chain) trusting the system store, or only ``ca_file`` when given. A CA file with ``ws://`` is an error:
+    the caller asked for verification that a plain connection cannot give."""
+    if not url.startswith("wss://"):
+        if ca_file is not None:
+            raise ClientError(f"a CA file needs a wss:// URL, got {url}")
+        return None
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ClientError(f"cannot read the CA file {ca_file}: {exc}") from None
 
 
 @dataclass
@@ -72,9 +96,11 @@ class SwarmClient:
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
         on_reconnect: Callable[[int, BaseException], None] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not token:
             raise ClientError("no API token: pass --token or set AGENTSWARM_API_TOKEN")
+        self.tls = tls_context(url, ca_file)
         self.url = url
         self.token = token
         self.backoff = backoff or Backoff()
@@ -92,6 +118,7 @@ class SwarmClient:
         """Connect and authenticate (bearer header); returns after the welcome frame."""
         ws = await connect(
             self.url,
+            ssl=self.tls,
             additional_headers={"Authorization": f"Bearer {self.token}"},
             open_timeout=self.open_timeout,
             ping_interval=self.ping_interval,
@@ -121,6 +148,11 @@ class SwarmClient:
                 if exc.response.status_code == 401:
                     raise AuthError(f"coordinator at {self.url} rejected the API token (HTTP 401)") from None
                 error: BaseException = exc
+            except ssl.SSLCertVerificationError as exc:
+                raise CertificateError(
+                    f"the TLS certificate of {self.url} did not verify ({exc.verify_message}); pass the CA "
+                    "bundle that signed it with --ca-file (AGENTSWARM_CA_FILE)"
+                ) from None
             except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError, _Dropped) as exc:
                 error = exc
             if isinstance(error, _Dropped) and error.progressed:

@@ -32,6 +32,9 @@ DEFAULT_NAMESPACE: Final = "agentswarm"
 DEFAULT_CHECKPOINT_DIR: Final = Path("/var/lib/agentswarm")
 #: Name of the heartbeat file inside the checkpoint directory (the exec liveness probe reads it).
 HEARTBEAT_FILE: Final = ".heartbeat"
+#: Name of the readiness file inside the checkpoint directory: present while the agent's claims reach the
+#: broker (``agentswarm probe --ready``, the readiness probe).
+READY_FILE: Final = ".ready"
 
 #: How long a task tree's records (children, waiting parents, shared context) live after their last write.
 DEFAULT_TREE_TTL_SECONDS: Final = 7 * 24 * 3600

@@ -30,6 +30,10 @@ AUTH_MAX_FRAME_BYTES = 4 * 1024
 MAX_QUEUED_FRAMES = 4
 #: Most tasks one ``submit`` frame may carry.
 MAX_TASKS_PER_SUBMIT = 1000
+#: Malformed frames (any error frame the parser answers) one connection may send per
+#: ``BAD_FRAME_WINDOW_SECONDS`` before it is closed with ``rate_limited`` and 1008.
+MAX_BAD_FRAMES = 50
+BAD_FRAME_WINDOW_SECONDS = 10.0
 
 #: Same rule as :data:`agentswarm.broker.base.TASK_ID_PATTERN` (ids are NATS subject tokens / Redis keys).
 TASK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -46,6 +50,7 @@ ErrorCode = Literal[
     "not_found",  # subscribe to an unknown task / unsubscribe of one not subscribed (see ``task_id``)
     "broker_error",  # the queue backend failed the operation; retry later
     "shutting_down",  # the coordinator is draining; reconnect (possibly elsewhere)
+    "rate_limited",  # too many malformed frames on this connection (then closed with 1008)
 ]
 
 

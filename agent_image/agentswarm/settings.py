@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentswarm import defaults
 from agentswarm.defaults import ENV_PREFIX
+from agentswarm.secret_files import read_secret_file, read_token_file
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -36,7 +37,13 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default=defaults.DEFAULT_REDIS_URL, description="redis:// or rediss://, no password"
     )
-    redis_password: SecretStr | None = Field(default=None, description="from a Kubernetes Secret")
+    redis_password: SecretStr | None = Field(
+        default=None, description="prefer AGENTSWARM_REDIS_PASSWORD_FILE: env values leak into crash dumps"
+    )
+    redis_password_file: Path | None = Field(
+        default=None,
+        description="file holding the Redis password (a mounted Secret); read once at start-up",
+    )
     redis_ca_file: Path | None = Field(default=None, description="CA bundle for rediss:// (Memorystore)")
     nats_url: str = Field(default=defaults.DEFAULT_NATS_URL, description="nats://HOST:PORT")
     namespace: str = Field(
@@ -126,7 +133,14 @@ class Settings(BaseSettings):
     # -- coordinator --------------------------------------------------------------------------------------
     port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
-    api_token: SecretStr | None = Field(default=None, description="bearer token for websocket clients")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token for websocket clients; prefer AGENTSWARM_API_TOKEN_FILE"
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description="file of valid bearer tokens, one per line (a mounted Secret: current and next during a "
+        "rotation); re-read when it changes, no restart needed",
+    )
     shutdown_drain_seconds: float = Field(
         default=5.0, ge=0, description="keep serving after SIGTERM, then close websockets with 1012"
     )
@@ -161,6 +175,30 @@ class Settings(BaseSettings):
         if not _NAME_RE.match(v):
             raise ValueError("must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-'")
         return v
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        """``*_FILE`` variants: secrets reach pods as files, never as env values; not both for one secret."""
+        if self.redis_password_file is not None:
+            if self.redis_password is not None and self.redis_password.get_secret_value():
+                raise ValueError("set AGENTSWARM_REDIS_PASSWORD_FILE or AGENTSWARM_REDIS_PASSWORD, not both")
+            try:
+                password = read_secret_file(self.redis_password_file)
+            except OSError as exc:
+                raise ValueError(f"AGENTSWARM_REDIS_PASSWORD_FILE cannot be read: {exc.strerror}") from None
+            if not password:
+                raise ValueError("AGENTSWARM_REDIS_PASSWORD_FILE is empty")
+            self.redis_password = SecretStr(password)
+        if self.api_token_file is not None:
+            if self.api_token is not None and self.api_token.get_secret_value():
+                raise ValueError("set AGENTSWARM_API_TOKEN_FILE or AGENTSWARM_API_TOKEN, not both")
+            try:
+                tokens = read_token_file(self.api_token_file)
+            except OSError as exc:
+                raise ValueError(f"AGENTSWARM_API_TOKEN_FILE cannot be read: {exc.strerror}") from None
+            if not tokens:
+                raise ValueError("AGENTSWARM_API_TOKEN_FILE holds no token")
+        return self
 
     @model_validator(mode="after")
     def _check_combination(self) -> Settings:
@@ -219,6 +257,7 @@ OTHER_KNOWN_VARIABLES = frozenset(
     {
         "AGENTSWARM_LOG_LEVEL",
         "AGENTSWARM_URL",
+        "AGENTSWARM_CA_FILE",
         "AGENTSWARM_LLM_BASE_URL",
         "AGENTSWARM_LLM_MODEL",
         "AGENTSWARM_LLM_API_KEY",

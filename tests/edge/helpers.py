@@ -14,11 +14,14 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from agentswarm.servers import free_port
@@ -163,18 +166,111 @@ class Swarm:
             proc.stop()
 
 
+# --- a test PKI --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA made for one test and a server certificate it signed for 127.0.0.1 and localhost (PEM files)."""
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+    @classmethod
+    def create(cls, directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Pki:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        directory.mkdir(parents=True, exist_ok=True)
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentswarm test CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        pki = cls(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+        pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        pki.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+        pki.server_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return pki
+
+
 # --- nginx -------------------------------------------------------------------------------------------
 
 
 class Nginx:
     """A private nginx (non-daemon) reverse-proxying websockets with a short ``proxy_read_timeout``."""
 
-    def __init__(self, prefix: Path, upstream_port: int, read_timeout_s: int) -> None:
+    def __init__(self, prefix: Path, upstream_port: int, read_timeout_s: int, tls: Pki | None = None) -> None:
         self.prefix = prefix
         self.port = free_port()
         self.upstream_port = upstream_port
         self.read_timeout_s = read_timeout_s
+        self.tls = tls
+        """With a PKI, nginx terminates TLS with its server certificate, as the GKE load balancer does."""
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     def config(self) -> str:
         user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -193,7 +289,8 @@ http {{
     scgi_temp_path {p}/scgi;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
-        listen 127.0.0.1:{self.port};
+        listen 127.0.0.1:{self.port}{" ssl" if self.tls else ""};
+        {self._tls_lines()}
         location / {{
             proxy_pass http://127.0.0.1:{self.upstream_port};
             proxy_http_version 1.1;
@@ -206,6 +303,14 @@ http {{
     }}
 }}
 """
+
+    def _tls_lines(self) -> str:
+        if self.tls is None:
+            return ""
+        return (
+            f"ssl_certificate {self.tls.server_cert}; ssl_certificate_key {self.tls.server_key}; "
+            "ssl_protocols TLSv1.2 TLSv1.3;"
+        )
 
     def start(self) -> Nginx:
         self.prefix.mkdir(parents=True, exist_ok=True)
@@ -223,8 +328,13 @@ http {{
         def up() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"nginx exited: {(self.prefix / 'error.log').read_text()[-2000:]}")
+            verify: Any = True
+            if self.tls is not None:  # readiness only: the CA is checked, the name is the tests' business
+                verify = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+                verify.check_hostname = False
             with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200
+                url = f"{self.scheme}://127.0.0.1:{self.port}/healthz"
+                return httpx.get(url, timeout=2, verify=verify).status_code == 200
             return False
 
         wait_until(up, 30, "nginx proxying /healthz")

@@ -85,7 +85,7 @@ def test_init_writes_the_template_and_nothing_else(project: Path) -> None:
     for command in (f"agentswarm local --handler {HANDLER}", "python -m pytest", "pulumi up -s local"):
         assert command in readme, command
     # Placeholders of the gke stack are marked.
-    assert len(re.findall(r"# PLACEHOLDER", (project / "Pulumi.gke.yaml").read_text())) == 3
+    assert len(re.findall(r"# PLACEHOLDER", (project / "Pulumi.gke.yaml").read_text())) == 4
 
 
 def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ class LocalRun:
         self.out_path = tmp / f"{name}.out"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTSWARM_")}
         env["PYTHONUNBUFFERED"] = "1"
+        # the tests' step-logging handler (tests/runtime/logged_steps.py) is importable by the agents
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [LOGGED_STEPS_DIR, os.environ.get("PYTHONPATH")]))
         argv = [
             sys.executable,
             "-m",
@@ -100,10 +102,11 @@ def step_log(path: Path, task_id: str) -> list[tuple[str, int, str, int]]:
 
 
 LONG_STEPS = 16
+LOGGED_STEPS_DIR = str(Path(__file__).resolve().parents[1] / "runtime")
 
 
 async def test_local_swarm_survives_agent_sigkill_and_stops_cleanly(tmp_path: Path) -> None:
-    run = LocalRun(tmp_path, tmp_path / "state", "--agents", "3")
+    run = LocalRun(tmp_path, tmp_path / "state", "--agents", "3", "--handler", "logged_steps:handle")
     try:
         run.wait_output(r"running; press Ctrl-C")
         manifest = run.manifest()

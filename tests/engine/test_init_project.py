@@ -62,6 +62,11 @@ def _render_stack(project: Path, render: Path) -> dict[str, Any]:
     config["agentswarm:kubernetes"] = {"render_yaml_to_directory": str(render)}
     config["agentswarm:image"] = {"repository": IMAGE, "tag": "0.1.0", "pull_policy": "IfNotPresent"}
     config["agentswarm:agents"] = {**config["agentswarm:agents"], "dedicated_nodes": False}
+    # without the gcp section nothing reserves the TLS address: name one reserved elsewhere
+    config["agentswarm:coordinator"] = {
+        **config["agentswarm:coordinator"],
+        "tls": {"static_ip_name": "myswarm-ip"},
+    }
     return {"config": config}
 
 

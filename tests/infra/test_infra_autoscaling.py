@@ -281,7 +281,12 @@ async def test_nats_conf_runs_a_real_server_that_demands_the_password(tmp_path: 
 
 
 # -- wired into the swarm -----------------------------------------------------------------------------------
-GKE: dict[str, Any] = {"platform": "gke", "cluster": {"create": False}, "agents": {"dedicated_nodes": False}}
+GKE: dict[str, Any] = {
+    "platform": "gke",
+    "cluster": {"create": False},
+    "agents": {"dedicated_nodes": False, "handler": "my.pkg:run"},
+    "coordinator": {"tls": {"mode": "none"}},
+}
 
 
 def swarm_with(agents: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> tuple[Recording, list[Any]]:

@@ -21,7 +21,9 @@ from components.provider import COMPONENTS, PACKAGE, AgentSwarm, SwarmNamespace,
 PUBLIC = {
     "platform": public_args.SwarmPlatform.GKE,
     "broker": public_args.SwarmBroker.NATS,
+    "coordinator": {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"}},
     "agents": {
+        "handler": "my.pkg:run",
         "replicas": 7,
         "dedicated_nodes": False,
         "pvc_retention_when_scaled": public_args.AgentsPvcRetentionWhenScaled.DELETE,
@@ -33,7 +35,9 @@ PLAIN = {
     "platform": "gke",
     "cluster": {"create": False},
     "broker": "nats",
+    "coordinator": {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"}},
     "agents": {
+        "handler": "my.pkg:run",
         "replicas": 7,
         "dedicated_nodes": False,
         "pvc_retention_when_scaled": "Delete",

@@ -14,9 +14,20 @@ from components.config_rules import RULES
 from components.docs import config_json_schema, config_keys, config_markdown
 from components.stack_config import load_stack_config
 
+GKE_TLS = {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"}}
+
 
 def test_defaults_are_sane() -> None:
-    cfg = parse_config({"platform": "gke", "cluster": {"create": False}})
+    cfg = parse_config(
+        {
+            "platform": "gke",
+            "cluster": {"create": False},
+            "coordinator": GKE_TLS,
+            "agents": {"handler": "a:b"},
+        }
+    )
+    assert cfg.tls_mode == "managed"  # TLS by default on GKE
+    assert parse_config({"platform": "kind"}).tls_mode == "none"
     assert cfg.exposure == "ingress"
     assert cfg.namespace == "agentswarm"
     assert cfg.coordinator.port == 8080
@@ -216,15 +227,57 @@ GKE_MEMORYSTORE = {
     "gcp": {"project": "my-project"},
     "cluster": {"create": False},
     "redis": {"mode": "memorystore", "memorystore": {"network": "vpc"}},
+    "coordinator": {"hostname": "swarm.example.com"},
+    "agents": {"handler": "my.pkg:run"},
 }
 MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {**GKE_MEMORYSTORE, "broker": "nats"},
     {"platform": "kind", "api_token": "short"},
+    {"platform": "kind", "api_token_next": "short"},
+    {"platform": "kind", "coordinator": {"cloud_armor": {"rate_limit": {"interval_seconds": 45}}}},
+    {"platform": "gke", "cluster": {"create": False}, "coordinator": {"tls": {"mode": "none"}}},
     {"platform": "kind", "redis_password": "short"},
     {**GKE_MEMORYSTORE, "redis_password": "r" * 32},
     {**GKE_MEMORYSTORE, "kubernetes": {"render_yaml_to_directory": "o"}},
     {**RENDER_ONLY, "image": {"build": {"enabled": True}}},
     {"platform": "gke", "cluster": {"create": False}, "image": {"build": {"enabled": True}}},
+    {"platform": "kind", "coordinator": {"tls": {"mode": "managed"}}},
+    {"platform": "gke", "cluster": {"create": False}},
+    {**GKE_MEMORYSTORE, "coordinator": {"tls": {"mode": "pre-shared"}}},
+    {
+        **GKE_MEMORYSTORE,
+        "coordinator": {"hostname": "a.example.com", "tls": {"pre_shared_certificates": ["c"]}},
+    },
+    {
+        **GKE_MEMORYSTORE,
+        "exposure": "gateway",
+        "coordinator": {
+            "hostname": "a.example.com",
+            "gateway_class": "gke-l7-rilb",
+            "tls": {"static_ip_name": "ip"},
+        },
+    },
+    {"platform": "gke", "cluster": {"create": False}, "coordinator": {"hostname": "a.example.com"}},
+    {
+        "platform": "gke",
+        "cluster": {"create": False},
+        "exposure": "gateway",
+        "coordinator": GKE_TLS,
+    },
+    {
+        "platform": "gke",
+        "cluster": {"create": False},
+        "coordinator": {**GKE_TLS, "cloud_armor": {"enabled": True}},
+    },
+    {
+        **GKE_MEMORYSTORE,
+        "exposure": "gateway",
+        "coordinator": {
+            "hostname": "a.example.com",
+            "gateway_class": "gke-l7-rilb",
+            "cloud_armor": {"enabled": True},
+        },
+    },
     {
         "platform": "gke",
         "cluster": {"create": False},
@@ -253,7 +306,7 @@ def test_every_rule_of_the_table_can_fire() -> None:
 def test_valid_program_run_registers_resources() -> None:
     """The 'nothing registered' check above can fail: a valid config does register resources."""
     recording = Recording()
-    run_program({"agentswarm:platform": "gke", "agentswarm:cluster": {"create": False}}, recording=recording)
+    run_program(GKE_EXISTING, recording=recording)
     assert len(recording.resources) > 20
 
 
@@ -292,7 +345,12 @@ def test_config_doc_is_generated_and_covers_every_key() -> None:
 
 TOKEN = "t0ken-from-the-stack-config-xyz"
 REDIS_PW = "redis-pw-from-the-stack-config"
-GKE_EXISTING = {"agentswarm:platform": "gke", "agentswarm:cluster": {"create": False}}
+GKE_EXISTING = {
+    "agentswarm:platform": "gke",
+    "agentswarm:cluster": {"create": False},
+    "agentswarm:coordinator": GKE_TLS,
+    "agentswarm:agents": {"handler": "my.pkg:run"},
+}
 SECRET_KEYS = ["agentswarm:api_token", "agentswarm:redis_password"]
 
 
@@ -311,6 +369,20 @@ def test_secrets_from_config_replace_random_and_stay_secret() -> None:
         assert is_secret(secrets[name].inputs["stringData"]), name
     assert secrets["agentswarm-coordinator-api-token-secret"].values["stringData"] == {"token": TOKEN}
     assert secrets["agentswarm-redis-secret"].values["stringData"] == {"password": REDIS_PW}
+
+
+def test_next_api_token_is_valid_beside_the_current_one() -> None:
+    """A rotation: both tokens in the one Secret file the coordinator re-reads, still a secret on the wire."""
+    nxt = "the-next-token-of-the-rotation"
+    rec = run_program(
+        {**GKE_EXISTING, "agentswarm:api_token": TOKEN, "agentswarm:api_token_next": nxt},
+        secret_keys=[*SECRET_KEYS, "agentswarm:api_token_next"],
+    )
+    secret = rec.by_name("agentswarm-coordinator-api-token-secret")
+    assert is_secret(secret.inputs["stringData"])
+    assert secret.values["stringData"] == {"token": f"{TOKEN}\n{nxt}"}
+    with pytest.raises(pulumi.RunError, match="api_token_next: got '<plain text>'"):
+        run_program({**GKE_EXISTING, "agentswarm:api_token_next": nxt}, secret_keys=SECRET_KEYS)
 
 
 def test_secrets_unset_are_generated() -> None:

@@ -8,6 +8,7 @@ renames a variable.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,10 +30,10 @@ from components.config import (
 
 PLACEHOLDER = {
     "AGENTSWARM_AGENT_ID": "agent-0",
-    "AGENTSWARM_REDIS_PASSWORD": "from-a-secret",
-    "AGENTSWARM_API_TOKEN": "from-a-secret",
     "NATS_PASSWORD": "from-a-secret",  # expanded by Kubernetes into AGENTSWARM_NATS_URL
 }
+SECRET_FILES = {"AGENTSWARM_REDIS_PASSWORD_FILE", "AGENTSWARM_API_TOKEN_FILE", "AGENTSWARM_REDIS_CA_FILE"}
+"""The runtime's Redis password and API token arrive as files of mounted Secrets."""
 
 
 def runtime_containers(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -58,14 +59,38 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def secret_file_mounts(found: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """Each ``*_FILE`` path lies in a read-only, whole-Secret mount; returns the env with each path replaced
+    by a placeholder file, so that the runtime can read it."""
+    volumes = {v["name"]: v for v in found["pod"]["volumes"]}
+    mounts = {m["mountPath"]: m for m in found["container"]["volumeMounts"]}
+    out = dict(env)
+    for key in [k for k in env if k.endswith("_FILE")]:
+        assert key in SECRET_FILES, key
+        directory = env[key].rpartition("/")[0]
+        mount = mounts[directory]
+        assert mount.get("readOnly") is True and "subPath" not in mount  # updates reach the file
+        assert "secret" in volumes[mount["name"]], (key, volumes[mount["name"]])
+        placeholder = tmp / key
+        placeholder.write_text("from-a-secret-0123456789\n")
+        out[key] = str(placeholder)
+    return out
+
+
 @pytest.mark.parametrize("stack", STACK_NAMES)
-def test_every_variable_is_read_by_the_runtime(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_variable_is_read_by_the_runtime(
+    stack: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with only_tools_on_path("kind", "docker"):  # the local stack's preflight; mocks never run them
         roles = runtime_containers(run_stack(stack).manifests())
     assert set(roles) == {"coordinator", "agent"}
     for role, found in roles.items():
         env = env_of(found["container"])
         assert unknown_variables(env) == [], (stack, role)
+        if env["AGENTSWARM_BROKER"] == "redis":
+            assert "AGENTSWARM_REDIS_PASSWORD_FILE" in env
+        assert ("AGENTSWARM_API_TOKEN_FILE" in env) == (role == "coordinator")
+        env = secret_file_mounts(found, env, tmp_path)
         for key in list(env):
             monkeypatch.delenv(key, raising=False)
         for key, value in env.items():

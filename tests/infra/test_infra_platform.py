@@ -185,7 +185,7 @@ def test_memorystore_instance(stack_recordings: dict[str, Recording]) -> None:
     assert inst["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
     assert inst["connectMode"] == "PRIVATE_SERVICE_ACCESS"
     assert inst["memorySizeGb"] == 5
-    addr = rec.one("gcp:compute/globalAddress:GlobalAddress").values
+    addr = rec.by_name("agentswarm-memorystore-peering-range").values
     assert addr["purpose"] == "VPC_PEERING" and addr["addressType"] == "INTERNAL"
     conn = rec.one("gcp:servicenetworking/connection:Connection").values
     assert conn["service"] == "servicenetworking.googleapis.com"
@@ -212,10 +212,11 @@ def test_memorystore_tls_and_auth_wired_into_pods(stack_recordings: dict[str, Re
         container = pod["containers"][0]
         env = _env(container)
         assert env["AGENTSWARM_REDIS_URL"]["value"] == "rediss://10.30.0.3:6378/0", role
-        assert env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-            "name": "agentswarm-redis-auth",
-            "key": "auth-string",
-        }
+        password_file = env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"]
+        assert password_file.endswith("/auth-string")
+        mount = next(m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "agentswarm-redis-auth"
         ca_file = env["AGENTSWARM_REDIS_CA_FILE"]["value"]
         mount = next(m for m in container["volumeMounts"] if ca_file.startswith(m["mountPath"] + "/"))
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
@@ -381,7 +382,12 @@ def test_workload_identical_between_platforms_apart_from_exposure() -> None:
     only_gke = set(a) - set(b)
     only_kind = set(b) - set(a)
     changed = {key for key in set(a) & set(b) if a[key] != b[key]}
-    assert only_gke == {("BackendConfig", "agentswarm-coordinator"), ("Ingress", "agentswarm-coordinator")}
+    assert only_gke == {
+        ("BackendConfig", "agentswarm-coordinator"),
+        ("Ingress", "agentswarm-coordinator"),
+        ("ManagedCertificate", "agentswarm-coordinator"),
+        ("FrontendConfig", "agentswarm-coordinator"),
+    }
     assert only_kind == set()
     assert changed == {("Service", "agentswarm-coordinator")}
     svc_gke, svc_kind = a[("Service", "agentswarm-coordinator")], b[("Service", "agentswarm-coordinator")]
@@ -390,7 +396,7 @@ def test_workload_identical_between_platforms_apart_from_exposure() -> None:
         "cloud.google.com/backend-config",
     }
     assert svc_gke["spec"]["type"] == "ClusterIP" and svc_kind["spec"]["type"] == "NodePort"
-    assert len(a) - 2 == len(b) >= 19
+    assert len(a) - 4 == len(b) >= 19
 
 
 def test_workload_identity_only_adds_the_annotation() -> None:
@@ -421,6 +427,7 @@ STACK_COMPONENTS = {
         "GkeCluster",
         "AgentImage",
         "AgentIdentity",
+        "CoordinatorEdge",
         "AgentSwarm",
         "SwarmNamespace",
         "Redis",
@@ -431,6 +438,7 @@ STACK_COMPONENTS = {
         "GkeCluster",
         "AgentIdentity",
         "Memorystore",
+        "CoordinatorEdge",
         "AgentSwarm",
         "SwarmNamespace",
         "Coordinator",
@@ -448,7 +456,11 @@ PARENTS = {
     CLUSTER: "GkeCluster",
     NODE_POOL: "GkeCluster",
     "gcp:redis/instance:Instance": "Memorystore",
-    "gcp:compute/globalAddress:GlobalAddress": "Memorystore",
+    "gcp:compute/globalAddress:GlobalAddress": "Memorystore|CoordinatorEdge",
+    "gcp:certificatemanager/certificate:Certificate": "CoordinatorEdge",
+    "gcp:certificatemanager/certificateMap:CertificateMap": "CoordinatorEdge",
+    "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry": "CoordinatorEdge",
+    "gcp:compute/securityPolicy:SecurityPolicy": "CoordinatorEdge",
     "gcp:serviceaccount/account:Account": "AgentIdentity",
     "gcp:serviceaccount/iAMMember:IAMMember": "AgentIdentity",
     "gcp:artifactregistry/repository:Repository": "AgentImage",
@@ -458,7 +470,15 @@ PARENTS = {
     "kubernetes:apps/v1:Deployment": "Coordinator",
     "kubernetes:core/v1:Namespace": "SwarmNamespace",
 }
-TOP_LEVEL = {"AgentSwarm", "KindCluster", "GkeCluster", "AgentImage", "AgentIdentity", "Memorystore"}
+TOP_LEVEL = {
+    "AgentSwarm",
+    "KindCluster",
+    "GkeCluster",
+    "AgentImage",
+    "AgentIdentity",
+    "Memorystore",
+    "CoordinatorEdge",
+}
 
 
 @pytest.mark.parametrize("stack", sorted(STACK_COMPONENTS))

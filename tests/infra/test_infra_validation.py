@@ -1,8 +1,8 @@
 """Every Kubernetes object of every stack passes strict schema validation for Kubernetes 1.36.
 
 Built-in kinds go through kubernetes-validate (strict: unknown fields fail). BackendConfig, GCPBackendPolicy,
-HealthCheckPolicy, Gateway and HTTPRoute are not in it: they go through the JSON Schemas shipped in
-components/schemas, written from the upstream Go types.
+HealthCheckPolicy, Gateway, HTTPRoute, ManagedCertificate and FrontendConfig are not in it: they go through
+the JSON Schemas shipped in components/schemas, written from the upstream Go types and CRDs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ CRD_SCHEMAS = {
     ("networking.gke.io/v1", "HealthCheckPolicy"): "healthcheckpolicy.networking.gke.io_v1.json",
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.gateway.networking.k8s.io_v1.json",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.gateway.networking.k8s.io_v1.json",
+    ("networking.gke.io/v1", "ManagedCertificate"): "managedcertificate.networking.gke.io_v1.json",
+    ("networking.gke.io/v1beta1", "FrontendConfig"): "frontendconfig.networking.gke.io_v1beta1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.keda.sh_v1alpha1.json",
     (
@@ -149,6 +151,58 @@ MISSPELLED = [
     ),
     (
         {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "x"},
+            "spec": {
+                "parentRefs": [{"name": "gw", "sectionName": "http"}],
+                "rules": [
+                    {
+                        "filters": [
+                            {
+                                "type": "RequestRedirect",
+                                "requestRedirect": {"scheme": "https", "statusCode": 301},
+                            }
+                        ]
+                    }
+                ],
+            },
+        },
+        ("spec", "rules", 0, "filters", 0, "requestRedirect"),
+        "status",
+    ),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1",
+            "kind": "ManagedCertificate",
+            "metadata": {"name": "x", "namespace": "y"},
+            "spec": {"domains": ["swarm.example.com"]},
+        },
+        ("spec",),
+        "domain",
+    ),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1beta1",
+            "kind": "FrontendConfig",
+            "metadata": {"name": "x", "namespace": "y"},
+            "spec": {"redirectToHttps": {"enabled": True, "responseCodeName": "MOVED_PERMANENTLY_DEFAULT"}},
+        },
+        ("spec",),
+        "redirectToHTTPS",
+    ),
+    (
+        {
+            "apiVersion": "networking.gke.io/v1beta1",
+            "kind": "FrontendConfig",
+            "metadata": {"name": "x", "namespace": "y"},
+            "spec": {"redirectToHttps": {"enabled": True}},
+        },
+        ("spec", "redirectToHttps"),
+        "responseCode",
+    ),
+    (
+        {
             "apiVersion": "secrets-store.csi.x-k8s.io/v1",
             "kind": "SecretProviderClass",
             "metadata": {"name": "agent-secrets", "namespace": "agentswarm"},
@@ -166,12 +220,28 @@ def test_crd_schema_rejects_misspelled_field(
 ) -> None:
     validate(manifest)  # the correct object passes
     broken = copy.deepcopy(manifest)
-    node = broken
+    node: Any = broken
     for part in path:
         node = node[part]
     node[bad_key] = 1
     with pytest.raises(jsonschema.ValidationError, match="Additional properties"):
         validate(broken)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        ("ManagedCertificate", {"domains": ["*.example.com"]}),  # no wildcards upstream
+        ("ManagedCertificate", {"domains": [("a" * 60) + ".example.com"]}),  # 63 characters at most
+        ("ManagedCertificate", {"domains": []}),
+        ("FrontendConfig", {"redirectToHttps": {"enabled": True, "responseCodeName": "MOVED"}}),
+        ("FrontendConfig", {"redirectToHttps": {"responseCodeName": "FOUND"}}),  # enabled is required
+    ],
+)
+def test_tls_crd_schemas_enforce_upstream_values(kind: str, spec: dict[str, Any]) -> None:
+    api = "networking.gke.io/v1" if kind == "ManagedCertificate" else "networking.gke.io/v1beta1"
+    with pytest.raises(jsonschema.ValidationError):
+        validate({"apiVersion": api, "kind": kind, "metadata": {"name": "x"}, "spec": spec})
 
 
 def test_crd_schemas_enforce_upstream_bounds() -> None:

@@ -16,7 +16,19 @@ from components.coordinator import READY_PATH, Coordinator
 from components.namespace import SwarmNamespace
 from components.redis import Redis
 
-GKE_BASE = {"platform": "gke", "cluster": {"create": False}, "agents": {"dedicated_nodes": False}}
+GKE_TLS = {"hostname": "swarm.example.com", "tls": {"static_ip_name": "swarm-ip"}}
+"""A GKE coordinator with its default TLS (managed certificate) on an address reserved elsewhere."""
+GKE_GATEWAY_TLS = {
+    "hostname": "swarm.example.com",
+    "tls": {"mode": "pre-shared", "pre_shared_certificates": ["swarm-cert"], "static_ip_name": "swarm-ip"},
+}
+"""A Gateway without the gcp section: certificates and address created elsewhere."""
+GKE_BASE = {
+    "platform": "gke",
+    "cluster": {"create": False},
+    "agents": {"dedicated_nodes": False, "handler": "my.pkg:run"},
+    "coordinator": GKE_TLS,
+}
 
 
 def swarm(config: dict[str, Any], **args: Any) -> Recording:
@@ -174,8 +186,15 @@ def test_redis_statefulset_aof_pvc_probes_password() -> None:
     client_svc = manifest(rec, "Service", "agentswarm-redis")["spec"]
     assert "clusterIP" not in client_svc and client_svc["selector"] == sts["selector"]["matchLabels"]
     assert {"readinessProbe", "livenessProbe"} <= set(container)
-    for env in container["env"]:
-        assert "value" not in env, env  # every env value comes from a Secret
+    assert "env" not in container  # the probe reads the password from a mounted file
+    pod = sts["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] >= 10000 and pod["securityContext"]["runAsGroup"] >= 10000
+    assert container["securityContext"]["runAsUser"] == pod["securityContext"]["runAsUser"]
+    probe = container["readinessProbe"]["exec"]["command"][-1]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert f"$(cat {mounts['client-auth']}/password)" in probe
+    assert volumes["client-auth"]["secret"]["secretName"] == "agentswarm-redis-auth"
     policy = manifest(rec, "NetworkPolicy", "agentswarm-redis")["spec"]
     peers = [
         p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in policy["ingress"][0]["from"]
@@ -225,11 +244,15 @@ def test_coordinator_container_contract() -> None:
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     env = {e["name"]: e for e in c["env"]}
     assert env["AGENTSWARM_PORT"]["value"] == "8080"
-    assert env["AGENTSWARM_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "agentswarm-api-token",
-        "key": "token",
-    }
-    assert env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agentswarm-redis-auth"
+    assert all("valueFrom" not in e for e in c["env"])  # no secret as an env value
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    token_dir, _, token_key = env["AGENTSWARM_API_TOKEN_FILE"]["value"].rpartition("/")
+    assert token_key == "token"
+    assert volumes[mounts[token_dir]]["secret"]["secretName"] == "agentswarm-api-token"
+    password_dir, _, password_key = env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"].rpartition("/")
+    assert password_key == "password"
+    assert volumes[mounts[password_dir]]["secret"]["secretName"] == "agentswarm-redis-auth"
     assert (
         env["AGENTSWARM_REDIS_URL"]["value"] == "redis://agentswarm-redis.agentswarm.svc.cluster.local:6379/0"
     )
@@ -280,7 +303,7 @@ def test_backend_timeout_from_config() -> None:
 
 
 def test_gateway_variant() -> None:
-    rec = swarm(cfg_with(exposure="gateway", coordinator={"hostname": "swarm.example.com"}))
+    rec = swarm(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     svc = manifest(rec, "Service", "agentswarm-coordinator")
     assert "annotations" not in svc["metadata"]
     gw = manifest(rec, "Gateway", "agentswarm-gateway")
@@ -335,11 +358,13 @@ def test_agent_statefulset_contract() -> None:
     assert env["AGENTSWARM_AGENT_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["AGENTSWARM_CHECKPOINT_DIR"]["value"] == "/var/lib/agentswarm"
     assert env["AGENTSWARM_HANDLER"]["value"] == "my.mod:run"
-    assert "secretKeyRef" in env["AGENTSWARM_REDIS_PASSWORD"]["valueFrom"]
+    assert env["AGENTSWARM_REDIS_PASSWORD_FILE"]["value"].endswith("/password")
+    assert all("secretKeyRef" not in str(e) for e in c["env"])
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == env["AGENTSWARM_CHECKPOINT_DIR"]["value"]
     assert mounts["tmp"] == "/tmp"
     assert c["livenessProbe"]["exec"]["command"] == ["agentswarm", "probe", "--max-age-seconds", "60"]
+    assert c["readinessProbe"]["exec"]["command"] == [*c["livenessProbe"]["exec"]["command"], "--ready"]
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
@@ -433,8 +458,9 @@ def test_default_egress_allow_is_public_https_only() -> None:
 
 @pytest.mark.parametrize("exposure", ["ingress", "gateway"])
 def test_scale_nothing_grows_per_agent(exposure: str) -> None:
-    small = swarm(cfg_with(exposure=exposure, agents={"replicas": 50}))
-    large = swarm(cfg_with(exposure=exposure, agents={"replicas": 5000}))
+    tls = GKE_GATEWAY_TLS if exposure == "gateway" else GKE_TLS
+    small = swarm(cfg_with(exposure=exposure, coordinator=tls, agents={"replicas": 50}))
+    large = swarm(cfg_with(exposure=exposure, coordinator=tls, agents={"replicas": 5000}))
     assert len(small.resources) == len(large.resources)
     assert sorted((r.type, r.name) for r in small.resources) == sorted(
         (r.type, r.name) for r in large.resources
@@ -457,12 +483,21 @@ def test_program_exports_and_provider_from_context() -> None:
             "agentswarm:platform": "gke",
             "agentswarm:cluster": {"create": False},
             "agentswarm:kubernetes": {"context": "my-ctx"},
+            "agentswarm:coordinator": {"tls": {"mode": "none"}},
+            "agentswarm:agents": {"handler": "my.pkg:run"},
         }
     )
     p2 = ctx.one("pulumi:providers:kubernetes")
     assert p2.inputs["context"] == "my-ctx"
     assert "renderYamlToDirectory" not in p2.inputs
-    ambient = run_program({"agentswarm:platform": "gke", "agentswarm:cluster": {"create": False}})
+    ambient = run_program(
+        {
+            "agentswarm:platform": "gke",
+            "agentswarm:cluster": {"create": False},
+            "agentswarm:coordinator": {"tls": {"mode": "none"}},
+            "agentswarm:agents": {"handler": "my.pkg:run"},
+        }
+    )
     assert "context" not in ambient.one("pulumi:providers:kubernetes").inputs
 
 
@@ -506,7 +541,7 @@ def test_readme_example_runs(doc: str, heading: str) -> None:
 def test_raw_mock_shapes_camel_case_and_floats() -> None:
     """What the engine receives, before any normalisation: custom resource specs are passed through verbatim
     (so they must already be camelCase), typed resources arrive camelCase too, and numbers are floats."""
-    rec = swarm(cfg_with(exposure="gateway"))
+    rec = swarm(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     gw_policy = rec.by_name("swarm-coordinator-backend-policy").inputs["spec"]
     assert gw_policy["default"]["timeoutSec"] == 3600.0
     assert isinstance(gw_policy["default"]["timeoutSec"], float)  # mock numbers are floats
@@ -537,6 +572,6 @@ def test_coordinator_address_output() -> None:
     cfg = parse_config(cfg_with())
     rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
     assert rec.outputs["result"] == "198.51.100.7"
-    cfg = parse_config(cfg_with(exposure="gateway"))
+    cfg = parse_config(cfg_with(exposure="gateway", coordinator=GKE_GATEWAY_TLS))
     rec = run_mocked(lambda: AgentSwarm("swarm", {"config": cfg}).coordinator_address)
     assert rec.outputs["result"] == ""

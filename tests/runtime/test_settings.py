@@ -141,3 +141,59 @@ def test_overrides_render_to_env_that_reads_back_unchanged(
 def test_overrides_of_unknown_settings_are_refused() -> None:
     with pytest.raises(KeyError, match="brokr"):
         to_env({"brokr": "nats"})
+
+
+def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("AGENTSWARM_")]:
+        monkeypatch.delenv(var)
+
+
+def test_secrets_are_read_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Pods get secrets as mounted files (``*_FILE``); the trailing newline of `echo` is not part of it."""
+    _clean(monkeypatch)
+    (tmp_path / "password").write_text("from-a-mounted-secret\n")
+    (tmp_path / "tokens").write_text(
+        "# current, then next\ncurrent-token-0123456789\n\nnext-token-0123456789\n"
+    )
+    monkeypatch.setenv("AGENTSWARM_REDIS_PASSWORD_FILE", str(tmp_path / "password"))
+    monkeypatch.setenv("AGENTSWARM_API_TOKEN_FILE", str(tmp_path / "tokens"))
+    s = load_settings()
+    assert s.redis_password is not None and s.redis_password.get_secret_value() == "from-a-mounted-secret"
+    assert s.api_token is None and s.api_token_file == tmp_path / "tokens"
+    assert unknown_variables() == []
+    from agentswarm.coordinator import options_from_settings
+
+    options = options_from_settings(s)
+    assert options.api_token_file == tmp_path / "tokens" and options.api_token == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AGENTSWARM_REDIS_PASSWORD_FILE": "missing"}, "AGENTSWARM_REDIS_PASSWORD_FILE cannot be read"),
+        ({"AGENTSWARM_REDIS_PASSWORD_FILE": "empty"}, "AGENTSWARM_REDIS_PASSWORD_FILE is empty"),
+        (
+            {"AGENTSWARM_REDIS_PASSWORD_FILE": "secret", "AGENTSWARM_REDIS_PASSWORD": "x"},
+            "AGENTSWARM_REDIS_PASSWORD_FILE or AGENTSWARM_REDIS_PASSWORD, not both",
+        ),
+        ({"AGENTSWARM_API_TOKEN_FILE": "missing"}, "AGENTSWARM_API_TOKEN_FILE cannot be read"),
+        ({"AGENTSWARM_API_TOKEN_FILE": "comments"}, "AGENTSWARM_API_TOKEN_FILE holds no token"),
+        (
+            {"AGENTSWARM_API_TOKEN_FILE": "secret", "AGENTSWARM_API_TOKEN": "x"},
+            "AGENTSWARM_API_TOKEN_FILE or AGENTSWARM_API_TOKEN, not both",
+        ),
+    ],
+)
+def test_secret_file_errors_are_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    _clean(monkeypatch)
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "comments").write_text("# nothing yet\n\n")
+    (tmp_path / "secret").write_text("not-shown-anywhere\n")
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(tmp_path / value) if key.endswith("_FILE") else value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert message in str(info.value)
+    assert "not-shown-anywhere" not in str(info.value)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import logged_steps
 import pytest
 from agentswarm.agent import probe
 from agentswarm.broker import Broker, NewTask
@@ -26,7 +27,8 @@ def agent_env(backend: str, url: str, namespace: str, **extra: Any) -> dict[str,
         "AGENTSWARM_BROKER": backend,
         "AGENTSWARM_REDIS_URL" if backend == "redis" else "AGENTSWARM_NATS_URL": url,
         "AGENTSWARM_NAMESPACE": namespace,
-        "AGENTSWARM_HANDLER": "agentswarm.handlers.steps:handle",
+        "AGENTSWARM_HANDLER": logged_steps.HANDLER,  # the steps handler plus the step log of the payload
+        "PYTHONPATH": os.pathsep.join(filter(None, [logged_steps.DIRECTORY, os.environ.get("PYTHONPATH")])),
         # Killed agents come back under the same identity well within this, so tasks resume on their
         # owner's volume; the conformance suite covers take-over by another consumer.
         "AGENTSWARM_CLAIM_IDLE_MS": "30000",

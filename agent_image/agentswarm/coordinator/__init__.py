@@ -25,6 +25,7 @@ def options_from_settings(settings: Settings) -> ServerOptions:
     token = settings.api_token.get_secret_value() if settings.api_token is not None else ""
     return ServerOptions(
         api_token=token,
+        api_token_file=settings.api_token_file,
         host=settings.host,
         port=settings.port,
         shutdown_drain_seconds=settings.shutdown_drain_seconds,

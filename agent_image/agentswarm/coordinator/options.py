@@ -7,6 +7,7 @@ same options object; the deployment-side configuration lives in ``components/`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from agentswarm import protocol as p
 from agentswarm.coordinator.auth import DEFAULT_AUTH_TIMEOUT_SECONDS
@@ -22,7 +23,10 @@ CLOSE_POLICY_VIOLATION = 1008
 class ServerOptions:
     """Runtime knobs of one coordinator. Built from settings by :func:`run`, directly by tests."""
 
-    api_token: str
+    api_token: str = ""
+    #: A file of valid tokens, one per line, re-read when it changes (token rotation); with or instead of
+    #: ``api_token``.
+    api_token_file: Path | None = None
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     shutdown_drain_seconds: float = 5.0
@@ -45,10 +49,13 @@ class ServerOptions:
     ready_timeout_seconds: float = 2.0
 
     def __post_init__(self) -> None:
-        if not self.api_token:
+        if not self.api_token and self.api_token_file is None:
             raise ValueError(
-                "AGENTSWARM_API_TOKEN is empty: the coordinator refuses to serve without a token "
-                "(set it from a Kubernetes Secret, or let `agentswarm local` generate one)"
+                "AGENTSWARM_API_TOKEN_FILE and AGENTSWARM_API_TOKEN are unset: the coordinator refuses to "
+                "serve without a token (mount it from a Kubernetes Secret, or let `agentswarm local` "
+                "generate one)"
             )
+        if self.api_token and self.api_token_file is not None:
+            raise ValueError("set AGENTSWARM_API_TOKEN_FILE or AGENTSWARM_API_TOKEN, not both")
         if self.hard_max_frame_bytes <= self.max_frame_bytes:
             raise ValueError("hard_max_frame_bytes must be larger than max_frame_bytes")

@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
 from agentswarm.budget import Budget
-from agentswarm.coordinator.auth import bearer_token, token_matches
+from agentswarm.coordinator.auth import TokenSet, bearer_token
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
 from agentswarm.coordinator.session import Session
@@ -44,6 +44,8 @@ class Coordinator:
         self.broker = broker
         self.options = options
         self.metrics = CoordinatorMetrics()
+        #: The API tokens accepted now (several during a rotation; re-read when the token file changes).
+        self.tokens = TokenSet([options.api_token], options.api_token_file)
         self.draining = False
         self._server: Server | None = None
         self._sessions: dict[ServerConnection, Session] = {}
@@ -156,7 +158,7 @@ class Coordinator:
             return connection.respond(HTTPStatus.NOT_FOUND, "not found; the websocket API is at /ws\n")
         authorization = request.headers.get("Authorization")
         if authorization is not None:
-            if not token_matches(self.options.api_token, bearer_token(authorization)):
+            if not self.tokens.matches(bearer_token(authorization)):
                 self.metrics.frame_errors.labels(code="unauthenticated").inc()
                 response = connection.respond(HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
                 # The client is told why; the token itself is never logged.

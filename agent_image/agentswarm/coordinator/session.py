@@ -9,6 +9,7 @@ limit is raised to the hard cap. Broker contract errors become the documented er
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import logging
@@ -23,7 +24,6 @@ from websockets.exceptions import ConnectionClosed
 from agentswarm import protocol as p
 from agentswarm import tracing
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
-from agentswarm.coordinator.auth import token_matches
 from agentswarm.coordinator.follow import Follower
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
 
@@ -45,6 +45,8 @@ class Session:
         self.connection_id = uuid.uuid4().hex[:12]
         self.authenticated = False
         self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        #: Arrival times of this connection's recent malformed frames (the per-connection rate limit).
+        self._bad_frames: collections.deque[float] = collections.deque()
         if authenticated:
             self._authenticated()
 
@@ -85,6 +87,9 @@ class Session:
                 return False
             frame = p.parse_client_frame(message, self.options.max_frame_bytes)
             if isinstance(frame, p.ErrorFrame):
+                if self._over_bad_frame_limit():
+                    await self._refuse("rate_limited", "too many malformed frames")
+                    return False
                 await self.send(frame)
                 continue
             if not isinstance(frame, p.AuthFrame):
@@ -92,7 +97,7 @@ class Session:
                     "unauthenticated", "authenticate first: send an auth frame or a bearer header"
                 )
                 return False
-            if not token_matches(self.options.api_token, frame.token):
+            if not self.coordinator.tokens.matches(frame.token):
                 await self._refuse("unauthenticated", "invalid token")
                 return False
             self._authenticated()
@@ -108,9 +113,21 @@ class Session:
             self.metrics.frame_errors.labels(code=frame.code).inc()
         await self.connection.send(frame.dump())
 
+    def _over_bad_frame_limit(self) -> bool:
+        """Record one malformed frame; True once this connection sent more than the limit in the window."""
+        now = time.monotonic()
+        window = self._bad_frames
+        window.append(now)
+        while window and window[0] < now - p.BAD_FRAME_WINDOW_SECONDS:
+            window.popleft()
+        return len(window) > p.MAX_BAD_FRAMES
+
     async def _dispatch(self, message: str | bytes) -> None:
         frame = p.parse_client_frame(message, self.options.max_frame_bytes)
         if isinstance(frame, p.ErrorFrame):
+            if self._over_bad_frame_limit():
+                await self._refuse("rate_limited", "too many malformed frames")
+                return
             await self.send(frame)
         elif isinstance(frame, p.AuthFrame):
             await self.send(p.ErrorFrame(code="already_authenticated", message="already authenticated"))
