@@ -281,6 +281,7 @@ MORE_BAD_CONFIGS: list[dict[str, Any]] = [
     {
         "platform": "gke",
         "cluster": {"create": False},
+        "coordinator": {"tls": {"mode": "none"}},
         "agents": {"secret_manager": {"KEY": "projects/my-project/secrets/key/versions/latest"}},
     },
 ]

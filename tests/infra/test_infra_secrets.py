@@ -13,6 +13,7 @@ from test_infra_validation import validate
 
 from components.secrets import CSI_DRIVER, SECRET_ENV_DIR, SECRET_MANAGER_DIR
 
+HANDLER = "agentswarm.handlers.openai_chat:handle"
 OPENAI_KEY = "sk-live-0123456789abcdefghijklmnop"
 OTHER_KEY = "other-secret-value-9876543210"
 SM_KEY = "projects/my-project/secrets/anthropic-key/versions/latest"
@@ -21,6 +22,7 @@ GKE = {
     "agentswarm:platform": "gke",
     "agentswarm:cluster": {"create": False},
     "agentswarm:gcp": {"project": "my-project", "workload_identity": True},
+    "agentswarm:coordinator": {"tls": {"mode": "none"}},
 }
 AGENTS = {
     "env": {"OPENAI_BASE_URL": "https://api.example.com/v1", "AGENT_MODEL": "gpt-x"},
@@ -37,7 +39,8 @@ def _agent_pod(rec: Recording) -> dict[str, Any]:
 
 def _run(agents: dict[str, Any], secret: bool = True) -> Recording:
     return run_program(
-        {**GKE, "agentswarm:agents": agents}, secret_keys=["agentswarm:agents"] if secret else []
+        {**GKE, "agentswarm:agents": {"handler": HANDLER, **agents}},
+        secret_keys=["agentswarm:agents"] if secret else [],
     )
 
 
@@ -120,7 +123,8 @@ def test_secret_env_in_plain_config_is_refused() -> None:
     recording = Recording()
     with pytest.raises(pulumi.RunError) as info:
         run_program(
-            {**GKE, "agentswarm:agents": {"secret_env": {"OPENAI_API_KEY": OPENAI_KEY}}}, recording=recording
+            {**GKE, "agentswarm:agents": {"handler": HANDLER, "secret_env": {"OPENAI_API_KEY": OPENAI_KEY}}},
+            recording=recording,
         )
     assert "invalid stack config agents.secret_env: got '<plain text>'; store each value encrypted" in str(
         info.value
