@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -583,6 +584,21 @@ NOTES = [
 ]
 
 
+def _streaming_md() -> list[str]:
+    """Section 8 from bench/streaming/{before,after}.json (bench/streaming.py runs on its own, on two checkouts)."""
+    folder = Path(__file__).resolve().parent / "streaming"
+    if not ((folder / "before.json").exists() and (folder / "after.json").exists()):
+        return []
+    from bench.streaming import render
+
+    before = json.loads((folder / "before.json").read_text())
+    after = json.loads((folder / "after.json").read_text())
+    lines = [*render(before, after).splitlines(), ""]
+    if (folder / "NOTES.md").exists():
+        lines += [*(folder / "NOTES.md").read_text().splitlines(), ""]
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     import json
 
@@ -628,6 +644,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         lines += _pulumi_md(results)
     if "fanout" in sec:
         lines += _fanout_md(results)
+    lines += _streaming_md()
     lines += NOTES
     if results.get("section_errors"):
         lines += ["## Sections that failed", ""]

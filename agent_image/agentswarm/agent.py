@@ -52,6 +52,7 @@ from agentswarm import tracing
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
 from agentswarm.broker.base import JSON, Task
+from agentswarm.broker.feed import agent_status, task_transition
 from agentswarm.budget import (
     Budget,
     budget_from_settings,
@@ -61,6 +62,7 @@ from agentswarm.budget import (
 )
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE, READY_FILE
+from agentswarm.emitter import EventWriter
 from agentswarm.handlers import Handler, HandlerLoadError, ShutdownRequested, load_handler
 from agentswarm.secrets_env import SecretEnvError, resolve_secret_env_files
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
@@ -108,6 +110,7 @@ class _Context(SwarmContextMixin):
     async def checkpoint(self, state: JSON) -> int:
         store = self.store
         version = await self._agent.retrying(lambda: store.save(self.task_id, state), "checkpoint")
+        await self._agent.events.flush()  # what was streamed before a checkpoint is stored with it
         self.last_version = version
         self._state = state
         if not self._progress_reported:
@@ -121,11 +124,14 @@ class _Context(SwarmContextMixin):
 
     async def emit(self, event: dict[str, Any]) -> str:
         data = {"type": "progress", **event}
-        event_id = await self._agent.retrying(
-            lambda: self._agent.broker.publish_event(self.task_id, data), "emit"
-        )
+        event_id = await self._agent.events.emit(self.task_id, data)
         await self._agent.charge_budget(self._delivery.task, data)
         return event_id
+
+    async def stream(self, event: dict[str, Any]) -> None:
+        data = {"type": "progress", **event}
+        await self._agent.events.stream(self.task_id, data)
+        await self._agent.charge_budget(self._delivery.task, data)
 
 
 class Agent:
@@ -154,6 +160,8 @@ class Agent:
         self.held_for_budget: str | None = None
         #: True while ``.ready`` exists: the last claim reached the broker.
         self.ready = False
+        #: Batches this process's task events and swarm feed entries (see agentswarm.emitter).
+        self.events = EventWriter(broker, self.retrying)
 
     def request_stop(self) -> None:
         if not self.stopping.is_set():
@@ -216,6 +224,7 @@ class Agent:
         self.settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         heartbeat = asyncio.create_task(self.heartbeat_loop(), name="heartbeat")
         await self.retrying(self.tree.connect, "swarm store")
+        await self.events.swarm(agent_status(self.agent_id, "alive", at=time.time()))
         await self.sweep_checkpoints()
         backoff = Backoff(initial=0.05, maximum=2.0)
         try:
@@ -258,6 +267,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await self.tree.close()
+            await self.events.swarm(agent_status(self.agent_id, "gone", at=time.time()))
+            await self.events.close()
 
     async def sweep_checkpoints(self) -> None:
         """Forget local checkpoints of tasks that finished elsewhere (taken over after this agent died).
@@ -307,6 +318,11 @@ class Agent:
         store = self.tree.checkpoints if node.spawner else self.store
         restored = await self.retrying(lambda: store.load(task.id), "load checkpoint")
         ctx = _Context(self, delivery, restored, node, store)
+        now = time.time()
+        await self.events.swarm(
+            task_transition(task.id, "running", at=now, agent=self.agent_id, attempt=delivery.attempt)
+        )
+        await self.events.swarm(agent_status(self.agent_id, "busy", at=now, task_id=task.id))
         await ctx.emit(
             {
                 "type": "started",
@@ -353,6 +369,9 @@ class Agent:
                 return
             except Parked:
                 # Released, not failed: the last child to finish re-enqueues the task.
+                await self.events.flush()
+                parked = task_transition(task.id, "parked", at=time.time(), agent=self.agent_id)
+                await self.events.swarm(parked)
                 await self.retrying(lambda: self.broker.ack(delivery), "ack")
                 log.info("task %s parked, waiting for its children", task.id)
                 return
@@ -373,6 +392,7 @@ class Agent:
                 attempt=delivery.attempt,
                 started_at=started,
             )
+            await self.events.flush()  # every streamed event before the terminal one
             recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
             await self.retrying(lambda: self.tree.finished(ctx.node, "done"), "child_finished")
             await self.retrying(lambda: self.broker.ack(delivery), "ack")
@@ -384,6 +404,7 @@ class Agent:
             except Exception as exc:  # leftovers are harmless: a finished task is never resumed
                 log.warning("could not remove checkpoints of task %s: %s", task.id, exc)
         finally:
+            await self.events.swarm(agent_status(self.agent_id, "idle", at=time.time()))
             keeper.cancel()
             stop_wait.cancel()
             for t in (keeper, stop_wait):
@@ -453,6 +474,10 @@ class Agent:
 
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
+        await self.events.flush()
+        await self.events.swarm(
+            task_transition(delivery.task.id, "queued", at=time.time(), reason="released")
+        )
         try:
             await self.retrying(lambda: self.broker.release(delivery), "release")
         except _GiveUp as exc:
@@ -463,13 +488,13 @@ class Agent:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("task %s attempt %d failed: %s", task.id, delivery.attempt, error)
         log.debug("%s", "".join(traceback.format_exception(exc)))
-        await self.retrying(
-            lambda: self.broker.publish_event(
-                task.id, {"type": "error", "error": error, "attempt": delivery.attempt}
-            ),
-            "emit",
-        )
+        await self.events.emit(task.id, {"type": "error", "error": error, "attempt": delivery.attempt})
         dead = await self.retrying(lambda: self.broker.fail(delivery, error), "fail")
+        if not dead:
+            retry = task_transition(
+                task.id, "retrying", at=time.time(), attempt=delivery.attempt, error=error
+            )
+            await self.events.swarm(retry)
         if dead:
             with contextlib.suppress(Exception):
                 await self.store.clear(task.id)

@@ -212,6 +212,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+async def _watch_swarm(client: Any, args: argparse.Namespace) -> int:
+    from agentswarm.client import describe_swarm_entry, watch_swarm
+
+    def on_frame(frame: Any) -> None:
+        print(frame.dump() if args.json or args.events else describe_swarm_entry(frame.data), flush=True)
+
+    await watch_swarm(client, on_frame, after=args.after, limit=args.limit)
+    return EXIT_OK
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     from agentswarm.client import ClientError
 
@@ -219,6 +229,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return await _watch_and_report(_client(args), list(args.task_ids), args)
 
     try:
+        if args.all:
+            return asyncio.run(_watch_swarm(_client(args), args))
         return asyncio.run(main())
     except ClientError as exc:
         print(f"agentswarm watch: {exc}", file=sys.stderr)
@@ -348,8 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     watch = sub.add_parser("watch", help="follow tasks' events and results, resuming across reconnects")
     _add_client_options(watch)
-    watch.add_argument("task_ids", nargs="+", metavar="TASK_ID")
-    watch.add_argument("--after", help="event id already seen (resume; only with one task)")
+    watch.add_argument("task_ids", nargs="*", metavar="TASK_ID")
+    watch.add_argument("--after", help="event id already seen (resume; only with one task, or --all)")
+    watch.add_argument(
+        "--all",
+        action="store_true",
+        help="follow the whole swarm instead: task state changes and agent status (until Ctrl-C)",
+    )
+    watch.add_argument("--limit", type=int, help="with --all: stop after this many entries")
     watch.add_argument(
         "--tree",
         action="store_true",
@@ -441,7 +459,13 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose, interactive=args.command in ("submit", "watch", "local"))
-    if args.command in ("watch",) and args.after and len(args.task_ids) != 1:
+    if args.command == "watch" and args.all and args.task_ids:
+        print("agentswarm watch: give task ids or --all, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "watch" and not args.all and not args.task_ids:
+        print("agentswarm watch: give task ids to follow, or --all for the whole swarm", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command in ("watch",) and args.after and not args.all and len(args.task_ids) != 1:
         print("agentswarm watch: --after needs exactly one task id", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -300,6 +300,63 @@ class SwarmClient:
         return result
 
 
+async def watch_swarm(
+    client: SwarmClient,
+    on_frame: Callable[[p.SwarmFrame], None],
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+) -> str | None:
+    """Follow the swarm feed from ``after`` (resuming across reconnects, exactly once, in order) until
+    ``limit`` entries arrived or forever; returns the last ``event_id`` seen."""
+    cursor = after
+    seen = 0
+
+    async def attempt() -> None:
+        nonlocal cursor, seen
+        ws = await client._open()
+        progressed = False
+        try:
+            await ws.send(p.SubscribeSwarmFrame(type="subscribe_swarm", after=cursor).dump())
+            while limit is None or seen < limit:
+                frame = p.parse_server_frame(await ws.recv())
+                if isinstance(frame, p.SwarmFrame):
+                    cursor, progressed = frame.event_id, True
+                    seen += 1
+                    on_frame(frame)
+                elif isinstance(frame, p.ErrorFrame):
+                    if frame.code == "broker_error":
+                        log.warning("coordinator: %s", frame.message)
+                        continue
+                    raise ClientError(f"swarm feed refused: {frame.code}: {frame.message}")
+        except ConnectionClosed as exc:
+            raise _Dropped(_describe(exc), progressed) from exc
+        finally:
+            await ws.close()
+
+    await client._with_retries(attempt)
+    return cursor
+
+
+def describe_swarm_entry(data: dict[str, Any]) -> str:
+    """One human-readable line for a swarm feed entry (``agentswarm watch --all``)."""
+    at = time.strftime("%H:%M:%S", time.localtime(float(data.get("at") or 0)))
+    if data.get("kind") == "agent":
+        status = str(data.get("status"))
+        task = f" {data['task_id']}" if status == "busy" and data.get("task_id") else ""
+        return f"{at} agent {data.get('agent')} {status}{task}"
+    line = f"{at} task {data.get('task_id')} {data.get('state')}"
+    if data.get("agent") and data.get("state") == "running":
+        line += f" on {data['agent']}"
+    if data.get("attempt") and data.get("state") in ("running", "retrying", "dead"):
+        line += f" (attempt {data['attempt']})"
+    if data.get("reason"):
+        line += f" ({data['reason']})"
+    if data.get("error"):
+        line += f": {_short(str(data['error']))}"
+    return line
+
+
 class _Dropped(Exception):
     """The connection ended mid-operation; ``progressed`` says whether it got anything done first."""
 

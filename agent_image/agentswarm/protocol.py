@@ -120,11 +120,38 @@ class StatsRequestFrame(_Frame):
     ref: str | None = Field(default=None, max_length=200)
 
 
+class SubscribeSwarmFrame(_Frame):
+    type: Literal["subscribe_swarm"]
+    ref: str | None = Field(default=None, max_length=200)
+    after: str | None = Field(
+        default=None, max_length=100, description="last swarm event id already seen; null = oldest retained"
+    )
+
+
+class UnsubscribeSwarmFrame(_Frame):
+    type: Literal["unsubscribe_swarm"]
+    ref: str | None = Field(default=None, max_length=200)
+
+
 ClientFrame = Annotated[
-    AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame,
+    AuthFrame
+    | SubmitFrame
+    | SubscribeFrame
+    | UnsubscribeFrame
+    | StatsRequestFrame
+    | SubscribeSwarmFrame
+    | UnsubscribeSwarmFrame,
     Field(discriminator="type"),
 ]
-CLIENT_FRAME_TYPES = ("auth", "submit", "subscribe", "unsubscribe", "stats")
+CLIENT_FRAME_TYPES = (
+    "auth",
+    "submit",
+    "subscribe",
+    "unsubscribe",
+    "stats",
+    "subscribe_swarm",
+    "unsubscribe_swarm",
+)
 _client_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
@@ -181,6 +208,25 @@ class StatsFrame(_Frame):
     stats: dict[str, Any]
 
 
+class SubscribedSwarmFrame(_Frame):
+    type: Literal["subscribed_swarm"] = "subscribed_swarm"
+    ref: str | None = None
+    after: str | None = None
+
+
+class UnsubscribedSwarmFrame(_Frame):
+    type: Literal["unsubscribed_swarm"] = "unsubscribed_swarm"
+    ref: str | None = None
+
+
+class SwarmFrame(_Frame):
+    """One swarm feed entry: ``data.kind`` is ``"task"`` (a state change) or ``"agent"`` (a status)."""
+
+    type: Literal["swarm"] = "swarm"
+    event_id: str
+    data: dict[str, Any]
+
+
 class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -198,6 +244,9 @@ ServerFrame = Annotated[
     | EventFrame
     | ResultFrame
     | StatsFrame
+    | SubscribedSwarmFrame
+    | UnsubscribedSwarmFrame
+    | SwarmFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]
@@ -216,8 +265,8 @@ def _short_validation_message(exc: ValidationError) -> str:
 def parse_client_frame(message: str | bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Any:
     """Parse one client message into a frame model, or an :class:`ErrorFrame` saying what is wrong.
 
-    Returns ``AuthFrame | SubmitFrame | SubscribeFrame | UnsubscribeFrame | StatsRequestFrame`` or
-    ``ErrorFrame``. Never raises on bad input: the server answers the error frame and carries on.
+    Returns one of the client frame models (:data:`ClientFrame`) or ``ErrorFrame``. Never raises on bad
+    input: the server answers the error frame and carries on.
     """
     if isinstance(message, bytes):
         return ErrorFrame(code="binary_not_supported", message="send JSON frames as text messages")

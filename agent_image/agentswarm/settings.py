@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="a task tree's records (children, waiting parents, shared context) expire this long "
         "after their last write",
     )
+    tree_log: str | None = Field(
+        default=None,
+        description="a file the deterministic demo handlers (agentswarm.handlers.tree) append their runs to, "
+        "for tests and observers; set by the operator, never taken from a payload",
+    )
 
     # -- token budget (agentswarm/budget.py) --------------------------------------------------------------
     budget_tokens_per_day: int = Field(

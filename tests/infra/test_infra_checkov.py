@@ -1,12 +1,14 @@
 """checkov on the rendered manifests of every stack passes, except the waivers of .checkov.yaml.
 
 The manifests are exactly what the mocked program registers (the same objects the strict-validation tests
-check), written as YAML; checkov runs as a CLI (dev extras: ``pip install checkov``).
+check), written as YAML; checkov runs as a CLI from its own virtualenv
+(``AGENTSWARM_CHECKOV``, set by ``.ci/run``; it pins packages that would fight ours in one environment).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,8 +36,8 @@ DEV_STACKS = {
 
 def _checkov(directory: Path, skip: list[str]) -> dict[str, Any]:
     """checkov's JSON report; ``skip`` replaces the config file's ``skip-check`` (the CLI wins)."""
-    exe = shutil.which("checkov")
-    assert exe, "checkov is not installed: pip install -e '.[dev]' (or pip install checkov)"
+    exe = os.environ.get("AGENTSWARM_CHECKOV") or shutil.which("checkov")
+    assert exe, "checkov is not installed: .ci/run installs it into its own virtualenv (AGENTSWARM_CHECKOV)"
     argv = [
         exe,
         "-d",

@@ -224,9 +224,9 @@ async def test_parent_sigkilled_between_spawn_and_gather(
         store = make_swarm_store(broker)
         await store.connect()
         # Workers slow enough that the re-run parent finds them running and parks.
-        payload = {"workers": 5, "steps": 2, "delay": 0.3, "log": str(log), "pause_after_spawn": 60}
+        payload = {"workers": 5, "steps": 2, "delay": 0.3, "pause_after_spawn": 60}
         await broker.enqueue(payload, "root")
-        procs = agents(tree_env(backend, server_url, unique_namespace, PLAN), 2)
+        procs = agents(tree_env(backend, server_url, unique_namespace, PLAN, tree_log=log), 2)
 
         def spawn_lines() -> list[str]:
             lines = log.read_text().splitlines() if log.exists() else []

@@ -44,7 +44,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from agentswarm.broker.errors import (
     InvalidTaskId,
     contract_errors,
 )
+from agentswarm.broker.feed import FeedReset, SwarmEvent
 
 __all__ = [
     "BrokerError",
@@ -447,6 +448,11 @@ class Broker(abc.ABC):
     async def publish_event(self, task_id: str, data: dict[str, JSON]) -> str:
         """Append ``data`` to the task's event log; returns the new event id."""
 
+    async def publish_events(self, events: Sequence[tuple[str, dict[str, JSON]]]) -> list[str]:
+        """Append several ``(task_id, data)`` events in this order (one round trip where the backend allows);
+        returns their ids. Each task's events keep their order; a failure may leave a prefix stored."""
+        return [await self.publish_event(task_id, data) for task_id, data in events]
+
     @abc.abstractmethod
     async def read_events(
         self, task_id: str, after: str | None = None, *, limit: int = 100, block_ms: int = 0
@@ -456,6 +462,26 @@ class Broker(abc.ABC):
         When there are none and ``block_ms > 0``, waits up to ``block_ms`` for the next one.
         Raises :class:`InvalidCursor` when ``after`` is not an event id of this backend.
         """
+
+    def event_order(self, event_id: str) -> tuple[int, ...]:
+        """Sort key of an event id of this backend (task events and swarm events alike)."""
+        return tuple(int(part) for part in event_id.split("-"))
+
+    # -- live feed and swarm feed (see agentswarm.broker.feed) -------------------------------------------
+    @abc.abstractmethod
+    def follow(self) -> AsyncIterator[list[TaskEvent | SwarmEvent] | FeedReset]:
+        """Every task event and swarm event appended from now on, pushed, with a bounded number of broker
+        operations however many tasks exist; a :class:`FeedReset` first and after anything that may have
+        lost items (see :mod:`agentswarm.broker.feed`). Runs until the consumer stops iterating; broker
+        outages are retried inside (each recovery yields a reset)."""
+
+    @abc.abstractmethod
+    async def publish_swarm_event(self, data: dict[str, JSON]) -> str:
+        """Append ``data`` to the swarm feed's bounded log; returns its id."""
+
+    @abc.abstractmethod
+    async def read_swarm_events(self, after: str | None = None, *, limit: int = 100) -> list[SwarmEvent]:
+        """Swarm events with id after ``after`` (None or "0" = the oldest retained), oldest first."""
 
     # -- checkpoints (used by the "broker" checkpoint backend) -------------------------------------------
     @abc.abstractmethod

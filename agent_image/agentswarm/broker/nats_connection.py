@@ -6,6 +6,8 @@ Server objects (``NS`` = namespace upper-cased, ``ns`` as given):
   Durable pull consumer ``ns-agents``: explicit acks, ``AckWait = claim_idle_ms``, ``MaxAckPending`` from
   settings, no ``MaxDeliver`` (restarts must not use up deliveries; the broker counts strikes itself and
   dead-letters, so no message is ever left stuck after a server-side last delivery).
+* stream ``NS_SWARM`` (``ns.swarm``, at most ``SWARM_FEED_RETENTION`` messages, oldest dropped): the swarm
+  feed (:mod:`agentswarm.broker.feed`).
 * stream ``NS_DEAD`` (``ns.dead``): dead letters. Stream ``NS_EVENTS`` (``ns.events.<task id>``): event logs;
   an event id is the stream sequence, and watchers read the next message of their subject after it.
 * KV buckets ``ns_tasks`` (task data; makes enqueue idempotent and serves ``get_task``), ``ns_results``
@@ -36,6 +38,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -46,6 +49,7 @@ from nats.js.kv import KeyValue
 from agentswarm.broker.base import (
     Broker,
 )
+from agentswarm.broker.feed import SWARM_FEED_RETENTION
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -90,6 +94,7 @@ class NatsConnection(Broker):
         up = namespace.upper().replace("-", "_")
         self.s_tasks, self.s_dead, self.s_events = f"{up}_TASKS", f"{up}_DEAD", f"{up}_EVENTS"
         self.subj_tasks, self.subj_dead = f"{namespace}.tasks", f"{namespace}.dead"
+        self.s_swarm, self.subj_swarm = f"{up}_SWARM", f"{namespace}.swarm"
         self.durable = f"{namespace}-agents"
         self.max_ack_pending = max_ack_pending
         self.ledger_dir = Path(ledger_dir) if ledger_dir is not None else None
@@ -172,6 +177,15 @@ class NatsConnection(Broker):
                 subjects=[f"{self.ns}.events.>"],
                 storage=StorageType.FILE,
                 duplicate_window=120,
+            )
+        )
+        await self._ensure_stream(
+            StreamConfig(
+                name=self.s_swarm,
+                subjects=[self.subj_swarm],
+                storage=StorageType.FILE,
+                max_msgs=SWARM_FEED_RETENTION,
+                discard=DiscardPolicy.OLD,
             )
         )
         config = ConsumerConfig(

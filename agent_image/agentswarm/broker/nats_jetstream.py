@@ -39,7 +39,8 @@ from agentswarm.broker.base import (
 if TYPE_CHECKING:
     pass
 
-from agentswarm.broker.nats_records import NatsRecords
+from agentswarm.broker.feed import task_transition
+from agentswarm.broker.nats_notify import NatsNotify
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class _Handle:
         return f"_Handle(seq={self.seq})"
 
 
-class NatsJetStreamBroker(NatsRecords):
+class NatsJetStreamBroker(NatsNotify):
     """The NATS JetStream implementation of :class:`~agentswarm.broker.base.Broker`."""
 
     name = "nats"
@@ -373,6 +374,10 @@ class NatsJetStreamBroker(NatsRecords):
             json.dumps(event).encode(),
             headers={"Nats-Msg-Id": f"dead-{task.id}"},
         )
+        dead_state = task_transition(
+            task.id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
+        )
+        await (await self._swarm_async(dead_state))
         await self._finish(delivery.handle)
         await self._forget(delivery)
         await self._drop_lease(task.id)

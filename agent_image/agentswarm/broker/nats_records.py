@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -32,6 +32,7 @@ from agentswarm.broker.base import (
 if TYPE_CHECKING:
     pass
 
+from agentswarm.broker.feed import task_transition
 from agentswarm.broker.nats_connection import NatsConnection
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class NatsRecords(NatsConnection):
                         self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"}
                     )
                 )
+            for task_id, _spec in fresh:
+                pending.append(await self._swarm_async(task_transition(task_id, "queued", at=now)))
             try:
                 await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
             except TimeoutError:
@@ -125,7 +128,15 @@ class NatsRecords(NatsConnection):
                     await self.js.publish(self._events_subject(task_id), event, headers=headers)
             return False
         await self.js.publish(self._events_subject(task_id), event, headers=headers)
+        done = task_transition(
+            task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
+        )
+        await (await self._swarm_async(done))
         return True
+
+    async def _swarm_async(self, data: dict[str, JSON]) -> asyncio.Future[Any]:
+        """Publish a swarm feed entry without waiting for its ack (await the returned future for it)."""
+        return await self.js.publish_async(self.subj_swarm, json.dumps(data).encode())
 
     async def get_result(self, task_id: str) -> TaskResult | None:
         try:

@@ -11,6 +11,9 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
   ``ns:deliveries`` hash (id -> :class:`~agentswarm.broker.base.DeliveryRecord` json; removed on ack).
 * ``ns:dead`` stream of dead letters; ``ns:events:<id>`` stream per task; ``ns:ckpt:<id>`` list of the
   newest two checkpoint blobs (base64) for the "broker" checkpoint backend.
+* ``ns:notify`` stream (capped): one entry ``{t: task id, i: event id, d: data}`` per task event, appended in
+  the same script as the event, which is what coordinators follow (:mod:`agentswarm.broker.redis_notify`);
+  ``ns:swarm`` stream (capped): the swarm feed.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ENQUEUE_LUA = """
--- KEYS: taskdata, stream, counters. ARGV: id1, json1, id2, json2, ...
+-- KEYS: taskdata, stream, counters, swarm feed. ARGV: swarm maxlen, id1, json1, swarm1, id2, ...
 local added = 0
-for i = 1, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('XADD', KEYS[2], '*', 'id', ARGV[i])
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 2])
     added = added + 1
   end
 end
@@ -51,9 +55,12 @@ return added
 """
 
 _RECORD_LUA = """
--- KEYS: results, events stream of the task. ARGV: task id, result json, event json
+-- KEYS: results, events stream of the task, notify stream, swarm feed.
+-- ARGV: task id, result json, event json, notify maxlen, swarm json, swarm maxlen
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+  local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
   return 1
 end
 return 0
@@ -75,12 +82,14 @@ return lost
 """
 
 _DEAD_LUA = """
--- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash.
--- ARGV: group, entry id, dead fields json, event json, task id
+-- KEYS: stream, dead stream, events stream, retry_at hash, deliveries hash, notify stream, swarm feed.
+-- ARGV: group, entry id, dead fields json, event json, task id, notify maxlen, swarm json, swarm maxlen
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'data', ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
+local id = redis.call('XADD', KEYS[3], '*', 'data', ARGV[4])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 't', ARGV[5], 'i', id, 'd', ARGV[4])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'data', ARGV[7])
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[5])
 return 1
@@ -132,6 +141,8 @@ class RedisConnection(Broker):
         self.k_dead = f"{namespace}:dead"
         self.k_records = f"{namespace}:deliveries"
         self.k_counters = f"{namespace}:counters"
+        self.k_notify = f"{namespace}:notify"
+        self.k_swarm = f"{namespace}:swarm"
         self._redis: aioredis.Redis | None = None
         self._autoclaim_cursor = "0-0"
         self._last_autoclaim = 0.0

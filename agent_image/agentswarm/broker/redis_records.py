@@ -23,6 +23,7 @@ from agentswarm.broker.base import (
     task_record,
     validate_task_id,
 )
+from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
 
 if TYPE_CHECKING:
     pass
@@ -40,12 +41,19 @@ class RedisRecords(RedisConnection):
         ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
         now = time.time()
         for start in range(0, len(ids), _ENQUEUE_CHUNK):
-            argv: list[str] = []
+            argv: list[str] = [str(SWARM_FEED_RETENTION)]
             for task_id, spec in zip(
                 ids[start : start + _ENQUEUE_CHUNK], tasks[start : start + _ENQUEUE_CHUNK], strict=True
             ):
-                argv += [task_id, json.dumps(task_record(spec, now))]
-            await self._enqueue_script(keys=[self.k_taskdata, self.stream, self.k_counters], args=argv)
+                swarm = task_transition(task_id, "queued", at=now)
+                argv += [
+                    task_id,
+                    json.dumps(task_record(spec, now)),
+                    json.dumps(swarm),
+                ]
+            await self._enqueue_script(
+                keys=[self.k_taskdata, self.stream, self.k_counters, self.k_swarm], args=argv
+            )
         return ids
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -76,9 +84,19 @@ class RedisRecords(RedisConnection):
     async def record_result(self, result: TaskResult) -> bool:
         validate_task_id(result.task_id)
         event = {"type": "result", **result.to_json()}
+        swarm = task_transition(
+            result.task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
+        )
         recorded = await self._record_script(
-            keys=[self.k_results, self._events_key(result.task_id)],
-            args=[result.task_id, json.dumps(result.to_json()), json.dumps(event)],
+            keys=[self.k_results, self._events_key(result.task_id), self.k_notify, self.k_swarm],
+            args=[
+                result.task_id,
+                json.dumps(result.to_json()),
+                json.dumps(event),
+                NOTIFY_RETENTION,
+                json.dumps(swarm),
+                SWARM_FEED_RETENTION,
+            ],
         )
         return bool(recorded)
 

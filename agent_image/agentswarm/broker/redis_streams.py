@@ -33,13 +33,14 @@ from agentswarm.broker.base import (
 if TYPE_CHECKING:
     pass
 
+from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
 from agentswarm.broker.redis_connection import _aw, _s
-from agentswarm.broker.redis_records import RedisRecords
+from agentswarm.broker.redis_notify import RedisNotify
 
 log = logging.getLogger(__name__)
 
 
-class RedisStreamsBroker(RedisRecords):
+class RedisStreamsBroker(RedisNotify):
     """The Redis Streams implementation of :class:`~agentswarm.broker.base.Broker`."""
 
     # -- consuming ----------------------------------------------------------------------------------------
@@ -212,6 +213,9 @@ class RedisStreamsBroker(RedisRecords):
             "at": now,
         }
         event = {"type": "dead_lettered", "error": error, "deliveries": delivery.attempt, "at": now}
+        swarm = task_transition(
+            delivery.task.id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
+        )
         await self._dead_script(
             keys=[
                 self.stream,
@@ -219,8 +223,19 @@ class RedisStreamsBroker(RedisRecords):
                 self._events_key(delivery.task.id),
                 self.k_retry_at,
                 self.k_records,
+                self.k_notify,
+                self.k_swarm,
             ],
-            args=[self.group, delivery.handle, json.dumps(dead), json.dumps(event), delivery.task.id],
+            args=[
+                self.group,
+                delivery.handle,
+                json.dumps(dead),
+                json.dumps(event),
+                delivery.task.id,
+                NOTIFY_RETENTION,
+                json.dumps(swarm),
+                SWARM_FEED_RETENTION,
+            ],
         )
         self._inflight.discard(str(delivery.handle))
         log.warning(

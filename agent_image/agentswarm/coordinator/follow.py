@@ -1,4 +1,5 @@
-"""One subscription: a cursor over a task's broker event log, turned into ``event`` frames and a ``result``.
+"""Catching a subscription up: a cursor over a task's broker event log, turned into ``event`` frames and a
+``result``; :mod:`agentswarm.coordinator.fanout` switches it to the live feed once it is up to date.
 
 The promise kept here (docs/protocol.md): every event after the client's cursor exactly once and in
 order, the terminal event (``result`` / ``dead_lettered``) as an ``event`` frame, then exactly one
@@ -9,6 +10,7 @@ when the log shows that the client's cursor is already past it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,29 +27,37 @@ Send = Callable[[p._Frame], Awaitable[None]]
 
 
 class Follower:
-    """Streams one task's events strictly after a cursor, then its result frame, then ends."""
+    """Reads one task's log strictly after a cursor, sends it, and sends the result frame at its end."""
 
     def __init__(
-        self, broker: Broker, options: ServerOptions, metrics: CoordinatorMetrics, send: Send, task_id: str
+        self,
+        broker: Broker,
+        options: ServerOptions,
+        metrics: CoordinatorMetrics,
+        send: Send,
+        task_id: str,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.broker = broker
         self.options = options
         self.metrics = metrics
         self.send = send
         self.task_id = task_id
+        #: Bounds how many subscriptions read the broker at once (held only around reads, never while a
+        #: frame waits for room in a slow client's buffer).
+        self.gate = contextlib.nullcontext() if gate is None else gate
 
     async def _read(self, cursor: str | None) -> list[TaskEvent]:
-        o = self.options
-        return await self.broker.read_events(self.task_id, cursor, limit=o.event_batch, block_ms=o.block_ms)
+        async with self.gate:
+            return await self.broker.read_events(self.task_id, cursor, limit=self.options.event_batch)
 
-    async def run(self, after: str | None) -> None:
-        cursor = after
-        poll = self.options.poll_interval_seconds
-        backoff = Backoff(initial=poll, maximum=5.0)
-        # Idle subscriptions poll less often (up to 5x the interval) so that thousands of watched
-        # long tasks do not hammer the broker; any new event resets the pace.
-        idle = poll
-        look_for_dead = True
+    async def catch_up(self, cursor: str | None, look_for_dead: bool) -> tuple[str | None, bool]:
+        """Send every event in the log after ``cursor`` (and the outcome if the task is finished).
+
+        Returns ``(new cursor, finished)``. Broker failures are reported as ``broker_error`` frames and
+        retried with backoff; an invalid cursor ends the subscription with an ``invalid_frame`` error.
+        """
+        backoff = Backoff(initial=self.options.poll_interval_seconds, maximum=5.0)
         while True:
             terminal: dict[str, Any] | None = None
             try:
@@ -59,7 +69,7 @@ class Follower:
                 raise
             except InvalidCursor as exc:  # checked at subscribe time; a broker may still refuse it
                 await self.send(p.ErrorFrame(code="invalid_frame", message=str(exc), task_id=self.task_id))
-                return
+                return cursor, True
             except Exception as exc:
                 log.warning("subscription %s: broker read failed: %s", self.task_id, exc)
                 await self.send(
@@ -76,16 +86,13 @@ class Follower:
                 await self.send(p.EventFrame(task_id=self.task_id, event_id=event.id, data=event.data))
                 cursor = event.id
                 if event.data.get("type") in TERMINAL_EVENT_TYPES:
-                    await self._send_outcome(event.data)
-                    return
+                    await self.send_outcome(event.data)
+                    return cursor, True
             if terminal is not None:
-                await self._send_outcome(terminal)
-                return
-            if events:
-                idle = poll
-            elif self.options.block_ms <= 0:
-                await asyncio.sleep(idle)
-                idle = min(idle * 1.5, poll * 5)
+                await self.send_outcome(terminal)
+                return cursor, True
+            if not events:  # up to date (and, after an empty read, known not to be finished)
+                return cursor, False
 
     async def _after_empty_read(
         self, cursor: str, look_for_dead: bool
@@ -105,7 +112,7 @@ class Follower:
         terminal = await self._terminal_event()
         if terminal is None:
             # Finished but its terminal event is not in the log yet (it is appended right after the result
-            # is stored): keep polling, it comes with the next read.
+            # is stored): it reaches the subscription through the live feed.
             return None, []
         again = await self._read(cursor)
         if again:
@@ -123,7 +130,7 @@ class Follower:
                 return None
             after = events[-1].id
 
-    async def _send_outcome(self, terminal: dict[str, Any]) -> None:
+    async def send_outcome(self, terminal: dict[str, Any]) -> None:
         task_id = self.task_id
         if terminal.get("type") == "dead_lettered":
             error = terminal.get("error")

@@ -55,6 +55,12 @@ class CoordinatorMetrics:
         self.frame_errors = Counter(
             "agentswarm_frame_errors", "Error frames sent, by error code.", ["code"], registry=self.registry
         )
+        self.lagged = Counter(
+            "agentswarm_subscriptions_lagged",
+            "Times a subscription's live feed was dropped because its connection's send buffer was full "
+            "(it then caught up from its cursor).",
+            registry=self.registry,
+        )
         self.tasks_enqueued = Gauge(
             "agentswarm_tasks_enqueued",
             "Tasks ever enqueued, as reported by the queue backend.",

@@ -17,6 +17,8 @@ from agentswarm.defaults import DEFAULT_PORT
 CLOSE_SERVICE_RESTART = 1012
 #: Close code for policy violations (authentication failures).
 CLOSE_POLICY_VIOLATION = 1008
+#: Default of :attr:`ServerOptions.send_buffer_bytes`.
+DEFAULT_SEND_BUFFER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,15 @@ class ServerOptions:
     #: with the hard cap it bounds what one authenticated connection can make the coordinator buffer.
     max_queued_frames: int = p.MAX_QUEUED_FRAMES
     auth_timeout_seconds: float = DEFAULT_AUTH_TIMEOUT_SECONDS
-    #: How long an idle subscription waits before polling the broker again.
+    #: First retry delay of a subscription whose broker read failed (doubling up to 5 s).
     poll_interval_seconds: float = 0.2
-    #: Events fetched per broker read.
+    #: Events fetched per broker read while a subscription catches up from its cursor.
     event_batch: int = 200
-    #: How long one subscription's broker read waits for new events (0 = poll every poll_interval).
-    block_ms: int = 0
+    #: Bytes of frames one connection may have waiting to be sent. Above it the connection's live feed is
+    #: dropped and each of its subscriptions catches up from its cursor at the pace the client reads.
+    send_buffer_bytes: int = DEFAULT_SEND_BUFFER_BYTES
+    #: Subscriptions reading their logs at the same time (after a feed reset, every one does).
+    catch_up_concurrency: int = 64
     ready_timeout_seconds: float = 2.0
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ the server's lifecycle and those plain-HTTP routes; each websocket is a
 :class:`~agentswarm.coordinator.session.Session`.
 
 The coordinator holds no task state of its own: submits go straight to the broker, and every
-subscription is a cursor over the broker's per-task event stream. A client that reconnects (to this
+subscription is a cursor over the broker's per-task event stream, kept moving by the broker's live feed
+(:mod:`agentswarm.coordinator.fanout`). A client that reconnects (to this
 or any other coordinator replica) sends the last event id it saw and continues exactly after it.
 """
 
@@ -27,6 +28,7 @@ from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
 from agentswarm.budget import Budget
 from agentswarm.coordinator.auth import TokenSet, bearer_token
+from agentswarm.coordinator.fanout import Fanout
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
 from agentswarm.coordinator.session import Session
@@ -46,6 +48,8 @@ class Coordinator:
         self.metrics = CoordinatorMetrics()
         #: The API tokens accepted now (several during a rotation; re-read when the token file changes).
         self.tokens = TokenSet([options.api_token], options.api_token_file)
+        #: Pushes the broker's live feed to every subscription of this replica.
+        self.fanout = Fanout(broker, options, self.metrics)
         self.draining = False
         self._server: Server | None = None
         self._sessions: dict[ServerConnection, Session] = {}
@@ -87,6 +91,7 @@ class Coordinator:
             compression=None,
             server_header="agentswarm-coordinator",
         )
+        self.fanout.start()
         log.info("coordinator listening on %s:%s", self.options.host, self.port)
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
@@ -105,6 +110,7 @@ class Coordinator:
             )
             server.close(close_connections=False)
             await server.wait_closed()
+        await self.fanout.stop()
         self._stopped.set()
 
     async def run_until_signalled(self, connect: bool = True) -> None:

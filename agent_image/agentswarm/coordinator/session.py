@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from agentswarm import protocol as p
 from agentswarm import tracing
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
-from agentswarm.coordinator.follow import Follower
+from agentswarm.coordinator.fanout import Outbox, SwarmSubscription, TaskSubscription
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
 
 if TYPE_CHECKING:
@@ -44,7 +44,9 @@ class Session:
         self.connection = connection
         self.connection_id = uuid.uuid4().hex[:12]
         self.authenticated = False
-        self.subscriptions: dict[str, asyncio.Task[None]] = {}
+        self.subscriptions: dict[str, TaskSubscription] = {}
+        self.swarm: SwarmSubscription | None = None
+        self.outbox = Outbox(connection, self.options.send_buffer_bytes)
         #: Arrival times of this connection's recent malformed frames (the per-connection rate limit).
         self._bad_frames: collections.deque[float] = collections.deque()
         if authenticated:
@@ -66,9 +68,12 @@ class Session:
         except ConnectionClosed:
             pass
         finally:
-            for task in self.subscriptions.values():
-                task.cancel()
-            await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
+            subs: list[TaskSubscription | SwarmSubscription] = list(self.subscriptions.values())
+            if self.swarm is not None:
+                subs.append(self.swarm)
+            self.subscriptions.clear()
+            await asyncio.gather(*(sub.close() for sub in subs), return_exceptions=True)
+            await self.outbox.close()
 
     def _welcome(self) -> p.WelcomeFrame:
         return p.WelcomeFrame(connection_id=self.connection_id, max_frame_bytes=self.options.max_frame_bytes)
@@ -106,12 +111,14 @@ class Session:
 
     async def _refuse(self, code: p.ErrorCode, message: str) -> None:
         await self.send(p.ErrorFrame(code=code, message=message))
+        await self.outbox.flushed()  # the close must follow the frame
         await self.connection.close(CLOSE_POLICY_VIOLATION, message)
 
     async def send(self, frame: p._Frame) -> None:
+        """Queue a frame behind everything queued before it (waits while the send buffer is full)."""
         if isinstance(frame, p.ErrorFrame):
             self.metrics.frame_errors.labels(code=frame.code).inc()
-        await self.connection.send(frame.dump())
+        await self.outbox.put(frame.dump())
 
     def _over_bad_frame_limit(self) -> bool:
         """Record one malformed frame; True once this connection sent more than the limit in the window."""
@@ -139,6 +146,10 @@ class Session:
             await self._unsubscribe(frame)
         elif isinstance(frame, p.StatsRequestFrame):
             await self._guarded(frame.ref, self._stats(frame))
+        elif isinstance(frame, p.SubscribeSwarmFrame):
+            await self._guarded(frame.ref, self._subscribe_swarm(frame))
+        elif isinstance(frame, p.UnsubscribeSwarmFrame):
+            await self._unsubscribe_swarm(frame)
 
     async def _guarded(self, ref: str | None, work: Awaitable[None], task_id: str | None = None) -> None:
         """Run a broker operation; contract errors become their error frames, others ``broker_error``."""
@@ -205,17 +216,17 @@ class Session:
             return
         old = self.subscriptions.pop(frame.task_id, None)
         if old is not None:  # re-subscribing moves the cursor: the newest request wins
-            old.cancel()
-            await asyncio.gather(old, return_exceptions=True)
+            await old.close()
         await self.send(p.SubscribedFrame(ref=frame.ref, task_id=frame.task_id, after=frame.after))
-        follower = Follower(self.broker, self.options, self.metrics, self.send, frame.task_id)
-        task = asyncio.create_task(follower.run(frame.after))
-        self.subscriptions[frame.task_id] = task
-        task.add_done_callback(functools.partial(_forget, self, frame.task_id))
+        fanout = self.coordinator.fanout
+        sub = TaskSubscription(fanout, self.outbox, self.send, frame.task_id, frame.after)
+        sub.on_finished = functools.partial(_forget, self, frame.task_id, sub)
+        self.subscriptions[frame.task_id] = sub
+        fanout.add(sub)
 
     async def _unsubscribe(self, frame: p.UnsubscribeFrame) -> None:
-        task = self.subscriptions.pop(frame.task_id, None)
-        if task is None:
+        sub = self.subscriptions.pop(frame.task_id, None)
+        if sub is None:
             await self.send(
                 p.ErrorFrame(
                     code="not_found",
@@ -225,9 +236,26 @@ class Session:
                 )
             )
             return
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await sub.close()
         await self.send(p.UnsubscribedFrame(ref=frame.ref, task_id=frame.task_id))
+
+    async def _subscribe_swarm(self, frame: p.SubscribeSwarmFrame) -> None:
+        self.broker.check_cursor(frame.after)
+        if self.swarm is not None:  # re-subscribing moves the cursor
+            await self.swarm.close()
+        await self.send(p.SubscribedSwarmFrame(ref=frame.ref, after=frame.after))
+        self.swarm = SwarmSubscription(self.coordinator.fanout, self.outbox, self.send, frame.after)
+        self.coordinator.fanout.add(self.swarm)
+
+    async def _unsubscribe_swarm(self, frame: p.UnsubscribeSwarmFrame) -> None:
+        if self.swarm is None:
+            await self.send(
+                p.ErrorFrame(code="not_found", message="not subscribed to the swarm feed", ref=frame.ref)
+            )
+            return
+        swarm, self.swarm = self.swarm, None
+        await swarm.close()
+        await self.send(p.UnsubscribedSwarmFrame(ref=frame.ref))
 
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
         stats = dataclasses.asdict(await self.broker.stats())
@@ -238,10 +266,7 @@ class Session:
         await self.send(p.StatsFrame(ref=frame.ref, stats=stats))
 
 
-def _forget(session: Session, task_id: str, task: asyncio.Task[None]) -> None:
-    if session.subscriptions.get(task_id) is task:
+def _forget(session: Session, task_id: str, sub: TaskSubscription) -> None:
+    """A subscription sent its result: it is no longer one of the session's."""
+    if session.subscriptions.get(task_id) is sub:
         del session.subscriptions[task_id]
-    if not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
-        if not isinstance(exc, ConnectionClosed):
-            log.error("subscription %s crashed: %r", task_id, exc)

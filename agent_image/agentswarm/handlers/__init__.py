@@ -9,7 +9,11 @@ A handler is ``async def handle(task: Task, state: JSON | None, ctx: TaskContext
   should not be repeated. On SIGTERM the agent lets the handler run until its next checkpoint, then stops it
   there (the call raises :class:`ShutdownRequested` after the state is stored; do not catch it).
 * ``ctx.emit(event)``: append a progress event (a JSON object; ``type`` defaults to ``"progress"``) to the
-  task's event log, which watchers read and resume by id.
+  task's event log, which watchers read and resume by id; returns its id once it is stored.
+* ``ctx.stream(event)``: the same for token-rate streams, without waiting for the broker: the event is
+  queued and stored in order within about a round trip (see :mod:`agentswarm.emitter` for what a SIGKILL
+  can lose: only streamed events not yet written, never an awaited ``emit`` or anything before a
+  checkpoint).
 * ``ctx.spawn(payloads, handler=None)`` / ``ctx.gather(ids)``: create child tasks and wait for their outcomes;
   a waiting task *parks* (it holds no agent) and is re-run from its last checkpoint when the last child
   finishes, so the code before ``gather`` must be safe to re-run (see :mod:`agentswarm.swarm.runtime`).
@@ -64,6 +68,8 @@ class TaskContext(Protocol):
     async def checkpoint(self, state: JSON) -> int: ...
 
     async def emit(self, event: dict[str, Any]) -> str: ...
+
+    async def stream(self, event: dict[str, Any]) -> None: ...
 
     # -- swarm primitives (agentswarm.swarm) --------------------------------------------------------------
     shared: SharedContext

@@ -4,11 +4,14 @@ Used by ``agentswarm local --demo``, the tests and the fan-out benchmark. Every 
 the payload and task ids, however often tasks were interrupted, parked and resumed, so tests compare them
 with :func:`expected_pipeline` / :func:`expected_nest`.
 
-* ``plan`` ``{"workers": 4, "steps": 3, "delay": 0.0, "log": path, "pause_after_spawn": 0.0, "poison": []}``:
+Runs are appended to the operator's observer file ``AGENTSWARM_TREE_LOG`` when it is set (never a path from a
+payload).
+
+* ``plan`` ``{"workers": 4, "steps": 3, "delay": 0.0, "pause_after_spawn": 0.0, "poison": []}``:
   spawns the workers (those whose index is in ``poison`` always fail), gathers them, spawns one reducer,
   gathers it, returns ``{"workers", "dead", "digest"}``. ``pause_after_spawn`` sleeps after the first spawn,
   once per task (a window for tests to SIGKILL the parent between spawning and gathering).
-* ``work`` ``{"index": i, "steps": 3, "delay": 0.0, "log": path}``: ``steps`` checkpointed steps, then
+* ``work`` ``{"index": i, "steps": 3, "delay": 0.0}``: ``steps`` checkpointed steps, then
   writes its finding into the tree's shared context under ``finding.<i>`` and returns it.
 * ``reduce``: reads every ``finding.*`` of the tree and returns their count and digest.
 * ``nest`` ``{"depth": 3, "fanout": 2}``: a tree ``depth`` levels deep; returns the number of leaves.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from typing import Any
 
 from agentswarm.broker.base import JSON, Task
@@ -69,15 +73,18 @@ def expected_nest(depth: int, fanout: int) -> dict[str, Any]:
     return {"leaves": fanout**depth}
 
 
+def _log_path() -> str | None:
+    """The observer log named by the operator (``AGENTSWARM_TREE_LOG``); a payload never chooses a path."""
+    return os.environ.get("AGENTSWARM_TREE_LOG") or None
+
+
 async def plan(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     p = _payload(task)
     n, steps, delay = int(p.get("workers", 4)), int(p.get("steps", 3)), float(p.get("delay", 0.0))
-    log_path = p.get("log")
+    log_path = _log_path()
     append_line(log_path, f"run {task.id} {ctx.attempt} {ctx.agent_id}")
     poison = set(p.get("poison", []))
-    work = [
-        {"index": i, "steps": steps, "delay": delay, "log": log_path, "poison": i in poison} for i in range(n)
-    ]
+    work = [{"index": i, "steps": steps, "delay": delay, "poison": i in poison} for i in range(n)]
     workers = await ctx.spawn(work, handler=WORK)
     pause = float(p.get("pause_after_spawn", 0.0))
     if pause and not (isinstance(state, dict) and state.get("paused")):
@@ -88,7 +95,7 @@ async def plan(task: Task, state: JSON, ctx: TaskContext) -> JSON:
         append_line(log_path, f"spawned {task.id} {ctx.attempt} {ctx.agent_id}")
     outcomes = await ctx.gather(workers)
     dead = sum(1 for o in outcomes if not o.ok)
-    [reducer] = await ctx.spawn([{"log": log_path}], handler=REDUCE)
+    [reducer] = await ctx.spawn([{}], handler=REDUCE)
     [reduced] = await ctx.gather([reducer])
     if not reduced.ok:
         raise RuntimeError(f"reducer {reducer} failed: {reduced.error}")
@@ -98,7 +105,7 @@ async def plan(task: Task, state: JSON, ctx: TaskContext) -> JSON:
 async def work(task: Task, state: JSON, ctx: TaskContext) -> JSON:
     p = _payload(task)
     index, steps, delay = int(p["index"]), int(p.get("steps", 3)), float(p.get("delay", 0.0))
-    append_line(p.get("log"), f"run {task.id} {ctx.attempt} {ctx.agent_id}")
+    append_line(_log_path(), f"run {task.id} {ctx.attempt} {ctx.agent_id}")
     if p.get("poison"):
         raise RuntimeError(f"worker {index} is poison (payload says so)")
     st = state if isinstance(state, dict) else {}
@@ -114,7 +121,7 @@ async def work(task: Task, state: JSON, ctx: TaskContext) -> JSON:
 
 
 async def reduce(task: Task, state: JSON, ctx: TaskContext) -> JSON:
-    append_line(_payload(task).get("log"), f"run {task.id} {ctx.attempt} {ctx.agent_id}")
+    append_line(_log_path(), f"run {task.id} {ctx.attempt} {ctx.agent_id}")
     findings = await ctx.shared.items("finding.")
     return {"count": len(findings), "digest": digest([str(v) for v in findings.values()])}
 
