@@ -12,7 +12,7 @@ from typing import Any, NotRequired
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import _k8s
+from components import _k8s, secrets
 from components.config import AgentsConfig
 from components.workload import (
     BrokerConnection,
@@ -82,9 +82,17 @@ class AgentPool(pulumi.ComponentResource):
             spec={"clusterIP": "None", "selector": sel, "publishNotReadyAddresses": True},
             opts=child,
         )
+        secret_name, provider_class = self._secret_sources(name, cfg, ns, instance, sts_name)
         pod = pod_spec(
-            cfg, args["image"], args.get("image_pull_policy", "IfNotPresent"), conn, service_account
+            cfg,
+            args["image"],
+            args.get("image_pull_policy", "IfNotPresent"),
+            conn,
+            service_account,
+            secret_name,
+            provider_class,
         )
+        pod["containers"][0]["env"] += args.get("runtime_env", [])
         template = _k8s.pod_template(instance, COMPONENT, pod, args.get("pod_annotations"))
         statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
@@ -122,6 +130,34 @@ class AgentPool(pulumi.ComponentResource):
             }
         )
 
+    def _secret_sources(
+        self, name: str, cfg: AgentsConfig, ns: pulumi.Input[str], instance: str, sts_name: str
+    ) -> tuple[pulumi.Output[str] | None, pulumi.Output[str] | None]:
+        """The Secret of ``secret_env`` and the SecretProviderClass of ``secret_manager``, when set."""
+        secret_name = provider_class = None
+        if cfg.secret_env:
+            env_secret = _k8s.opaque_secret(
+                f"{name}-env-secret",
+                f"{sts_name}-env",
+                ns,
+                instance,
+                COMPONENT,
+                {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secret_env.items()},
+                _k8s.child_opts(self),
+            )
+            secret_name = env_secret.metadata.name
+        if cfg.secret_manager:
+            spc = k8s.apiextensions.CustomResource(
+                f"{name}-secret-provider-class",
+                api_version=secrets.SECRET_PROVIDER_CLASS_API,
+                kind="SecretProviderClass",
+                metadata=_k8s.metadata(f"{sts_name}-secrets", ns, instance, COMPONENT),
+                spec=secrets.secret_provider_class_spec(cfg),
+                opts=_k8s.child_opts(self),
+            )
+            provider_class = spc.metadata.apply(lambda m: str(m["name"]))  # a CustomResource's is a dict
+        return secret_name, provider_class
+
 
 def pod_spec(
     cfg: AgentsConfig,
@@ -129,6 +165,8 @@ def pod_spec(
     pull_policy: str,
     conn: BrokerConnection,
     service_account: k8s.core.v1.ServiceAccount,
+    secret_name: pulumi.Input[str] | None = None,
+    provider_class: pulumi.Input[str] | None = None,
 ) -> dict[str, Any]:
     """The agent pod: its identity from the pod name, the checkpoint volume, heartbeat-file probes."""
     env: list[Any] = [
@@ -144,6 +182,8 @@ def pod_spec(
         # pod's grace period is left for writing that checkpoint and exiting before the SIGKILL.
         {"name": "AGENTSWARM_SHUTDOWN_GRACE_SECONDS", "value": str(agent_shutdown_grace(cfg))},
     ]
+    env += secrets.env_vars(cfg)
+    secret_volumes, secret_mounts = secrets.volumes(cfg, secret_name, provider_class)
     if cfg.autoscaling.enabled:
         # A scaled-in agent's task is resumed by another agent: its checkpoints must be in the broker.
         env.append({"name": "AGENTSWARM_CHECKPOINT_BACKEND", "value": "broker"})
@@ -177,9 +217,10 @@ def pod_spec(
         cfg.resources,
         cfg.termination_grace_seconds,
         probes,
-        mounts=[{"name": CHECKPOINT_VOLUME, "mountPath": cfg.checkpoint_path}],
+        mounts=[{"name": CHECKPOINT_VOLUME, "mountPath": cfg.checkpoint_path}, *secret_mounts],
         pod={"serviceAccountName": service_account.metadata.name},
     )
+    pod["volumes"] += secret_volumes
     if cfg.dedicated_nodes:
         pool = {_k8s.AGENT_POOL_LABEL: _k8s.AGENT_POOL_VALUE}
         pod["nodeSelector"] = pool

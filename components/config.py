@@ -312,6 +312,33 @@ class AutoscalingConfig(_Model):
     )
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_SECRET_VERSION = r"^projects/[a-z0-9-]{6,30}/secrets/[A-Za-z0-9_-]{1,255}/versions/([0-9]+|latest)$"
+
+
+#: ``AGENTSWARM_*`` variables a handler reads (the LLM handlers' settings); the other ``AGENTSWARM_*`` ones
+#: are the runtime's, set by the components from their own config keys.
+HANDLER_ENV_PREFIXES = ("AGENTSWARM_LLM_", "AGENTSWARM_PYDANTIC_AI_")
+
+
+def _check_env_name(name: str) -> str:
+    """A handler variable name: not one of the runtime's own ``AGENTSWARM_*`` settings."""
+    import re
+
+    if not re.match(_ENV_NAME, name):
+        raise ValueError(f"{name!r} is not an environment variable name (letters, digits, '_')")
+    if name.upper().startswith("AGENTSWARM_") and not name.startswith(HANDLER_ENV_PREFIXES):
+        raise ValueError(
+            f"{name!r}: AGENTSWARM_* runtime settings come from their own config keys; "
+            "only AGENTSWARM_LLM_* and AGENTSWARM_PYDANTIC_AI_* are handler settings"
+        )
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+SecretVersion = Annotated[str, Field(pattern=_SECRET_VERSION)]
+
+
 class AgentsConfig(_Model):
     """The agent StatefulSet."""
 
@@ -368,6 +395,37 @@ class AgentsConfig(_Model):
     autoscaling: AutoscalingConfig = Field(
         default_factory=AutoscalingConfig, description="Scale with the queue (KEDA)."
     )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict,
+        description="Plain environment variables for the handler (model name, base URL); never secrets.",
+    )
+    secret_env: dict[EnvName, SecretStr] = Field(
+        default_factory=dict,
+        description="Handler secrets (model API keys), set with `pulumi config set --secret --path "
+        "agentswarm:agents.secret_env.NAME ...`: a Kubernetes Secret mounted as files, NAME_FILE in the pod, "
+        "NAME in the handler's environment.",
+    )
+    secret_manager: dict[EnvName, SecretVersion] = Field(
+        default_factory=dict,
+        description="GKE: handler secrets from Secret Manager (`projects/P/secrets/S/versions/V`), "
+        "mounted as files by the Secret Manager add-on through Workload Identity; the agents' GCP "
+        "service account gets secretAccessor on each secret.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_per_name(self) -> Self:
+        seen: dict[str, str] = {}
+        for section in ("env", "secret_env", "secret_manager"):
+            for name in getattr(self, section):
+                if name in seen:
+                    raise ConfigError(section, name, f"already set in agents.{seen[name]}")
+                seen[name] = section
+        for name in [*self.secret_env, *self.secret_manager]:
+            if f"{name}_FILE" in seen:
+                raise ConfigError(
+                    seen[f"{name}_FILE"], f"{name}_FILE", f"is the path variable of secret {name}"
+                )
+        return self
 
 
 class MemorystoreConfig(_Model):
@@ -530,6 +588,29 @@ class MonitoringConfig(_Model):
     )
 
 
+class TokenBudgetConfig(_Model):
+    """The swarm-wide LLM token budget per UTC day (agents and coordinator; see docs/runtime-contract.md)."""
+
+    tokens_per_day: int = Field(
+        default=0, ge=0, description="Total tokens per UTC day for all agents; 0 = no total limit."
+    )
+    model_tokens_per_day: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="Tokens per UTC day per model name (the task's model)."
+    )
+
+    def env(self) -> list[dict[str, str]]:
+        """``AGENTSWARM_BUDGET_*`` for the coordinator and the agents; empty without a limit."""
+        import json
+
+        env = []
+        if self.tokens_per_day:
+            env.append({"name": "AGENTSWARM_BUDGET_TOKENS_PER_DAY", "value": str(self.tokens_per_day)})
+        if self.model_tokens_per_day:
+            value = json.dumps(self.model_tokens_per_day, sort_keys=True)
+            env.append({"name": "AGENTSWARM_BUDGET_MODEL_TOKENS_PER_DAY", "value": value})
+        return env
+
+
 class SwarmConfig(_Model):
     """Everything a swarm needs, read from the stack's `agentswarm:` namespace."""
 
@@ -554,6 +635,10 @@ class SwarmConfig(_Model):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    token_budget: TokenBudgetConfig = Field(
+        default_factory=TokenBudgetConfig,
+        description="Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC.",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Coordinator API token; unset: generated (pulumi-random). Set it with "

@@ -308,6 +308,12 @@ RULES: tuple[Rule, ...] = (
         lambda s: s.coordinator.cloud_armor.enabled and not s.global_load_balancer,
     ),
     _swarm(
+        "agents.secret_manager",
+        "needs platform gke with gcp.workload_identity (the agents' GCP service account reads the secrets)",
+        lambda s: bool(s.agents.secret_manager) and not s.workload_identity,
+        value=lambda s: sorted(s.agents.secret_manager),
+    ),
+    _swarm(
         "gcp",
         "platform kind creates no GCP resource; remove gcp",
         lambda s: s.platform == "kind" and s.gcp is not None,

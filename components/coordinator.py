@@ -102,6 +102,7 @@ class Coordinator(pulumi.ComponentResource):
             child,
         )
         pod = pod_spec(cfg, args["image"], args.get("image_pull_policy", "IfNotPresent"), conn, token_secret)
+        pod["containers"][0]["env"] += args.get("runtime_env", [])
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=_k8s.metadata(svc_name, ns, instance, COMPONENT),

@@ -27,6 +27,7 @@ from components.gcp_services import AgentIdentity, AgentImage, Memorystore
 from components.gke_cluster import GkeCluster
 from components.gke_edge import CoordinatorEdge
 from components.kind_cluster import KindCluster, kind_load, preflight
+from components.secrets import SecretManagerAccess
 from components.swarm import AgentSwarm, AgentSwarmArgs
 
 
@@ -201,6 +202,14 @@ def prepare_platform(cfg: SwarmConfig) -> Platform:
             )
             swarm_args["gcp_service_account"] = identity.email
             outputs["agent_gcp_service_account"] = identity.email
+            if cfg.agents.secret_manager:
+                SecretManagerAccess(
+                    f"{name}-secret-access",
+                    {
+                        "secrets": sorted(cfg.agents.secret_manager.values()),
+                        "service_account_email": identity.email,
+                    },
+                )
         if cfg.redis.mode == "memorystore":
             store = Memorystore(
                 f"{name}-memorystore",

@@ -226,6 +226,8 @@ class AgentsConfig(TypedDict):
     """Number of agent pods. Default: ``50``."""
     handler: NotRequired[str]
     """`module:function` of the async task handler (AGENTSWARM_HANDLER). Default: ``"agentswarm.handlers.steps:handle"``."""
+    concurrency: NotRequired[int]
+    """Tasks one agent pod runs at once, for I/O-bound handlers (AGENTSWARM_CONCURRENCY). Default: ``1``."""
     storage_size: NotRequired[str]
     """Per-agent checkpoint PVC size. Default: ``"1Gi"``."""
     storage_class: NotRequired[str]
@@ -250,6 +252,12 @@ class AgentsConfig(TypedDict):
     """Select nodes labelled `agentswarm.io/pool=agents` and tolerate their taint. The clusters this project creates carry that label; set false for a plain existing cluster. Default: ``true``."""
     autoscaling: NotRequired[AutoscalingConfig]
     """Scale with the queue (KEDA)."""
+    env: NotRequired[dict[str, str]]
+    """Plain environment variables for the handler (model name, base URL); never secrets."""
+    secret_env: NotRequired[dict[str, str]]
+    """Handler secrets (model API keys), set with `pulumi config set --secret --path agentswarm:agents.secret_env.NAME ...`: a Kubernetes Secret mounted as files, NAME_FILE in the pod, NAME in the handler's environment."""
+    secret_manager: NotRequired[dict[str, str]]
+    """GKE: handler secrets from Secret Manager (`projects/P/secrets/S/versions/V`), mounted as files by the Secret Manager add-on through Workload Identity; the agents' GCP service account gets secretAccessor on each secret."""
 
 
 class SwarmBroker(StrEnum):
@@ -324,6 +332,24 @@ class NatsConfig(TypedDict):
     """Container resources."""
 
 
+class MonitoringConfig(TypedDict):
+    """Metrics collection by Google Cloud Managed Service for Prometheus (see docs/metrics.md)."""
+
+    managed_prometheus: NotRequired[bool]
+    """gke only: PodMonitoring objects (monitoring.googleapis.com/v1) that scrape the coordinator's /metrics; needs managed collection on the cluster (on by default since GKE 1.27). Default: ``false``."""
+    scrape_interval: NotRequired[str]
+    """How often Managed Prometheus scrapes, a Prometheus duration in s or m (e.g. 30s, 1m). Default: ``"30s"``."""
+
+
+class TokenBudgetConfig(TypedDict):
+    """The swarm-wide LLM token budget per UTC day (agents and coordinator; see docs/runtime-contract.md)."""
+
+    tokens_per_day: NotRequired[int]
+    """Total tokens per UTC day for all agents; 0 = no total limit. Default: ``0``."""
+    model_tokens_per_day: NotRequired[dict[str, int]]
+    """Tokens per UTC day per model name (the task's model)."""
+
+
 class SwarmConfig(TypedDict):
     """Everything a swarm needs, read from the stack's `agentswarm:` namespace."""
 
@@ -347,6 +373,10 @@ class SwarmConfig(TypedDict):
     """The queue and state store."""
     nats: NotRequired[NatsConfig]
     """In-cluster NATS with JetStream (used when `broker` is `nats`)."""
+    monitoring: NotRequired[MonitoringConfig]
+    """Metrics collection by Google Cloud Managed Service for Prometheus (see docs/metrics.md)."""
+    token_budget: NotRequired[TokenBudgetConfig]
+    """Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC."""
     api_token: NotRequired[str]
     """Coordinator API token; unset: generated (pulumi-random). Set it with `pulumi config set --secret agentswarm:api_token ...`."""
     api_token_next: NotRequired[str]

@@ -79,6 +79,8 @@ class _Writer:
             return self.enum(f"{_short(model)}{_camel(field)}", get_args(annotation), model, field)
         if origin is list:
             return f"list[{self.type_of(model, field, get_args(annotation)[0])}]"
+        if origin is dict:  # string-keyed maps (agents.env, token_budget.model_tokens_per_day)
+            return f"dict[str, {self.type_of(model, field, get_args(annotation)[1])}]"
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             return self.model(annotation)
         raise TypeError(f"{model.__name__}.{field}: no public shape for {annotation!r}")

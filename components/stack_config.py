@@ -69,4 +69,12 @@ def load_stack_config(
                 "<plain text>",
                 f"store it encrypted: `pulumi config set --secret {NAMESPACE}:{key} <value>`",
             )
+    agents = data.get("agents")
+    if isinstance(agents, Mapping) and agents.get("secret_env") and f"{NAMESPACE}:agents" not in secret_keys:
+        raise ConfigError(
+            "agents.secret_env",
+            "<plain text>",
+            "store each value encrypted: "
+            f"`pulumi config set --secret --path {NAMESPACE}:agents.secret_env.NAME <value>`",
+        )
     return parse_config(data)

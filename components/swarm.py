@@ -127,6 +127,8 @@ class AgentSwarm(pulumi.ComponentResource):
             "coordinator_selector": coordinator_sel,
             "coordinator_port": cfg.coordinator.port,
         }
+        if cfg.token_budget.env():  # both roles: agents enforce it, the coordinator reports it
+            coordinator_args["runtime_env"] = pool_args["runtime_env"] = cfg.token_budget.env()
         if cfg.api_token is not None:
             coordinator_args["api_token"] = cfg.api_token.get_secret_value()
         if cfg.api_token_next is not None:

@@ -49,14 +49,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agentswarm import tracing
 from agentswarm.backoff import Backoff
 from agentswarm.broker import Broker, Delivery, TaskResult, open_broker
-from agentswarm.broker.base import JSON
+from agentswarm.broker.base import JSON, Task
 from agentswarm.broker.feed import agent_status, task_transition
+from agentswarm.budget import (
+    Budget,
+    budget_from_settings,
+    is_llm_task,
+    task_model,
+    usage_of_event,
+)
 from agentswarm.checkpoint import Checkpoint, CheckpointStore, make_store
 from agentswarm.defaults import DEFAULT_CHECKPOINT_DIR, HEARTBEAT_FILE, READY_FILE
 from agentswarm.emitter import EventWriter
 from agentswarm.handlers import Cancelled, Handler, HandlerLoadError, ShutdownRequested, load_handler
+from agentswarm.secrets_env import SecretEnvError, resolve_secret_env_files
 from agentswarm.settings import Settings, SettingsError, load_settings, unknown_variables
 from agentswarm.swarm.cancel import cancel_descendants
 from agentswarm.swarm.runtime import Parked, SwarmContextMixin, TreeRuntime
@@ -140,14 +149,19 @@ class _Context(SwarmContextMixin):
 
     async def emit_unchecked(self, event: dict[str, Any]) -> str:
         """Publish without looking for a cancellation (the runtime's own events)."""
-        return await self._agent.events.emit(self.task_id, {"type": "progress", **event})
+        data = {"type": "progress", **event}
+        event_id = await self._agent.events.emit(self.task_id, data)
+        await self._agent.charge_budget(self._delivery.task, data)
+        return event_id
 
     async def stream(self, event: dict[str, Any]) -> None:
         # The token-rate path never waits for the broker: it raises Cancelled once the cancellation is
         # known (seen by an emit, a checkpoint or the keep-alive loop), without a lookup of its own.
         if self._cancelled:
             raise Cancelled(f"task {self.task_id} was cancelled")
-        await self._agent.events.stream(self.task_id, {"type": "progress", **event})
+        data = {"type": "progress", **event}
+        await self._agent.events.stream(self.task_id, data)
+        await self._agent.charge_budget(self._delivery.task, data)
 
 
 class Agent:
@@ -173,6 +187,10 @@ class Agent:
         self.stop_deadline = float("inf")
         self.tasks_done = 0
         self._fatal: Exception | None = None
+        #: The swarm's token budget (see agentswarm.budget); None when unlimited.
+        self.budget: Budget | None = None
+        #: The LLM task this agent holds while the budget is spent, if any.
+        self.held_for_budget: str | None = None
         #: True while ``.ready`` exists: the last claim reached the broker.
         self.ready = False
         #: Batches this process's task events and swarm feed entries (see agentswarm.emitter).
@@ -280,6 +298,8 @@ class Agent:
                     if self.stopping.is_set():
                         # Claimed but not started: handed back without a strike; our restart takes it first.
                         await self._release(delivery)
+                        continue
+                    if await self._budget_holds(delivery):
                         continue
                     task = asyncio.create_task(self._run(delivery), name=f"delivery-{delivery.task.id}")
                     running.add(task)
@@ -393,7 +413,8 @@ class Agent:
         started = time.time()
         keeper = asyncio.create_task(self._keep_alive_loop(delivery, ctx), name=f"keepalive-{task.id}")
         run = asyncio.create_task(
-            handler(task, restored.state if restored else None, ctx), name=f"task-{task.id}"
+            self._traced(handler, task, restored.state if restored else None, ctx, delivery),
+            name=f"task-{task.id}",
         )
         stop_wait = asyncio.create_task(self.stopping.wait())
         try:
@@ -477,6 +498,67 @@ class Agent:
         except Exception as exc:  # leftovers are harmless: a cancelled task is never resumed
             log.warning("could not remove checkpoints of task %s: %s", task_id, exc)
 
+    async def charge_budget(self, task: Task, event: dict[str, Any]) -> None:
+        """Add the tokens of a handler's ``model_response`` event to the swarm's budget."""
+        usage = usage_of_event(event) if self.budget is not None else None
+        if usage is None or self.budget is None:
+            return
+        model, tokens = usage
+        budget = self.budget
+        await self.retrying(lambda: budget.charge(task_model(task) or model, tokens), "budget")
+
+    async def _budget_holds(self, delivery: Delivery) -> bool:
+        """Wait while ``delivery`` is an LLM task and the budget is spent; True when it was handed back.
+
+        The agent keeps the delivery (its lease renewed, nothing paid) and takes no other task until the
+        budget allows it: at the window's reset, or when the limits are raised. Handing it back instead would
+        only have it delivered again at once. On SIGTERM it is released like any task not yet started.
+        """
+        budget = self.budget
+        if budget is None or not is_llm_task(delivery.task, self.handler):
+            return False
+        status = await self.retrying(budget.status, "budget")
+        if not status.blocks(task_model(delivery.task)):
+            return False
+        log.warning(
+            "token budget spent (%s tokens today%s); holding LLM task %s until it resets",
+            status.spent.get("*", 0),
+            f", models {', '.join(status.exhausted_models)}" if status.exhausted_models else "",
+            delivery.task.id,
+        )
+        self.held_for_budget = delivery.task.id
+        last_renewal = time.monotonic()
+        try:
+            while status.blocks(task_model(delivery.task)):
+                pause = max(0.01, min(budget.poll_seconds, status.resets_at - budget.clock()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=pause)
+                if self.stopping.is_set():
+                    await self._release(delivery)
+                    return True
+                if time.monotonic() - last_renewal >= self.settings.keepalive_seconds:
+                    with contextlib.suppress(Exception):
+                        await self.broker.keep_alive([delivery])
+                    last_renewal = time.monotonic()
+                status = await self.retrying(budget.status, "budget")
+        finally:
+            self.held_for_budget = None
+        log.info("token budget available again; starting task %s", delivery.task.id)
+        return False
+
+    async def _traced(
+        self, handler: Handler, task: Task, state: JSON, ctx: _Context, delivery: Delivery
+    ) -> Any:
+        """The handler in a ``process_task`` span under the task's trace (no-op when tracing is off)."""
+        attrs = {
+            "agentswarm.task_id": task.id,
+            "agentswarm.agent_id": self.agent_id,
+            "agentswarm.attempt": delivery.attempt,
+            "agentswarm.resumed_from_version": ctx.restored_version,
+        }
+        with tracing.span("process_task", attrs, context=tracing.task_context(task.meta)):
+            return await handler(task, state, ctx)
+
     async def _release(self, delivery: Delivery) -> None:
         """Graceful handover on SIGTERM: the delivery goes back without counting toward max_deliveries."""
         await self.events.flush()
@@ -507,6 +589,11 @@ class Agent:
 
 async def run(settings: Settings) -> int:
     """Run one agent until SIGTERM/SIGINT. Returns the exit code (see module docstring)."""
+    try:
+        resolve_secret_env_files()  # before the handler's import, which may read its keys
+    except SecretEnvError as exc:
+        print(f"agentswarm agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         handler = load_handler(settings.handler)
     except HandlerLoadError as exc:
@@ -547,6 +634,7 @@ async def run(settings: Settings) -> int:
                 if stop_requested.is_set():
                     return EXIT_OK
         agent = Agent(settings, broker, make_store(settings, broker), handler)
+        agent.budget = budget_from_settings(broker, settings)
         if stop_requested.is_set():
             agent.request_stop()
         log.info(

@@ -32,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agentswarm import protocol as p
+from agentswarm import tracing
 from agentswarm.backoff import Backoff
 from agentswarm.defaults import DEFAULT_URL
 
@@ -175,6 +176,10 @@ class SwarmClient:
         specs = [t if isinstance(t, p.TaskSpec) else p.TaskSpec.model_validate(t) for t in tasks]
         # Ids are fixed before the first attempt so that a retry after a lost reply is a no-op.
         specs = [s if s.task_id else s.model_copy(update={"task_id": uuid.uuid4().hex}) for s in specs]
+        carrier = tracing.inject()  # the caller's trace context, when tracing is on: the tasks join it
+        if carrier.get("traceparent"):
+            context = p.TraceContext.model_validate(carrier)
+            specs = [s if s.trace else s.model_copy(update={"trace": context}) for s in specs]
         ids: list[str] = []
         chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)]
         done = 0

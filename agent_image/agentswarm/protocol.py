@@ -67,6 +67,18 @@ class _Frame(BaseModel):
 # --- client -> server -------------------------------------------------------------------------
 
 
+class TraceContext(BaseModel):
+    """W3C trace context (``traceparent``, ``tracestate``): a task's trace starts at its submitter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    traceparent: Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
+    tracestate: Annotated[str, Field(max_length=512)] | None = None
+
+    def carrier(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
+
+
 class TaskSpec(BaseModel):
     """One task to enqueue. ``task_id`` is optional: the coordinator generates one when absent."""
 
@@ -74,6 +86,9 @@ class TaskSpec(BaseModel):
 
     task_id: Annotated[str, Field(pattern=TASK_ID_PATTERN)] | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+    trace: TraceContext | None = Field(
+        default=None, description="W3C trace context of the submitter (traceparent, tracestate)"
+    )
 
 
 class AuthFrame(_Frame):

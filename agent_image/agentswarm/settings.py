@@ -132,6 +132,21 @@ class Settings(BaseSettings):
         "for tests and observers; set by the operator, never taken from a payload",
     )
 
+    # -- token budget (agentswarm/budget.py) --------------------------------------------------------------
+    budget_tokens_per_day: int = Field(
+        default=0, ge=0, description="swarm-wide LLM tokens per UTC day; 0 = no total limit"
+    )
+    budget_model_tokens_per_day: dict[str, int] = Field(
+        default_factory=dict, description='per-model tokens per UTC day, JSON {"model": tokens}'
+    )
+
+    @field_validator("budget_model_tokens_per_day")
+    @classmethod
+    def _check_model_budget(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(not k or tokens < 1 for k, tokens in v.items()):
+            raise ValueError('must be a JSON object {"model": positive tokens per day}')
+        return v
+
     # -- coordinator --------------------------------------------------------------------------------------
     port: int = Field(default=defaults.DEFAULT_PORT, ge=1, le=65535, description="HTTP + websocket port")
     host: str = Field(default="0.0.0.0", description="bind address of the coordinator")
@@ -270,6 +285,7 @@ OTHER_KNOWN_VARIABLES = frozenset(
         "AGENTSWARM_LLM_PRICES",
         "AGENTSWARM_PYDANTIC_AI_AGENT",
         "AGENTSWARM_PYDANTIC_AI_ALLOWED",
+        "AGENTSWARM_SECRET_ENV_FILES",
     }
 )
 
@@ -278,6 +294,8 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """``AGENTSWARM_*`` variables that nothing reads: most likely typos (``AGENTSWARM_BROKR``)."""
     env = os.environ if environ is None else environ
     known = {env_name(name) for name in Settings.model_fields} | OTHER_KNOWN_VARIABLES
+    # the path variables of secrets delivered as files (agentswarm.secrets_env)
+    known |= {f"{n.strip().upper()}_FILE" for n in env.get("AGENTSWARM_SECRET_ENV_FILES", "").split(",")}
     return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
 
 

@@ -24,7 +24,12 @@ Spans (names and attributes after the OpenTelemetry GenAI semantic conventions):
   ``gen_ai.usage.input_tokens`` / ``output_tokens``); calls replayed from a checkpoint make no span;
 * ``execute_tool <tool>``: each tool call executed (``gen_ai.tool.name``, ``gen_ai.tool.call.id``).
 
-:func:`inject` / :func:`extract` carry the W3C trace context in a plain dict, for task metadata.
+:func:`inject` / :func:`extract` carry the W3C trace context in a plain dict, for task metadata. A task's
+trace starts at its submitter: the client sends its context with each task (``trace`` in the submit frame),
+the coordinator makes a ``submit`` span under it and stores its own context in the task's metadata
+(:func:`task_meta`), and the agent runs each delivery in a ``process_task`` span under that (retries are
+sibling ``process_task`` spans of one trace); children spawned by a handler carry the context of the span
+that spawned them, so one trace shows a task's whole life.
 """
 
 from __future__ import annotations
@@ -179,3 +184,22 @@ def extract(carrier: Mapping[str, str] | None) -> Any:
     from opentelemetry.propagate import extract as otel_extract
 
     return otel_extract(dict(carrier))
+
+
+def task_meta(carrier: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """Metadata for a task enqueued now (``NewTask.meta``): the current trace context when tracing is on,
+    else ``carrier`` (the submitter's) passed through, so a trace still connects submitter and agent."""
+    current = inject()
+    if current.get("traceparent"):
+        return {"trace": current}
+    if carrier:
+        return {"trace": dict(carrier)}
+    return None
+
+
+def task_context(meta: Mapping[str, Any] | None) -> Any:
+    """The parent context a task's metadata carries, for ``span(..., context=...)`` (None when none)."""
+    carrier = meta.get("trace") if meta else None
+    if not isinstance(carrier, Mapping):
+        return None
+    return extract({str(k): str(v) for k, v in carrier.items()})

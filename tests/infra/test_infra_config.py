@@ -284,6 +284,12 @@ MORE_BAD_CONFIGS: list[dict[str, Any]] = [
             "cloud_armor": {"enabled": True},
         },
     },
+    {
+        "platform": "gke",
+        "cluster": {"create": False},
+        "coordinator": {"tls": {"mode": "none"}},
+        "agents": {"secret_manager": {"KEY": "projects/my-project/secrets/key/versions/latest"}},
+    },
 ]
 
 

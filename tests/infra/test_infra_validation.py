@@ -29,6 +29,10 @@ CRD_SCHEMAS = {
     ("networking.gke.io/v1beta1", "FrontendConfig"): "frontendconfig.networking.gke.io_v1beta1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh_v1alpha1.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "triggerauthentication.keda.sh_v1alpha1.json",
+    (
+        "secrets-store.csi.x-k8s.io/v1",
+        "SecretProviderClass",
+    ): "secretproviderclass.secrets-store.csi.x-k8s.io_v1.json",
 }
 
 
@@ -213,6 +217,16 @@ MISSPELLED = [
         },
         ("spec", "redirectToHttps"),
         "responseCode",
+    ),
+    (
+        {
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+            "kind": "SecretProviderClass",
+            "metadata": {"name": "agent-secrets", "namespace": "agentswarm"},
+            "spec": {"provider": "gke", "parameters": {"secrets": "[]"}},
+        },
+        ("spec",),
+        "parameter",
     ),
 ]
 

@@ -55,7 +55,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -114,6 +114,8 @@ class NewTask:
 
     payload: JSON
     id: str | None = None
+    meta: dict[str, JSON] | None = field(default=None, compare=False, hash=False)
+    """Runtime metadata that travels with the task: the trace context, ``{"trace": {"traceparent": ...}}``."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,27 @@ class Task:
     id: str
     payload: JSON
     enqueued_at: float = 0.0
+    meta: dict[str, JSON] | None = field(default=None, compare=False, hash=False)
+    """:attr:`NewTask.meta` as enqueued."""
+
+
+def task_record(spec: NewTask, now: float) -> dict[str, JSON]:
+    """How a task is stored by both brokers: payload, enqueue time and (when set) its metadata."""
+    record: dict[str, JSON] = {"payload": spec.payload, "enqueued_at": now}
+    if spec.meta:
+        record["meta"] = spec.meta
+    return record
+
+
+def task_from_record(task_id: str, data: Mapping[str, Any]) -> Task:
+    """The :class:`Task` of a stored :func:`task_record`."""
+    meta = data.get("meta")
+    return Task(
+        id=task_id,
+        payload=data.get("payload"),
+        enqueued_at=float(data.get("enqueued_at", 0)),
+        meta=meta if isinstance(meta, dict) else None,
+    )
 
 
 @dataclass

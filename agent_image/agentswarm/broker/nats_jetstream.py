@@ -33,6 +33,7 @@ from agentswarm.broker.base import (
     DeliveryRecord,
     Task,
     abandoned_reason,
+    task_from_record,
     validate_task_id,
 )
 
@@ -235,9 +236,7 @@ class NatsJetStreamBroker(NatsNotify):
             if meta.num_delivered > 1:
                 _, last_error = await self._task_for(task_id)
             delivery = Delivery(
-                task=Task(
-                    id=task_id, payload=body.get("payload"), enqueued_at=float(body.get("enqueued_at", 0))
-                ),
+                task=task_from_record(task_id, body),
                 consumer=consumer,
                 attempt=int(meta.num_delivered),
                 source="reclaimed" if meta.num_delivered > 1 else "new",

@@ -25,6 +25,8 @@ from agentswarm.broker.base import (
     TaskEvent,
     TaskResult,
     new_task_id,
+    task_from_record,
+    task_record,
     validate_task_id,
 )
 
@@ -61,7 +63,7 @@ class NatsRecords(NatsConnection):
             # Pipelined: sent in order on one connection, acks awaited together.
             pending = []
             for task_id, spec in fresh:
-                body = json.dumps({"id": task_id, "payload": spec.payload, "enqueued_at": now}).encode()
+                body = json.dumps({"id": task_id, **task_record(spec, now)}).encode()
                 pending.append(
                     await self.js.publish_async(
                         self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"}
@@ -74,10 +76,7 @@ class NatsRecords(NatsConnection):
             except TimeoutError:
                 raise nats.errors.TimeoutError from None
             await asyncio.gather(
-                *(
-                    kv.put(task_id, json.dumps({"payload": spec.payload, "enqueued_at": now}).encode())
-                    for task_id, spec in fresh
-                )
+                *(kv.put(task_id, json.dumps(task_record(spec, now)).encode()) for task_id, spec in fresh)
             )
         return ids
 
@@ -86,8 +85,7 @@ class NatsRecords(NatsConnection):
             entry = await self.kv("tasks").get(validate_task_id(task_id))
         except nats.js.errors.KeyNotFoundError:
             return None
-        data = json.loads(entry.value or b"{}")
-        return Task(id=task_id, payload=data.get("payload"), enqueued_at=float(data.get("enqueued_at", 0)))
+        return task_from_record(task_id, json.loads(entry.value or b"{}"))
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []

@@ -20,6 +20,8 @@ from agentswarm.broker.base import (
     TaskEvent,
     TaskResult,
     new_task_id,
+    task_from_record,
+    task_record,
     validate_task_id,
 )
 from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
@@ -47,7 +49,7 @@ class RedisRecords(RedisConnection):
                 swarm = task_transition(task_id, "queued", at=now)
                 argv += [
                     task_id,
-                    json.dumps({"payload": spec.payload, "enqueued_at": now}),
+                    json.dumps(task_record(spec, now)),
                     json.dumps(swarm),
                 ]
             await self._enqueue_script(
@@ -59,8 +61,7 @@ class RedisRecords(RedisConnection):
         raw = await _aw(self.r.hget(self.k_taskdata, validate_task_id(task_id)))
         if raw is None:
             return None
-        data = json.loads(raw)
-        return Task(id=task_id, payload=data["payload"], enqueued_at=float(data.get("enqueued_at", 0)))
+        return task_from_record(task_id, json.loads(raw))
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = await self.r.xrange(self.k_dead, count=limit)

@@ -26,8 +26,8 @@ from redis.exceptions import ResponseError
 from agentswarm.broker.base import (
     Delivery,
     DeliveryRecord,
-    Task,
     abandoned_reason,
+    task_from_record,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class RedisStreamsBroker(RedisNotify):
                 await self.r.xack(self.stream, self.group, entry_id)
                 continue
             data = json.loads(raw)
-            task = Task(id=task_id, payload=data["payload"], enqueued_at=float(data.get("enqueued_at", 0)))
+            task = task_from_record(task_id, data)
             delivery = Delivery(
                 task=task,
                 consumer=consumer,

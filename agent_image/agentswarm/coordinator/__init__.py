@@ -35,6 +35,8 @@ def options_from_settings(settings: Settings) -> ServerOptions:
 async def run(settings: Settings) -> None:
     """Entry point of ``agentswarm coordinator``: serve until SIGTERM, drain, close with 1012."""
     from agentswarm.broker import make_broker
+    from agentswarm.budget import budget_from_settings
 
     coordinator = Coordinator(make_broker(settings), options_from_settings(settings))
+    coordinator.budget = budget_from_settings(coordinator.broker, settings)
     await coordinator.run_until_signalled(connect=True)

@@ -26,6 +26,7 @@ from websockets.http11 import Request, Response
 
 from agentswarm.backoff import Backoff
 from agentswarm.broker.base import Broker
+from agentswarm.budget import Budget
 from agentswarm.coordinator.auth import TokenSet, bearer_token
 from agentswarm.coordinator.dashboard import Dashboard
 from agentswarm.coordinator.fanout import Fanout
@@ -60,6 +61,8 @@ class Coordinator:
         self._stopped = asyncio.Event()
         #: False until the broker connection is up; /readyz answers 503 meanwhile.
         self.broker_connected = True
+        #: The swarm's token budget, reported in stats (``budget_exhausted``); None when unlimited.
+        self.budget: Budget | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agentswarm import protocol as p
+from agentswarm import tracing
 from agentswarm.broker.base import InvalidCursor, InvalidTaskId, NewTask
 from agentswarm.coordinator.fanout import Outbox, SwarmSubscription, TaskSubscription
 from agentswarm.coordinator.options import CLOSE_POLICY_VIOLATION
@@ -188,9 +189,18 @@ class Session:
             return
 
         async def work() -> None:
-            ids = await self.broker.enqueue_many(
-                [NewTask(payload=t.payload, id=t.task_id) for t in frame.tasks]
-            )
+            first = frame.tasks[0].trace
+            parent = tracing.extract(first.carrier() if first else None)
+            with tracing.span("submit", {"agentswarm.tasks": len(frame.tasks)}, context=parent):
+                specs = [
+                    NewTask(
+                        payload=t.payload,
+                        id=t.task_id,
+                        meta=tracing.task_meta(t.trace.carrier() if t.trace else None),
+                    )
+                    for t in frame.tasks
+                ]
+                ids = await self.broker.enqueue_many(specs)
             self.metrics.tasks_submitted.inc(len(ids))
             await self.send(p.SubmittedFrame(ref=frame.ref, task_ids=ids))
 
@@ -255,8 +265,12 @@ class Session:
         await self.send(p.UnsubscribedSwarmFrame(ref=frame.ref))
 
     async def _stats(self, frame: p.StatsRequestFrame) -> None:
-        stats = await self.broker.stats()
-        await self.send(p.StatsFrame(ref=frame.ref, stats=dataclasses.asdict(stats)))
+        stats = dataclasses.asdict(await self.broker.stats())
+        if self.coordinator.budget is not None:
+            stats.update((await self.coordinator.budget.status()).as_stats())
+        else:
+            stats["budget_exhausted"] = False
+        await self.send(p.StatsFrame(ref=frame.ref, stats=stats))
 
     async def _cancel(self, frame: p.CancelFrame) -> None:
         outcomes = await cancel_tasks(self.broker, list(dict.fromkeys(frame.task_ids)))

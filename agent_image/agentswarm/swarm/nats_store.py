@@ -279,6 +279,8 @@ class NatsSwarmStore(SwarmStore):
         task = await self.broker.get_task(parent_id)
         if task is not None:
             body = {"id": parent_id, "payload": task.payload, "enqueued_at": task.enqueued_at}
+            if task.meta:  # the woken parent stays in its trace
+                body["meta"] = task.meta
             await self.broker.js.publish(
                 self.broker.subj_tasks,
                 json.dumps(body).encode(),

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from agentswarm import tracing
 from agentswarm.broker.base import JSON, Broker, NewTask
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
@@ -205,7 +206,8 @@ class SwarmContextMixin:
         if not payloads:
             return ids
         await self._become_spawner()
-        specs = [NewTask(payload=p, id=i) for p, i in zip(payloads, ids, strict=True)]
+        meta = tracing.task_meta()  # children join the trace of the span that spawns them
+        specs = [NewTask(payload=p, id=i, meta=meta) for p, i in zip(payloads, ids, strict=True)]
         added = await self._tree.store.spawn(self.node, specs, handler)
         self.node = replace(self.node, spawner=True)
         if added is not None:  # announced at least once: a crash before spawn_done repeats the event
