@@ -251,7 +251,7 @@ def test_cli_cancel_ends_a_running_task_and_its_watch(redis_swarm: Swarm) -> Non
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
 
-    out = run("submit", "--no-watch", "--payload", '{"steps": 100000, "delay": 0.05}', "--id", "long-1")
+    out = run("submit", "--no-watch", "--payload", '{"steps": 10000, "delay": 0.05}', "--id", "long-1")
     assert out.returncode == 0, out.stderr
     watcher = subprocess.Popen(
         [*cli, "watch", "long-1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
