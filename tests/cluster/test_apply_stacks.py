@@ -49,6 +49,10 @@ def stack_config(stack: str, **overrides: Any) -> dict[str, Any]:
     cfg["cluster"] = {"create": False}
     cfg.pop("gcp", None)
     cfg["image"] = {**IMAGE, "tag": cfg.get("image", {}).get("tag", IMAGE["tag"])}
+    tls = cfg.get("coordinator", {}).get("tls")
+    if cfg.get("platform") == "gke" and (tls is None or tls.get("mode", "managed") != "none"):
+        # Without the gcp section no address is reserved; TLS then names an existing one (no cloud here).
+        cfg["coordinator"].setdefault("tls", {}).setdefault("static_ip_name", "agentswarm-test-address")
     for key, value in overrides.items():
         section, _, leaf = key.partition(".")
         if leaf:

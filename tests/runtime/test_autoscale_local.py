@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import logged_steps
 import pytest
 from agentswarm.broker import Broker, NewTask, open_broker
 from agentswarm.handlers.steps import expected_result
@@ -72,13 +74,17 @@ async def autoscaled(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Callable[..., Any]]:
     """``await autoscaled("0..8", **options)`` -> (a started LocalSwarm, a broker connected to it)."""
-    for name in [k for k in __import__("os").environ if k.startswith("AGENTSWARM_")]:
+    for name in [k for k in os.environ if k.startswith("AGENTSWARM_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("AGENTSWARM_CLAIM_IDLE_MS", "1500")  # a scaled-in agent's task is taken over soon
+    # The agents import the tests' step-logging handler (the payload's "log" is a test fixture only).
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [logged_steps.DIRECTORY, os.environ.get("PYTHONPATH")]))
+    )
     made: list[tuple[LocalSwarm, asyncio.Task[None], Broker]] = []
 
     async def make(
-        scale: str, handler: str = "agentswarm.handlers.steps:handle", **options: Any
+        scale: str, handler: str = logged_steps.HANDLER, **options: Any
     ) -> tuple[LocalSwarm, Broker]:
         opts = LocalOptions(
             broker=request.param,
