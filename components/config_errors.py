@@ -21,7 +21,10 @@ class ConfigError(ValueError):
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"invalid stack config {key}: got {value!r}; {allowed}")
+        # A key is user input too: control characters (a newline in an unknown key) are shown escaped, so
+        # the message stays one line.
+        shown = key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+        super().__init__(f"invalid stack config {shown}: got {value!r}; {allowed}")
 
 
 def one_line_error(exc: ValidationError, data: Mapping[str, Any]) -> ConfigError:

@@ -83,3 +83,11 @@ def test_any_value_in_any_key_gives_one_line_naming_it(key: str, value: Any) -> 
         )
     except Exception as exc:  # anything else is a traceback for the user
         pytest.fail(f"{key}={value!r}: {type(exc).__name__}: {exc}")
+
+
+def test_a_control_character_in_an_unknown_key_stays_on_one_line() -> None:
+    """Found by the fuzz test above: a newline in an unknown key once split the message in two."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, "coordinator": {"\n": None}})
+    message = str(caught.value)
+    assert "\n" not in message and "coordinator.\\n" in message, message

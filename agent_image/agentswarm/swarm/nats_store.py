@@ -344,19 +344,15 @@ class NatsSwarmStore(SwarmStore):
     async def shared_items(self, scope: str | None) -> dict[str, Versioned]:
         bucket = "shared" if scope is None else "shtree"
         prefix = "" if scope is None else scope + "."
-        # A watch filtered by the server on the scope's subjects: last value per key, deletes skipped.
-        watcher = await self._kv[bucket].watch(prefix + ">", ignore_deletes=True)
+        name = f"{self.broker.ns}_{bucket}"
+        subjects = f"$KV.{name}."
+        # The stream's own index of the scope's subjects, then one read per key. Not a KV watch: nats-py's
+        # watch can signal "no more values" before a large first value has been handed over.
+        info = await self.broker.js.stream_info(f"KV_{name}", subjects_filter=subjects + prefix + ">")
         out: dict[str, Versioned] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value is not None and entry.operation not in ("DEL", "PURGE"):
-                    out[entry.key[len(prefix) :]] = Versioned(
-                        json.loads(entry.value), int(entry.revision or 0)
-                    )
-                if not entry.delta:
-                    break
-        finally:
-            await watcher.stop()
+        for subject in sorted(info.state.subjects or {}):
+            key = subject[len(subjects) :]
+            raw, rev = await self._get(bucket, key)
+            if raw is not None:  # deleted keys keep their subject with a delete marker
+                out[key[len(prefix) :]] = Versioned(json.loads(raw), rev)
         return out
