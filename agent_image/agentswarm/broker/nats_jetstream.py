@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 import nats.errors
@@ -36,10 +36,6 @@ from agentswarm.broker.base import (
     task_from_record,
     validate_task_id,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from agentswarm.broker.feed import task_transition
 from agentswarm.broker.nats_notify import NatsNotify
 

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats
 import nats.errors
@@ -29,10 +29,6 @@ from agentswarm.broker.base import (
     task_record,
     validate_task_id,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from agentswarm.broker.feed import task_transition
 from agentswarm.broker.nats_connection import NatsConnection
 

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from agentswarm.broker.base import (
     JSON,
@@ -25,10 +25,6 @@ from agentswarm.broker.base import (
     validate_task_id,
 )
 from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
-
-if TYPE_CHECKING:
-    pass
-
 from agentswarm.broker.redis_connection import _ENQUEUE_CHUNK, RedisConnection, _aw, _s
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import ResponseError
 
@@ -29,10 +29,6 @@ from agentswarm.broker.base import (
     abandoned_reason,
     task_from_record,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
 from agentswarm.broker.redis_connection import _aw, _s
 from agentswarm.broker.redis_notify import RedisNotify
