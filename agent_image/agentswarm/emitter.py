@@ -42,6 +42,10 @@ EMIT_BUFFER: Final = 10_000
 EMIT_BATCH: Final = 500
 #: How long an agent stopping waits for queued events to be written.
 CLOSE_FLUSH_SECONDS: Final = 10.0
+#: How long a swarm feed entry may wait for a task event's write to ride along with before it is written
+#: on its own. An agent busy with a stream of short tasks writes its "idle" entry together with the next
+#: task's "running", "busy" and "started" (one round trip instead of two); a watcher sees it this much later.
+SWARM_LINGER_SECONDS: Final = 0.05
 
 Retrying = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 
@@ -74,6 +78,7 @@ class EventWriter:
         self._room = asyncio.Event()
         self._room.set()
         self._drainer: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None
 
     async def _put(self, item: _Item) -> None:
         json.dumps(item.data)  # not JSON: the caller's error, raised at the call
@@ -101,9 +106,16 @@ class EventWriter:
         self._kick()
 
     async def swarm(self, data: dict[str, JSON]) -> None:
-        """Queue a swarm feed entry (best effort: a failure is logged, the task goes on)."""
+        """Queue a swarm feed entry; it is written with the next task events, or on its own after
+        :data:`SWARM_LINGER_SECONDS` (best effort: a failure is logged, the task goes on)."""
         await self._put(_Item(None, data, None))
-        self._kick()
+        if self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(SWARM_LINGER_SECONDS, self._lingered)
+
+    def _lingered(self) -> None:
+        self._linger = None
+        if self._queue:
+            self._kick()
 
     async def flush(self) -> None:
         """Return once everything queued before this call is stored (or its write failed for good)."""
@@ -113,6 +125,9 @@ class EventWriter:
         """Write what is queued (for at most :data:`CLOSE_FLUSH_SECONDS`), then stop the writer."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), CLOSE_FLUSH_SECONDS)
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if self._drainer is not None:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,24 +142,19 @@ class EventWriter:
 
     async def _write(self, batch: list[_Item]) -> None:
         events = [item for item in batch if item.task_id is not None]
-        swarm = [item for item in batch if item.task_id is None]
-        if events:
-            pairs = [(str(item.task_id), item.data) for item in events]
-            try:
-                ids = await self.retrying(lambda: self.broker.publish_events(pairs), "emit")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("storing %d events failed: %s", len(events), exc)
-                for item in events:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(exc)
-            else:
-                for item, event_id in zip(events, ids, strict=True):
-                    if item.future is not None and not item.future.done():
-                        item.future.set_result(event_id)
-        for item in swarm:
-            try:
-                await self.broker.publish_swarm_event(item.data)
-            except Exception as exc:  # the swarm feed is informational: never fail a task over it
-                log.warning("swarm feed entry not stored: %s", exc)
+        pairs = [(str(item.task_id), item.data) for item in events]
+        swarm = [item.data for item in batch if item.task_id is None]
+        try:
+            # Swarm feed entries ride in the same write as the task events (one round trip).
+            ids = await self.retrying(lambda: self.broker.publish_batch(pairs, swarm), "emit")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("storing %d events and %d swarm feed entries failed: %s", len(events), len(swarm), exc)
+            for item in events:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            for item, event_id in zip(events, ids, strict=True):
+                if item.future is not None and not item.future.done():
+                    item.future.set_result(event_id)

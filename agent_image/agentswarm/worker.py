@@ -235,8 +235,7 @@ class Agent:
 
     async def process(self, delivery: Delivery) -> None:
         task = delivery.task
-        node = await self.retrying(lambda: self.tree.store.node(task.id), "node")
-        existing = await self.retrying(lambda: self.broker.get_result(task.id), "get_result")
+        node, existing = await self.retrying(lambda: self.tree.store.node_and_result(task.id), "node")
         if existing is not None:
             if existing.cancelled:
                 log.info("task %s was cancelled; acknowledging it unrun", task.id)

@@ -337,6 +337,18 @@ class Broker(abc.ABC):
     async def publish_swarm_event(self, data: dict[str, JSON]) -> str:
         """Append ``data`` to the swarm feed's bounded log; returns its id."""
 
+    async def publish_batch(
+        self, events: Sequence[tuple[str, dict[str, JSON]]], swarm: Sequence[dict[str, JSON]]
+    ) -> list[str]:
+        """Append task ``events`` (as :meth:`publish_events`) and swarm feed entries ``swarm`` (as
+        :meth:`publish_swarm_event`) together: one round trip where the backend allows, which is what an
+        agent's event writer sends for each batch. Returns the events' ids; a failure may leave a prefix of
+        either stored."""
+        ids = await self.publish_events(events) if events else []
+        for data in swarm:
+            await self.publish_swarm_event(data)
+        return ids
+
     @abc.abstractmethod
     async def read_swarm_events(self, after: str | None = None, *, limit: int = 100) -> list[SwarmEvent]:
         """Swarm events with id after ``after`` (None or "0" = the oldest retained), oldest first."""

@@ -47,6 +47,7 @@ CONTRACT_OPERATIONS = (
     "publish_events",
     "read_events",
     "publish_swarm_event",
+    "publish_batch",
     "read_swarm_events",
     "put_checkpoint",
     "get_checkpoints",

@@ -48,6 +48,22 @@ class NatsNotify(NatsRecords):
         acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
         return [str(ack.seq) for ack in acks]
 
+    async def publish_batch(
+        self, events: Sequence[tuple[str, dict[str, JSON]]], swarm: Sequence[dict[str, JSON]]
+    ) -> list[str]:
+        if not swarm:
+            return await self.publish_events(events)
+        # Sent in order on one connection, acknowledged together (one round trip for the batch).
+        pending = [
+            await self.js.publish_async(
+                self._events_subject(validate_task_id(task_id)), json.dumps(data).encode()
+            )
+            for task_id, data in events
+        ]
+        pending += [await self.js.publish_async(self.subj_swarm, json.dumps(data).encode()) for data in swarm]
+        acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+        return [str(ack.seq) for ack in acks[: len(events)]]
+
     async def publish_swarm_event(self, data: dict[str, JSON]) -> str:
         ack = await self.js.publish(self.subj_swarm, json.dumps(data).encode())
         return str(ack.seq)

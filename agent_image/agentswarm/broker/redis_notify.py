@@ -30,11 +30,13 @@ from agentswarm.broker.redis_records import RedisRecords
 log = logging.getLogger(__name__)
 
 _EVENTS_LUA = """
--- KEYS: notify stream, then the events stream of each run of consecutive events of one task.
--- ARGV: notify maxlen, then per run: task id, number of events, their data.
+-- KEYS: notify stream, swarm stream, then the events stream of each run of consecutive events of one task.
+-- ARGV: notify maxlen, swarm maxlen, number of swarm entries, their data, then per run: task id, number of
+-- events, their data.
 local ids = {}
-local a = 2
-for k = 2, #KEYS do
+local nswarm = tonumber(ARGV[3])
+local a = 4 + nswarm
+for k = 3, #KEYS do
   local task, n = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   for _ = 1, n do
@@ -43,6 +45,9 @@ for k = 2, #KEYS do
     ids[#ids + 1] = id
     a = a + 1
   end
+end
+for i = 4, 3 + nswarm do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i])
 end
 return ids
 """
@@ -62,6 +67,11 @@ class RedisNotify(RedisRecords):
         return (await self.publish_events([(task_id, data)]))[0]
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, JSON]]]) -> list[str]:
+        return await self.publish_batch(events, ())
+
+    async def publish_batch(
+        self, events: Sequence[tuple[str, dict[str, JSON]]], swarm: Sequence[dict[str, JSON]]
+    ) -> list[str]:
         # One script call for the whole batch (one round trip, atomic): consecutive events of one task
         # form a run with one key.
         runs: list[tuple[str, list[str]]] = []
@@ -71,10 +81,11 @@ class RedisNotify(RedisRecords):
                 runs[-1][1].append(json.dumps(data))
             else:
                 runs.append((task_id, [json.dumps(data)]))
-        if not runs:
+        if not runs and not swarm:
             return []
-        keys = [self.k_notify] + [self._events_key(task_id) for task_id, _ in runs]
-        args: list[Any] = [NOTIFY_RETENTION]
+        keys = [self.k_notify, self.k_swarm] + [self._events_key(task_id) for task_id, _ in runs]
+        args: list[Any] = [NOTIFY_RETENTION, SWARM_FEED_RETENTION, len(swarm)]
+        args += [json.dumps(data) for data in swarm]
         for task_id, datas in runs:
             args += [task_id, len(datas), *datas]
         return [_s(i) for i in await self._events_script(keys=keys, args=args)]

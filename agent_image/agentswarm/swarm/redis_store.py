@@ -214,6 +214,10 @@ class RedisSwarmStore(SwarmStore):
     # -- tree ---------------------------------------------------------------------------------------------
     async def node(self, task_id: str) -> Node:
         data: dict[str, str] = await self.broker.r.hgetall(self.p_node + validate_task_id(task_id))  # type: ignore[misc]
+        return self._node(task_id, data)
+
+    @staticmethod
+    def _node(task_id: str, data: dict[str, str]) -> Node:
         if not data:
             return Node.root_of(task_id)
         return Node(
@@ -224,6 +228,13 @@ class RedisSwarmStore(SwarmStore):
             handler=data.get("handler") or None,
             spawner=data.get("spawner") == "1",
         )
+
+    async def node_and_result(self, task_id: str) -> tuple[Node, TaskResult | None]:
+        pipe = self.broker.r.pipeline(transaction=False)
+        pipe.hgetall(self.p_node + validate_task_id(task_id))
+        pipe.hget(self.broker.k_results, task_id)
+        data, raw = await pipe.execute()
+        return self._node(task_id, data), None if raw is None else TaskResult.from_json(json.loads(raw))
 
     async def mark_spawner(self, node: Node) -> None:
         args: list[Any] = [self.ttl_seconds, node.task_id, node.root, node.depth, self.p_node, ""]

@@ -22,12 +22,13 @@ explicit ``wake(task_id)`` (for anything else a task may wait for without holdin
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agentswarm.broker.base import JSON, Broker, BrokerError, NewTask
+from agentswarm.broker.base import JSON, Broker, BrokerError, NewTask, TaskResult
 from agentswarm.broker.errors import contract_errors
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 
@@ -126,6 +127,7 @@ def child_id(parent_id: str, call: int, index: int) -> str:
 STORE_OPERATIONS = (
     "connect",
     "node",
+    "node_and_result",
     "spawn",
     "spawn_done",
     "mark_spawner",
@@ -176,6 +178,12 @@ class SwarmStore(abc.ABC):
     @abc.abstractmethod
     async def node(self, task_id: str) -> Node:
         """Where ``task_id`` sits (``Node.root_of(task_id)`` for a task nobody spawned)."""
+
+    async def node_and_result(self, task_id: str) -> tuple[Node, TaskResult | None]:
+        """:meth:`node` and the broker's ``get_result``, which an agent needs before every delivery: one
+        round trip where the backend allows (here the two reads run concurrently)."""
+        node, result = await asyncio.gather(self.node(task_id), self.broker.get_result(task_id))
+        return node, result
 
     @abc.abstractmethod
     async def spawn(self, parent: Node, children: Sequence[NewTask], handler: str | None) -> int | None:
