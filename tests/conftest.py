@@ -21,6 +21,8 @@ same flags ``agentswarm local`` uses): ``start()``, ``stop()`` (SIGTERM, then SI
 
 from __future__ import annotations
 
+import faulthandler
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,6 +34,31 @@ from agentswarm.servers import NatsServer, RedisServer, ServerProcess
 S = TypeVar("S", bound=ServerProcess)
 
 __all__ = ["NatsServer", "RedisServer"]
+
+
+#: Seconds a test may run past its own pytest-timeout before the whole run stops with every thread's
+#: stack. pytest-timeout's signal cannot end a hang in cleanup that runs after its timer (an event loop
+#: closing over a task that never finishes): this watchdog ends the run instead of letting it hang.
+WATCHDOG_GRACE_SECONDS = 120
+
+
+def _real_stderr(config: pytest.Config) -> int:
+    """The run's own stderr, not the test's captured one (so the stacks reach the CI log)."""
+    capturing = getattr(config.pluginmanager.getplugin("capturemanager"), "_global_capturing", None)
+    fd = getattr(getattr(capturing, "err", None), "targetfd_save", None)
+    return fd if isinstance(fd, int) else sys.__stderr__.fileno()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 300)
+    stderr = _real_stderr(item.config)
+    faulthandler.dump_traceback_later(limit + WATCHDOG_GRACE_SECONDS, exit=True, file=stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope="session")

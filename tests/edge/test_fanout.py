@@ -138,9 +138,6 @@ async def test_a_client_that_stops_reading_catches_up_and_slows_nobody(
     good = await open_ws(url, max_size=None)
     for ws in (slow, good):
         await ws.send(json.dumps({"type": "subscribe", "task_id": "fast"}))
-    payload = "x" * 4000
-    total = 2000
-    good_ids: list[str] = []
     biggest: dict[int, int] = {}
 
     async def watch_outboxes() -> None:
@@ -150,14 +147,34 @@ async def test_a_client_that_stops_reading_catches_up_and_slows_nobody(
             await asyncio.sleep(0)
 
     watcher = asyncio.create_task(watch_outboxes())
+    try:
+        await _slow_and_good(broker, coordinator, slow, good, biggest, limit, watcher)
+    finally:
+        watcher.cancel()
+        for ws in (slow, good):  # a failed check must not leave a client that reads nothing connected
+            ws.transport.abort()
+
+
+async def _slow_and_good(
+    broker: Broker,
+    coordinator: Coordinator,
+    slow: ClientConnection,
+    good: ClientConnection,
+    biggest: dict[int, int],
+    limit: int,
+    watcher: asyncio.Task[None],
+) -> None:
+    payload = "x" * 4000
+    total = 2000
+    good_ids: list[str] = []
     # Subscribed and caught up: the good client's "subscribed" frame came back.
-    assert json.loads(await good.recv())["type"] == "subscribed"
+    assert json.loads(await asyncio.wait_for(good.recv(), 60))["type"] == "subscribed"
     for start in range(0, total, 100):
         batch = [("fast", {"type": "token", "i": i, "pad": payload}) for i in range(start, start + 100)]
         await broker.publish_events(batch)
     await finish(broker, "fast")
     while True:  # the good client gets everything while the slow one reads nothing
-        frame = json.loads(await good.recv())
+        frame = json.loads(await asyncio.wait_for(good.recv(), 60))
         if frame["type"] == "event":
             good_ids.append(frame["event_id"])
         if frame["type"] == "result":
@@ -182,6 +199,41 @@ async def test_a_client_that_stops_reading_catches_up_and_slows_nobody(
     assert results == 1
     for ws in (slow, good):
         await ws.close()
+
+
+async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(
+    brokers: Any, coordinators: Any
+) -> None:
+    """SIGTERM with a client whose socket buffers are full: the coordinator still closes every websocket
+    and stops (websockets' own close waits for the buffer to drain with no deadline)."""
+    broker: Broker = await brokers()
+    await broker.enqueue({}, "stuck")
+    coordinator, url = await coordinators(
+        broker, send_buffer_bytes=8 * 1024, ping_interval=None, close_timeout=1.0
+    )
+    slow = await open_ws(url, max_queue=1, max_size=None, ping_interval=None)
+    slow.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        await slow.send(json.dumps({"type": "subscribe", "task_id": "stuck"}))
+
+        def backed_up() -> bool:  # the coordinator's socket to this client has bytes it cannot send
+            assert coordinator._server is not None
+            return any(c.transport.get_write_buffer_size() > 0 for c in coordinator._server.connections)
+
+        for start in range(0, 100_000, 100):  # until its writes back up (at most 400 MB of events)
+            await broker.publish_events(
+                [("stuck", {"type": "token", "i": i, "pad": "x" * 4000}) for i in range(start, start + 100)]
+            )
+            await asyncio.sleep(0.05)
+            if backed_up():
+                break
+        assert backed_up()
+        stopping = asyncio.create_task(coordinator.shutdown(drain_seconds=0))
+        done, _ = await asyncio.wait({stopping}, timeout=30)
+        assert stopping in done, "shutdown still waiting for a client that reads nothing"
+        await stopping
+    finally:
+        slow.transport.abort()  # unblocks a coordinator without the fix, so a failure never hangs the run
 
 
 async def test_idle_subscriptions_do_not_read_the_broker(brokers: Any, coordinators: Any) -> None:

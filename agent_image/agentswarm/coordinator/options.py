@@ -34,6 +34,8 @@ class ServerOptions:
     shutdown_drain_seconds: float = 5.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
+    #: Seconds a websocket's closing handshake may take on shutdown before its socket is dropped.
+    close_timeout: float = 10.0
     max_frame_bytes: int = p.DEFAULT_MAX_FRAME_BYTES
     hard_max_frame_bytes: int = p.DEFAULT_HARD_MAX_FRAME_BYTES
     #: Largest frame a connection may send before it is authenticated (closed with 1009 above it).

@@ -82,6 +82,7 @@ class Coordinator:
             process_request=self._process_request,
             ping_interval=self.options.ping_interval,
             ping_timeout=self.options.ping_timeout,
+            close_timeout=self.options.close_timeout,
             # Until authenticated, a connection may send only small frames: the library closes with 1009
             # above this limit before reading the payload, so unauthenticated clients cannot make the
             # coordinator buffer anything sizeable. Session raises it to the hard cap after auth.
@@ -106,14 +107,25 @@ class Coordinator:
         server = self._server
         if server is not None:
             conns = list(server.connections)
-            await asyncio.gather(
-                *(c.close(CLOSE_SERVICE_RESTART, "coordinator restarting; reconnect") for c in conns),
-                return_exceptions=True,
-            )
+            await asyncio.gather(*(self._close(c) for c in conns), return_exceptions=True)
             server.close(close_connections=False)
             await server.wait_closed()
         await self.fanout.stop()
         self._stopped.set()
+
+    async def _close(self, connection: ServerConnection) -> None:
+        """Close one websocket with 1012, within ``close_timeout`` whatever the client does.
+
+        websockets' ``close`` first waits for the socket's send buffer to drain, with no deadline: a client
+        that stopped reading would hold the shutdown forever. Past the timeout its socket is dropped."""
+        try:
+            await asyncio.wait_for(
+                connection.close(CLOSE_SERVICE_RESTART, "coordinator restarting; reconnect"),
+                self.options.close_timeout,
+            )
+        except TimeoutError:
+            log.warning("websocket %s did not close in time (not reading); dropping it", connection.id)
+            connection.transport.abort()
 
     async def run_until_signalled(self, connect: bool = True) -> None:
         """Serve until SIGTERM/SIGINT, then drain and close (the Kubernetes pod lifecycle).
