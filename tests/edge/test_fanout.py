@@ -64,6 +64,16 @@ async def open_ws(url: str, **kw: Any) -> ClientConnection:
     return ws
 
 
+def small_buffers(coordinator: Coordinator, client: ClientConnection) -> None:
+    """Fix the socket buffers on both ends at 64 KiB (no autotuning): how much a client that reads nothing
+    lets the coordinator write then depends on neither the machine's TCP settings nor its load."""
+    client.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    assert coordinator._server is not None
+    for connection in coordinator._server.connections:
+        sock = connection.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+
+
 async def finish(broker: Broker, task_id: str) -> None:
     await broker.record_result(TaskResult(task_id, {"ok": task_id}, "agent-x", 1))
 
@@ -134,7 +144,7 @@ async def test_a_client_that_stops_reading_catches_up_and_slows_nobody(
     # The slow client reads nothing while its socket buffers and the coordinator's outbox fill up.
     # (max_queue=1: the client library stops taking data off the socket after a frame or two.)
     slow = await open_ws(url, max_queue=1, max_size=None, ping_interval=None)
-    slow.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    small_buffers(coordinator, slow)
     good = await open_ws(url, max_size=None)
     for ws in (slow, good):
         await ws.send(json.dumps({"type": "subscribe", "task_id": "fast"}))
@@ -212,7 +222,7 @@ async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(
         broker, send_buffer_bytes=8 * 1024, ping_interval=None, close_timeout=1.0
     )
     slow = await open_ws(url, max_queue=1, max_size=None, ping_interval=None)
-    slow.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    small_buffers(coordinator, slow)
     try:
         await slow.send(json.dumps({"type": "subscribe", "task_id": "stuck"}))
 
