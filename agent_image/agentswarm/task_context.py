@@ -6,7 +6,8 @@ cancellation; the swarm calls (spawn, memory) come from :class:`~agentswarm.swar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Final
 
 from agentswarm.broker import Delivery
 from agentswarm.broker.base import JSON
@@ -17,6 +18,10 @@ from agentswarm.swarm.store import Node
 
 if TYPE_CHECKING:
     from agentswarm.worker import Agent
+
+#: Seconds between two lookups of a cancellation by ``ctx.emit``: a handler emitting in a tight loop reads
+#: the broker at this pace, not once per event (checkpoints always look, the keep-alive loop looks too).
+CANCEL_POLL_SECONDS: Final = 0.1
 
 
 class _Context(SwarmContextMixin):
@@ -34,6 +39,7 @@ class _Context(SwarmContextMixin):
         self._delivery = delivery
         self._progress_reported = False
         self._cancelled = False
+        self._cancel_polled_at = float("-inf")
         self.task_id = delivery.task.id
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
@@ -80,7 +86,12 @@ class _Context(SwarmContextMixin):
         return version
 
     async def emit(self, event: dict[str, Any]) -> str:
-        await self._raise_if_cancelled()
+        now = time.monotonic()
+        if now - self._cancel_polled_at >= CANCEL_POLL_SECONDS:
+            self._cancel_polled_at = now
+            await self._raise_if_cancelled()
+        elif self._cancelled:
+            raise Cancelled(f"task {self.task_id} was cancelled")
         return await self.emit_unchecked(event)
 
     async def emit_unchecked(self, event: dict[str, Any]) -> str:

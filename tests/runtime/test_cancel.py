@@ -225,3 +225,59 @@ async def _leaves_running(broker: Broker) -> bool:
     leaves = [t for t in tree if t.count("-") == 4]
     started = [t for t in leaves if await _has(broker, t, "progress")]
     return len(leaves) == 4 and len(started) == 2
+
+
+async def _emit_300(task: Any, state: Any, ctx: Any) -> int:
+    for i in range(300):
+        await ctx.emit({"i": i})
+    return 300
+
+
+async def test_emits_in_a_tight_loop_look_for_a_cancellation_at_a_bounded_pace(
+    backend: str, server_url: str, unique_namespace: str, broker: Broker, tmp_path: Path
+) -> None:
+    """Each ``ctx.emit`` may not cost a broker lookup of its own: at most one per CANCEL_POLL_SECONDS."""
+    from agentswarm.agent import Agent
+    from agentswarm.checkpoint import make_store
+    from agentswarm.settings import load_settings
+    from agentswarm.task_context import CANCEL_POLL_SECONDS
+
+    url = {"redis_url": server_url} if backend == "redis" else {"nats_url": server_url}
+    settings = load_settings(
+        broker=backend,
+        namespace=unique_namespace,
+        checkpoint_dir=tmp_path / "agent",
+        claim_block_ms=100,
+        **url,
+    )
+    worker_broker = make_test_broker(backend, server_url, unique_namespace, ledger_dir=tmp_path / "l")
+    await worker_broker.connect()
+    lookups = 0
+    get_result = worker_broker.get_result
+
+    async def counting_get_result(task_id: str) -> TaskResult | None:
+        nonlocal lookups
+        lookups += 1
+        return await get_result(task_id)
+
+    worker_broker.get_result = counting_get_result  # type: ignore[method-assign]
+    agent = Agent(settings, worker_broker, make_store(settings, worker_broker), _emit_300)
+    await broker.enqueue({}, "chatty")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    serving = asyncio.create_task(agent.serve())
+    try:
+        await wait_until(lambda: _done(broker, "chatty"), within=60, what="the task to finish")
+    finally:
+        agent.request_stop()
+        await asyncio.wait_for(serving, timeout=30)
+        await worker_broker.close()
+    elapsed = loop.time() - started
+    assert (await broker.get_result("chatty")).value == 300  # type: ignore[union-attr]
+    assert (await types(broker, "chatty")).count("progress") == 300
+    keepalives = elapsed / settings.keepalive_seconds + 1
+    assert lookups <= elapsed / CANCEL_POLL_SECONDS + keepalives + 1, (lookups, elapsed)
+
+
+async def _done(broker: Broker, task_id: str) -> bool:
+    return await broker.get_result(task_id) is not None
