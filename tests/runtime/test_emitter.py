@@ -21,17 +21,20 @@ async def plain(make: Callable[[], Awaitable[Any]], _what: str) -> Any:
 
 
 class GatedBroker:
-    """Delegates to a real broker; ``publish_events`` waits for ``gate`` and counts its calls."""
+    """Delegates to a real broker; ``publish_batch`` (the writer's one write per batch) waits for ``gate``
+    and counts its calls."""
 
     def __init__(self, inner: Broker) -> None:
         self.inner = inner
         self.gate = asyncio.Event()
         self.calls: list[int] = []
 
-    async def publish_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    async def publish_batch(
+        self, events: Sequence[tuple[str, dict[str, Any]]], swarm: Sequence[dict[str, Any]]
+    ) -> list[str]:
         self.calls.append(len(events))
         await self.gate.wait()
-        return await self.inner.publish_events(events)
+        return await self.inner.publish_batch(events, swarm)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

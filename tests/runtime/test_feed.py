@@ -183,3 +183,28 @@ async def test_feed_resets_after_a_broker_restart_and_keeps_going(backend, broke
         await b.close()
         await f.close()
         server.stop()
+
+
+async def test_publish_batch_stores_events_and_swarm_entries_together(brokers) -> None:
+    """An agent's event writer sends task events and swarm feed entries in one ``publish_batch``: both land,
+    in order, with the ids the logs give them, and the feed carries both."""
+    broker: Broker = await brokers()
+    await broker.enqueue({}, "pb1")
+    await broker.enqueue({}, "pb2")
+    before = await broker.read_swarm_events(None, limit=10_000)
+    events = [("pb1", {"i": 0}), ("pb2", {"i": 1}), ("pb1", {"i": 2})]
+    swarm: list[dict[str, Any]] = [
+        {"kind": "agent", "agent": "a1", "status": "busy", "task_id": "pb1"},
+        {"kind": "agent", "agent": "a1", "status": "idle"},
+    ]
+    ids = await broker.publish_batch(events, swarm)
+    assert len(ids) == 3
+    assert [(e.id, e.data) for e in await broker.read_events("pb1")] == [
+        (ids[0], {"i": 0}),
+        (ids[2], {"i": 2}),
+    ]
+    assert [(e.id, e.data) for e in await broker.read_events("pb2")] == [(ids[1], {"i": 1})]
+    after = await broker.read_swarm_events(before[-1].id if before else None, limit=10_000)
+    assert [e.data for e in after][-2:] == swarm
+    assert await broker.publish_batch([], []) == []
+    assert await broker.publish_batch([], swarm[:1]) == []
