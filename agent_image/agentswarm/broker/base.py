@@ -64,7 +64,10 @@ from agentswarm.broker.errors import (
 )
 from agentswarm.broker.feed import FeedReset, SwarmEvent
 from agentswarm.broker.types import (
+    DEFAULT_PRIORITY,
     JSON,
+    PRIORITIES,
+    STARVATION_LIMIT,
     TASK_ID_PATTERN,
     TERMINAL_EVENT_TYPES,
     BrokerStats,
@@ -74,6 +77,7 @@ from agentswarm.broker.types import (
     Delivery,
     DeliveryRecord,
     NewTask,
+    Priority,
     Task,
     TaskEvent,
     TaskResult,
@@ -81,12 +85,16 @@ from agentswarm.broker.types import (
     new_task_id,
     task_from_record,
     task_record,
+    validate_priority,
     validate_task_id,
 )
 
 #: The contract and, re-exported, its data types (:mod:`agentswarm.broker.types`) and errors.
 __all__ = [
+    "DEFAULT_PRIORITY",
     "JSON",
+    "PRIORITIES",
+    "STARVATION_LIMIT",
     "TASK_ID_PATTERN",
     "TERMINAL_EVENT_TYPES",
     "Broker",
@@ -101,6 +109,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidTaskId",
     "NewTask",
+    "Priority",
     "Task",
     "TaskEvent",
     "TaskResult",
@@ -108,6 +117,7 @@ __all__ = [
     "new_task_id",
     "task_from_record",
     "task_record",
+    "validate_priority",
     "validate_task_id",
 ]
 
