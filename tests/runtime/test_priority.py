@@ -179,7 +179,8 @@ async def test_abandoned_low_task_is_reclaimed_by_another_consumer(brokers) -> N
     owner: Broker = await brokers(claim_idle_ms=800)
     thief: Broker = await brokers(claim_idle_ms=800, ledger_dir=None)
     await owner.enqueue_many([NewTask({}, "slow", priority="low")])
-    (d,) = await owner.claim("owner")
+    (held,) = await owner.claim("owner")
+    assert held.task.priority == "low"
     assert await thief.claim("thief", block_ms=200) == []
     got: list = []
 
