@@ -35,6 +35,7 @@ class _Context(SwarmContextMixin):
         self._progress_reported = False
         self._cancelled = False
         self.task_id = delivery.task.id
+        self.priority = delivery.task.priority
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
         self.restored_version = restored.version if restored else None

@@ -197,3 +197,30 @@ async def test_abandoned_low_task_is_reclaimed_by_another_consumer(brokers) -> N
     )
     await thief.ack(got[0])
     assert await thief.backlog() == 0
+
+
+async def test_a_woken_parent_comes_back_in_its_own_class(brokers) -> None:
+    from agentswarm.swarm import child_id
+    from agentswarm.swarm.runtime import make_swarm_store
+
+    b: Broker = await brokers()
+    store = make_swarm_store(b)
+    await store.connect()
+    await b.enqueue_many([NewTask({"role": "parent"}, "P", priority="high")])
+    (parent_delivery,) = await b.claim("a1", block_ms=2000)
+    parent = await store.node("P")
+    kids = [child_id("P", 0, i) for i in range(2)]
+    await store.spawn(parent, [NewTask({"i": i}, k, priority="low") for i, k in enumerate(kids)], None)
+    await store.spawn_done(kids[0])
+    assert await store.park("P", kids) is True
+    await b.ack(parent_delivery)  # parked: released without a result
+    children = await b.claim("a2", count=2, block_ms=2000)
+    assert [(d.task.id, d.task.priority) for d in children] == [(k, "low") for k in kids]
+    # Normal tasks queued before the wake-up: the woken high parent still comes first.
+    await b.enqueue_many([NewTask({}, f"n{i}") for i in range(3)])
+    for d in children:
+        await b.record_result(TaskResult(d.task.id, d.task.id, "a2", 1))
+        await b.ack(d)
+        await store.child_finished(await store.node(d.task.id), "done")
+    (again,) = await b.claim("a1", block_ms=2000)
+    assert (again.task.id, again.task.priority) == ("P", "high")
