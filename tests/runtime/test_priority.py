@@ -224,3 +224,36 @@ async def test_a_woken_parent_comes_back_in_its_own_class(brokers) -> None:
         await store.child_finished(await store.node(d.task.id), "done")
     (again,) = await b.claim("a1", block_ms=2000)
     assert (again.task.id, again.task.priority) == ("P", "high")
+
+
+async def test_spawned_children_inherit_their_parents_class(
+    brokers, backend: str, server_url: str, unique_namespace: str, tmp_path: Path
+) -> None:
+    from agentswarm.handlers.tree import NEST, expected_nest
+    from agentswarm.swarm import child_id
+    from test_tree import tree_env
+
+    b: Broker = await brokers()
+    await b.enqueue_many([NewTask({"depth": 2, "fanout": 2}, "root", priority="high")])
+    agent = AgentProcess("agent-0", tree_env(backend, server_url, unique_namespace, NEST), tmp_path).start()
+    try:
+
+        async def done() -> bool:
+            return await b.get_result("root") is not None
+
+        await wait_until(done, within=120, what="the tree's result")
+    finally:
+        agent.stop()
+    result = await b.get_result("root")
+    assert result is not None and result.value == expected_nest(2, 2)
+    spawned = [
+        str(c)
+        for task_id in ["root", *[child_id("root", 0, i) for i in range(2)]]
+        for e in await b.read_events(task_id, None, limit=1000)
+        if e.data.get("type") == "spawned"
+        for c in e.data["children"]
+    ]
+    assert len(spawned) == 2 + 4
+    for task_id in spawned:
+        task = await b.get_task(task_id)
+        assert task is not None and task.priority == "high", task_id
