@@ -3,12 +3,17 @@
 The trigger reads the number of tasks not finished yet (queued + handed out and not acknowledged), which is
 0 exactly when the swarm has nothing to do (docs/autoscaling.md has the measurements behind that choice):
 
-* Redis: the ``redis-streams`` scaler in ``streamLength`` mode (``XLEN`` of the task stream; the trigger
+* Redis: the ``redis-streams`` scaler in ``streamLength`` mode (``XLEN`` of a task stream; the trigger
   names no ``consumerGroup``, because the consumer group's lag reads 0 for tasks waiting for a retry and NULL
   after out-of-order acknowledgements, and its pending count cannot leave zero). The Redis password (and the
   CA of a TLS instance such as Memorystore) come from the existing Secrets through a TriggerAuthentication.
-* NATS: the ``nats-jetstream`` scaler (``num_pending + num_ack_pending`` of the agents' consumer, read from
+* NATS: the ``nats-jetstream`` scaler (``num_pending + num_ack_pending`` of an agents' consumer, read from
   the server's ``/jsz`` monitoring endpoint on port 8222).
+
+The runtime keeps one task stream (Redis) or consumer (NATS) per priority class, and a KEDA trigger watches
+one of them, so the ScaledObject has one trigger per class, named after it, and a scaling modifier whose
+formula sums them (``high + normal + low``) against the target per agent: KEDA scales on the whole backlog,
+not on the largest class (its default for several triggers).
 
 KEDA scales the StatefulSet between 0 and 1 itself (after ``cooldownPeriod`` without activity) and lets an
 HPA handle 1..max, whose scale-down stabilisation is ``advanced.horizontalPodAutoscalerConfig.behavior``.
@@ -19,7 +24,7 @@ default) or installed here from the kedacore Helm chart at a pinned version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
@@ -40,6 +45,18 @@ KEDA_OPERATOR_SELECTOR: dict[str, str] = {"app.kubernetes.io/name": "keda-operat
 #: NATS HTTP monitoring port, where KEDA's nats-jetstream scaler reads ``/jsz``.
 NATS_MONITORING_PORT = 8222
 COMPONENT = "agent-autoscaler"
+#: The runtime's priority classes (``agentswarm.broker.PRIORITIES``; a contract test keeps them equal).
+PRIORITY_CLASSES: tuple[str, ...] = ("high", "normal", "low")
+
+
+def class_stream(namespace: str, cls: str) -> str:
+    """The runtime's Redis task stream of a priority class (``normal``: ``<ns>:tasks``)."""
+    return f"{namespace}:tasks" if cls == "normal" else f"{namespace}:tasks:{cls}"
+
+
+def class_consumer(namespace: str, cls: str) -> str:
+    """The runtime's NATS durable consumer of a priority class (``normal``: ``<ns>-agents``)."""
+    return f"{namespace}-agents" if cls == "normal" else f"{namespace}-agents-{cls}"
 
 
 @dataclass(frozen=True)
@@ -78,46 +95,66 @@ def redis_address(url: str) -> tuple[str, int, bool]:
     return f"{parts.hostname}:{port}", int(path) if path.isdigit() else 0, parts.scheme == "rediss"
 
 
-def redis_trigger(url: str, namespace: str, rule: ScalingRule, auth_name: str) -> dict[str, Any]:
-    """The ``redis-streams`` trigger in ``streamLength`` mode on the runtime's task stream."""
+def redis_triggers(url: str, namespace: str, rule: ScalingRule, auth_name: str) -> list[dict[str, Any]]:
+    """One ``redis-streams`` trigger in ``streamLength`` mode per priority class's task stream."""
     address, db, tls = redis_address(url)
-    metadata = {
-        "address": address,
-        "databaseIndex": str(db),
-        "stream": f"{namespace}:tasks",
-        "streamLength": str(rule.target_per_agent),
-        "activationLagCount": str(rule.activation),
-        "enableTLS": "true" if tls else "false",
-    }
-    return {"type": "redis-streams", "metadata": metadata, "authenticationRef": {"name": auth_name}}
+    return [
+        {
+            "type": "redis-streams",
+            "name": cls,
+            "metadata": {
+                "address": address,
+                "databaseIndex": str(db),
+                "stream": class_stream(namespace, cls),
+                "streamLength": str(rule.target_per_agent),
+                "activationLagCount": str(rule.activation),
+                "enableTLS": "true" if tls else "false",
+            },
+            "authenticationRef": {"name": auth_name},
+        }
+        for cls in PRIORITY_CLASSES
+    ]
 
 
-def nats_trigger(monitoring_endpoint: str, namespace: str, rule: ScalingRule) -> dict[str, Any]:
-    """The ``nats-jetstream`` trigger on the agents' durable consumer (the runtime's stream layout)."""
-    metadata = {
-        "natsServerMonitoringEndpoint": monitoring_endpoint,
-        "account": "$G",  # the server's global account: the in-cluster NATS uses no accounts
-        "stream": f"{namespace.upper().replace('-', '_')}_TASKS",
-        "consumer": f"{namespace}-agents",
-        "lagThreshold": str(rule.target_per_agent),
-        "activationLagThreshold": str(rule.activation),
-    }
-    return {"type": "nats-jetstream", "metadata": metadata}
+def nats_triggers(monitoring_endpoint: str, namespace: str, rule: ScalingRule) -> list[dict[str, Any]]:
+    """One ``nats-jetstream`` trigger per priority class's durable consumer (the runtime's stream layout)."""
+    return [
+        {
+            "type": "nats-jetstream",
+            "name": cls,
+            "metadata": {
+                "natsServerMonitoringEndpoint": monitoring_endpoint,
+                "account": "$G",  # the server's global account: the in-cluster NATS uses no accounts
+                "stream": f"{namespace.upper().replace('-', '_')}_TASKS",
+                "consumer": class_consumer(namespace, cls),
+                "lagThreshold": str(rule.target_per_agent),
+                "activationLagThreshold": str(rule.activation),
+            },
+        }
+        for cls in PRIORITY_CLASSES
+    ]
 
 
 def scaled_object_spec(
-    rule: ScalingRule, statefulset_name: str, trigger: Mapping[str, Any]
+    rule: ScalingRule, statefulset_name: str, triggers: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """ScaledObject spec: the agent StatefulSet between min and max replicas, one trigger."""
+    """ScaledObject spec: the agent StatefulSet between min and max replicas, scaled on the sum of the
+    triggers (one per priority class) against the target per agent."""
     behavior = {"scaleDown": {"stabilizationWindowSeconds": rule.scale_down_stabilization_seconds}}
+    total = {
+        "formula": " + ".join(str(t["name"]) for t in triggers),
+        "target": str(rule.target_per_agent),
+        "activationTarget": str(rule.activation),
+        "metricType": "AverageValue",
+    }
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": statefulset_name},
         "minReplicaCount": rule.min_replicas,
         "maxReplicaCount": rule.max_replicas,
         "pollingInterval": rule.polling_interval_seconds,
         "cooldownPeriod": rule.cooldown_seconds,
-        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior}},
-        "triggers": [dict(trigger)],
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior}, "scalingModifiers": total},
+        "triggers": [dict(t) for t in triggers],
     }
 
 
@@ -213,7 +250,7 @@ class AgentAutoscaler(pulumi.ComponentResource):
         nats_endpoint = args.get("nats_monitoring_endpoint")
         if (redis is None) == (nats_endpoint is None):
             raise ValueError("AgentAutoscaler needs exactly one of 'redis' and 'nats_monitoring_endpoint'")
-        trigger: pulumi.Input[dict[str, Any]]
+        triggers: pulumi.Input[list[dict[str, Any]]]
         if redis is not None:
             auth = k8s.apiextensions.CustomResource(
                 f"{name}-trigger-auth",
@@ -230,20 +267,20 @@ class AgentAutoscaler(pulumi.ComponentResource):
             )
             depends.append(auth)
             queue_ns = args["queue_namespace"]
-            trigger = pulumi.Output.from_input(redis["url"]).apply(
-                lambda url: redis_trigger(url, queue_ns, rule, object_name)
+            triggers = pulumi.Output.from_input(redis["url"]).apply(
+                lambda url: redis_triggers(url, queue_ns, rule, object_name)
             )
         else:
             queue_ns = args["queue_namespace"]
-            trigger = pulumi.Output.from_input(nats_endpoint).apply(
-                lambda endpoint: nats_trigger(str(endpoint), queue_ns, rule)
+            triggers = pulumi.Output.from_input(nats_endpoint).apply(
+                lambda endpoint: nats_triggers(str(endpoint), queue_ns, rule)
             )
         scaled = k8s.apiextensions.CustomResource(
             f"{name}-scaled-object",
             api_version=KEDA_API_VERSION,
             kind="ScaledObject",
             metadata=_k8s.metadata(object_name, ns, instance, COMPONENT),
-            spec=pulumi.Output.all(args["statefulset_name"], trigger).apply(
+            spec=pulumi.Output.all(args["statefulset_name"], triggers).apply(
                 lambda values: scaled_object_spec(rule, str(values[0]), values[1])
             ),
             opts=_k8s.child_opts(self, depends_on=depends),

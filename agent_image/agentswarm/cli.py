@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agentswarm import defaults, scaffold
+from agentswarm.broker.types import DEFAULT_PRIORITY, PRIORITIES
 from agentswarm.cli_client import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -199,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--count", type=int, default=1, help="submit each task this many times")
     submit.add_argument(
         "--id", dest="task_id", help="task id for a single task (makes the submit idempotent)"
+    )
+    submit.add_argument(
+        "--priority",
+        choices=PRIORITIES,
+        default=DEFAULT_PRIORITY,
+        help="priority class of the tasks (a --file line may name its own); default %(default)s",
     )
     submit.add_argument(
         "--watch", action=argparse.BooleanOptionalAction, default=True, help="follow the tasks to the end"

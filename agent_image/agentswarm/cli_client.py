@@ -123,7 +123,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         client = _client(args)
-        ids: list[str] = await client.submit(tasks)
+        ids: list[str] = await client.submit(tasks, priority=args.priority)
         if not args.watch:
             for tid in ids:
                 print(tid)

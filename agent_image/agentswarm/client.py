@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from agentswarm import protocol as p
 from agentswarm import tracing
 from agentswarm.backoff import Backoff
+from agentswarm.broker.types import DEFAULT_PRIORITY, Priority, validate_priority
 from agentswarm.client_display import (
     ProgressBar,
     describe_swarm_entry,
@@ -185,8 +186,19 @@ class SwarmClient:
 
     # --- operations --------------------------------------------------------------------------------
 
-    async def submit(self, tasks: Sequence[p.TaskSpec | dict[str, Any]], *, batch: int = 500) -> list[str]:
-        """Enqueue tasks; returns their ids in order. Retries across reconnects without duplicates."""
+    async def submit(
+        self,
+        tasks: Sequence[p.TaskSpec | dict[str, Any]],
+        *,
+        batch: int = 500,
+        priority: Priority = DEFAULT_PRIORITY,
+    ) -> list[str]:
+        """Enqueue tasks; returns their ids in order. Retries across reconnects without duplicates.
+
+        ``priority`` (``high``, ``normal``, ``low``) applies to the tasks that name none themselves; an
+        unknown value raises ``ValueError`` before anything is sent.
+        """
+        validate_priority(priority)
         specs = [t if isinstance(t, p.TaskSpec) else p.TaskSpec.model_validate(t) for t in tasks]
         # Ids are fixed before the first attempt so that a retry after a lost reply is a no-op.
         specs = [s if s.task_id else s.model_copy(update={"task_id": uuid.uuid4().hex}) for s in specs]
@@ -205,7 +217,8 @@ class SwarmClient:
             try:
                 while done < len(chunks):
                     ref = uuid.uuid4().hex[:8]
-                    await ws.send(p.SubmitFrame(type="submit", ref=ref, tasks=chunks[done]).dump())
+                    frame_out = p.SubmitFrame(type="submit", ref=ref, tasks=chunks[done], priority=priority)
+                    await ws.send(frame_out.dump())
                     while True:
                         frame = p.parse_server_frame(await ws.recv())
                         if isinstance(frame, p.SubmittedFrame) and frame.ref == ref:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from agentswarm.broker.types import DEFAULT_PRIORITY, Priority, validate_priority
 
 PROTOCOL_VERSION = 1
 
@@ -89,6 +91,14 @@ class TaskSpec(BaseModel):
     trace: TraceContext | None = Field(
         default=None, description="W3C trace context of the submitter (traceparent, tracestate)"
     )
+    priority: Priority | None = Field(
+        default=None, description="high, normal or low; null = the submit frame's priority"
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _known_priority(cls, value: object) -> object:
+        return value if value is None else validate_priority(value)
 
 
 class AuthFrame(_Frame):
@@ -100,6 +110,14 @@ class SubmitFrame(_Frame):
     type: Literal["submit"]
     ref: str | None = Field(default=None, max_length=200, description="echoed in the reply")
     tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS_PER_SUBMIT)
+    priority: Priority = Field(
+        default=DEFAULT_PRIORITY, description="priority class of the tasks that name none: high, normal, low"
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _known_priority(cls, value: object) -> object:
+        return validate_priority(value)
 
 
 class SubscribeFrame(_Frame):

@@ -41,6 +41,7 @@ class _Context(SwarmContextMixin):
         self._cancelled = False
         self._cancel_polled_at = float("-inf")
         self.task_id = delivery.task.id
+        self.priority = delivery.task.priority
         self.agent_id = agent.agent_id
         self.attempt = delivery.attempt
         self.restored_version = restored.version if restored else None

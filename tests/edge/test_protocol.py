@@ -20,6 +20,16 @@ from agentswarm.client import ProgressBar, event_fraction
         ('{"type": "submit", "tasks": [{"task_id": "../etc", "payload": {}}]}', "invalid_frame", "task_id"),
         ('{"type": "subscribe"}', "invalid_frame", "task_id"),
         ('{"type": "auth"}', "invalid_frame", "token"),
+        (
+            '{"type": "submit", "priority": "urgent", "tasks": [{}]}',
+            "invalid_frame",
+            "priority: Value error, unknown priority 'urgent': use one of high, normal, low",
+        ),
+        (
+            '{"type": "submit", "tasks": [{"priority": "HIGH"}]}',
+            "invalid_frame",
+            "tasks.0.priority: Value error, unknown priority 'HIGH': use one of high, normal, low",
+        ),
         ('{"type": "cancel", "task_ids": []}', "invalid_frame", "task_ids"),
         ('{"type": "cancel", "task_ids": ["../x"]}', "invalid_frame", "task_ids"),
         ("[" * 100_000, "bad_json", "JSON"),
@@ -49,6 +59,10 @@ def test_good_frames_round_trip() -> None:
     assert isinstance(frame, p.SubscribeFrame) and frame.after == "1700000000000-3"
     sub = p.parse_client_frame('{"type": "submit", "tasks": [{"payload": {"steps": 2}}]}')
     assert isinstance(sub, p.SubmitFrame) and sub.tasks[0].task_id is None
+    assert (sub.priority, sub.tasks[0].priority) == ("normal", None)  # the default; a task inherits it
+    mixed = p.parse_client_frame('{"type": "submit", "priority": "low", "tasks": [{}, {"priority": "high"}]}')
+    assert isinstance(mixed, p.SubmitFrame)
+    assert (mixed.priority, [t.priority for t in mixed.tasks]) == ("low", [None, "high"])
     event = p.EventFrame(task_id="t", event_id="5", data={"type": "progress"})
     assert p.parse_server_frame(event.dump()) == event
     cancel = p.parse_client_frame('{"type": "cancel", "ref": "c", "task_ids": ["a", "b"]}')

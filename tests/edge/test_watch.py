@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from agentswarm.broker import open_broker
 from agentswarm.client import Backoff, SwarmClient
 from agentswarm.handlers.steps import expected_result
 from agentswarm.settings import load_settings
+from websockets.asyncio.client import connect
 
 from .helpers import TOKEN, Nginx, Swarm, wait_until
 
@@ -317,3 +319,58 @@ def test_cli_answer_resumes_a_task_that_asked(redis_swarm: Swarm) -> None:
     assert re.search(r"^hitl-1\s+done\s", stdout, re.M), stdout
     nobody = run("answer", "no-such-task", "--json", "1")
     assert nobody.returncode == 1 and "not_waiting" in nobody.stderr
+
+
+async def test_submit_priority_from_the_client_the_cli_and_the_frame(redis_swarm: Swarm) -> None:
+    redis_swarm.start_coordinator()
+    c = client(redis_swarm.url)
+    ids = await c.submit(
+        [{"task_id": "pr-high", "payload": {}}, {"task_id": "pr-low", "payload": {}, "priority": "low"}],
+        priority="high",
+    )
+    assert ids == ["pr-high", "pr-low"]
+    with pytest.raises(ValueError, match="unknown priority 'urgent': use one of high, normal, low"):
+        await c.submit([{"payload": {}}], priority="urgent")  # type: ignore[arg-type]
+    env = {**redis_swarm.base_env, "AGENTSWARM_URL": redis_swarm.url, "AGENTSWARM_API_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "agentswarm.cli", "submit", "--payload", "{}", "--no-watch"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    out = await asyncio.to_thread(run, "--id", "pr-cli", "--priority", "low")
+    assert out.returncode == 0, out.stderr
+    bad = await asyncio.to_thread(run, "--priority", "urgent")
+    assert bad.returncode == 2 and "--priority" in bad.stderr and "'urgent'" in bad.stderr
+    assert "'high', 'normal', 'low'" in bad.stderr  # argparse names the allowed values
+    async with connect(redis_swarm.url, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        await ws.recv()  # welcome
+        frames = [
+            {"type": "submit", "ref": "a", "priority": "urgent", "tasks": [{"payload": {}}]},
+            {"type": "submit", "ref": "b", "tasks": [{"payload": {}, "priority": 1}]},
+            {"type": "submit", "ref": "c", "tasks": [{"task_id": "pr-frame", "payload": {}}]},
+        ]
+        replies = []
+        for frame in frames:
+            await ws.send(json.dumps(frame))
+            replies.append(json.loads(await ws.recv()))
+    assert replies[0]["code"] == "invalid_frame" and replies[0]["ref"] == "a"
+    assert "unknown priority 'urgent': use one of high, normal, low" in replies[0]["message"]
+    assert replies[1]["code"] == "invalid_frame" and "tasks.0.priority" in replies[1]["message"]
+    assert replies[2] == {"type": "submitted", "ref": "c", "task_ids": ["pr-frame"]}
+    env_b = redis_swarm.base_env
+    settings = load_settings(
+        broker=env_b["AGENTSWARM_BROKER"],
+        redis_url=env_b["AGENTSWARM_REDIS_URL"],
+        namespace=env_b["AGENTSWARM_NAMESPACE"],
+    )
+    broker = await open_broker(settings)
+    try:
+        stored = {t: await broker.get_task(t) for t in ("pr-high", "pr-low", "pr-cli", "pr-frame")}
+    finally:
+        await broker.close()
+    assert {t: task.priority for t, task in stored.items() if task} == {
+        "pr-high": "high",
+        "pr-low": "low",
+        "pr-cli": "low",
+        "pr-frame": "normal",
+    }

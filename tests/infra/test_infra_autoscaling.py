@@ -81,19 +81,33 @@ def test_redis_trigger_reads_the_stream_length_with_the_password_from_the_secret
     assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (15, 300)
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior == {"scaleDown": {"stabilizationWindowSeconds": 300}}
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis-streams"
-    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
-    # streamLength mode: KEDA uses XLEN only when no consumerGroup is named (see docs/autoscaling.md).
-    assert trigger["metadata"] == {
-        "address": "agentswarm-redis.swarm.svc.cluster.local:6379",
-        "databaseIndex": "0",
-        "stream": "agentswarm:tasks",
-        "streamLength": "2",
-        "activationLagCount": "0",
-        "enableTLS": "false",
+    # One trigger per priority class's stream; KEDA scales on their sum, not on the largest one.
+    assert spec["advanced"]["scalingModifiers"] == {
+        "formula": "high + normal + low",
+        "target": "2",
+        "activationTarget": "0",
+        "metricType": "AverageValue",
     }
-    assert "consumerGroup" not in trigger["metadata"] and "lagCount" not in trigger["metadata"]
+    triggers = spec["triggers"]
+    assert [t["name"] for t in triggers] == ["high", "normal", "low"]
+    assert [t["metadata"]["stream"] for t in triggers] == [
+        "agentswarm:tasks:high",
+        "agentswarm:tasks",
+        "agentswarm:tasks:low",
+    ]
+    for trigger in triggers:
+        assert trigger["type"] == "redis-streams"
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        # streamLength mode: KEDA uses XLEN only when no consumerGroup is named (see docs/autoscaling.md).
+        assert trigger["metadata"] == {
+            "address": "agentswarm-redis.swarm.svc.cluster.local:6379",
+            "databaseIndex": "0",
+            "stream": trigger["metadata"]["stream"],
+            "streamLength": "2",
+            "activationLagCount": "0",
+            "enableTLS": "false",
+        }
+        assert "consumerGroup" not in trigger["metadata"] and "lagCount" not in trigger["metadata"]
     assert auth["spec"] == {
         "secretTargetRef": [{"parameter": "password", "name": "redis-auth", "key": "password"}]
     }
@@ -127,18 +141,26 @@ def test_nats_trigger_reads_the_agents_consumer_from_the_monitoring_endpoint() -
     (scaled,) = rec.kinds("ScaledObject")
     validate(scaled)
     assert rec.kinds("TriggerAuthentication") == []
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger == {
-        "type": "nats-jetstream",
-        "metadata": {
-            "natsServerMonitoringEndpoint": "agentswarm-nats.swarm.svc.cluster.local:8222",
-            "account": "$G",
-            "stream": "PROD_A_TASKS",
-            "consumer": "prod-a-agents",
-            "lagThreshold": "2",
-            "activationLagThreshold": "0",
-        },
-    }
+    assert scaled["spec"]["advanced"]["scalingModifiers"]["formula"] == "high + normal + low"
+    assert scaled["spec"]["triggers"] == [
+        {
+            "type": "nats-jetstream",
+            "name": cls,
+            "metadata": {
+                "natsServerMonitoringEndpoint": "agentswarm-nats.swarm.svc.cluster.local:8222",
+                "account": "$G",
+                "stream": "PROD_A_TASKS",
+                "consumer": consumer,
+                "lagThreshold": "2",
+                "activationLagThreshold": "0",
+            },
+        }
+        for cls, consumer in (
+            ("high", "prod-a-agents-high"),
+            ("normal", "prod-a-agents"),
+            ("low", "prod-a-agents-low"),
+        )
+    ]
 
 
 def test_install_keda_pins_the_chart() -> None:
@@ -322,9 +344,10 @@ def test_swarm_autoscaling_hands_replicas_to_keda(monkeypatch: pytest.MonkeyPatc
     assert scaled["metadata"]["namespace"] == "agentswarm"
     assert scaled["spec"]["scaleTargetRef"]["name"] == "agentswarm-agent"
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 30)
-    metadata = scaled["spec"]["triggers"][0]["metadata"]
+    metadata = scaled["spec"]["triggers"][1]["metadata"]
     assert metadata["address"] == "agentswarm-redis.agentswarm.svc.cluster.local:6379"
     assert (metadata["stream"], metadata["streamLength"]) == ("agentswarm:tasks", "3")
+    assert scaled["spec"]["advanced"]["scalingModifiers"]["target"] == "3"
     (auth,) = rec.kinds("TriggerAuthentication")
     (redis_secret,) = [m for m in rec.kinds("Secret") if m["metadata"]["name"] == "agentswarm-redis-auth"]
     assert auth["spec"]["secretTargetRef"][0]["name"] == redis_secret["metadata"]["name"]
@@ -379,7 +402,7 @@ def test_render_nats_stack_wires_nats_to_both_roles_and_keda(stack_recordings: d
             and nats_rules[0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
         )
     (scaled,) = rec.kinds("ScaledObject")
-    (trigger,) = scaled["spec"]["triggers"]
+    (trigger,) = [t for t in scaled["spec"]["triggers"] if t["name"] == "normal"]
     assert trigger["type"] == "nats-jetstream"
     assert (
         trigger["metadata"]["natsServerMonitoringEndpoint"]

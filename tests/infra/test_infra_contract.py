@@ -157,3 +157,18 @@ def test_the_handler_pattern_refuses_some() -> None:
     for handler in refused:
         with pytest.raises(pydantic.ValidationError):
             AgentsConfig(handler=handler)
+
+
+def test_the_autoscalers_streams_and_consumers_are_the_runtimes() -> None:
+    from agentswarm.broker import PRIORITIES
+    from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
+    from agentswarm.broker.redis_streams import RedisStreamsBroker
+
+    from components.autoscaling import PRIORITY_CLASSES, class_consumer, class_stream
+
+    assert PRIORITY_CLASSES == PRIORITIES
+    redis = RedisStreamsBroker("redis://x:6379/0", namespace="prod-a")  # not connected: names only
+    nats = NatsJetStreamBroker("nats://x:4222", namespace="prod-a")
+    for cls in PRIORITIES:
+        assert class_stream("prod-a", cls) == redis.streams[cls]
+        assert class_consumer("prod-a", cls) == nats.durables[cls]

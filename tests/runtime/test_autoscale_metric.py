@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentswarm.broker import Broker, NewTask
+from agentswarm.broker import Broker, NewTask, Priority
 from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.servers import NatsServer, free_port
@@ -265,3 +265,42 @@ async def test_backlog_counts_queued_running_retrying_and_abandoned(brokers: Any
     assert finished == 3  # the failed one after its backoff, the abandoned one, the last queued one
     assert d4.task.id not in {d1.task.id, d3.task.id}
     assert await b.backlog() == 0
+
+
+async def test_the_per_class_keda_metrics_sum_to_the_backlog(
+    redis_broker: RedisStreamsBroker, tmp_path: Path, unique_namespace: str
+) -> None:
+    """One trigger per priority class (a stream / a consumer each); their sum, the ScaledObject's scaling
+    modifier, is ``Broker.backlog()`` on both backends, with tasks of every class queued, running, failed."""
+    with MonitoredNatsServer(tmp_path / "nats") as server:
+        nats = NatsJetStreamBroker(server.url, namespace=unique_namespace, retry_backoff_ms=2000)
+        await nats.connect()
+        try:
+            for b in (redis_broker, nats):
+                if isinstance(b, RedisStreamsBroker):
+
+                    async def per_class(b: Any = b) -> list[int]:
+                        return [int(await b.r.xlen(stream)) for stream in b.streams.values()]
+                else:
+
+                    async def per_class(b: Any = b) -> list[int]:
+                        return [
+                            keda_nats_lag(server.monitoring_port, b.s_tasks, d) for d in b.durables.values()
+                        ]
+
+                counts: list[tuple[Priority, int]] = [("high", 1), ("normal", 2), ("low", 3)]
+                await b.enqueue_many(
+                    [NewTask({}, f"{c}{i}", priority=c) for c, n in counts for i in range(n)]
+                )
+                assert await per_class() == [1, 2, 3]
+                assert sum(await per_class()) == await b.backlog() == 6
+                (first,) = await b.claim("agent-0", block_ms=200)
+                assert first.task.priority == "high"
+                assert not await b.fail(first, "boom")  # waits for its retry: still outstanding
+                running = await b.claim("agent-1", count=3, block_ms=200)
+                assert sum(await per_class()) == await b.backlog() == 6
+                for d in running:
+                    await b.ack(d)
+                assert sum(await per_class()) == await b.backlog() == 3
+        finally:
+            await nats.close()

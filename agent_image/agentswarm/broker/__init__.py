@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agentswarm.broker.base import (
+    DEFAULT_PRIORITY,
+    PRIORITIES,
+    STARVATION_LIMIT,
     Broker,
     BrokerError,
     BrokerStats,
@@ -16,10 +19,12 @@ from agentswarm.broker.base import (
     InvalidCursor,
     InvalidTaskId,
     NewTask,
+    Priority,
     Task,
     TaskEvent,
     TaskResult,
     new_task_id,
+    validate_priority,
     validate_task_id,
 )
 
@@ -27,6 +32,9 @@ if TYPE_CHECKING:
     from agentswarm.settings import Settings
 
 __all__ = [
+    "DEFAULT_PRIORITY",
+    "PRIORITIES",
+    "STARVATION_LIMIT",
     "Broker",
     "BrokerError",
     "BrokerStats",
@@ -38,12 +46,14 @@ __all__ = [
     "InvalidCursor",
     "InvalidTaskId",
     "NewTask",
+    "Priority",
     "Task",
     "TaskEvent",
     "TaskResult",
     "make_broker",
     "new_task_id",
     "open_broker",
+    "validate_priority",
     "validate_task_id",
 ]
 

@@ -10,8 +10,11 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
 * **Claim order.** :meth:`Broker.claim` hands a consumer (1) its *own* unacknowledged deliveries first
   (a restarted agent with the same identity gets back what it was working on and resumes from its
   checkpoint), then (2) deliveries abandoned by other consumers whose keep-alive is older than
-  ``claim_idle_ms``, then (3) new tasks in enqueue order (FIFO across the whole queue; with several
-  consumers "in order" means *handed out* in order, not *finished* in order).
+  ``claim_idle_ms`` (NATS: in their priority class's turn, ahead of its new tasks), then (3) new tasks by
+  priority class (:data:`PRIORITIES`: ``high``, ``normal``, ``low``), each class in enqueue order (FIFO; with
+  several consumers "in order" means *handed out* in order, not *finished* in order), with the starvation
+  rule of :mod:`agentswarm.broker.priority`: after :data:`STARVATION_LIMIT` new tasks taken from classes
+  above a waiting class, a consumer takes one of that class.
 * **Long tasks.** While a delivery is in flight its owner calls :meth:`Broker.keep_alive` more often
   than ``claim_idle_ms``; nobody else can take it in the meantime, however long it runs.
 * **Dead letters.** Only *unproductive* deliveries count toward ``max_deliveries`` (see
@@ -64,7 +67,10 @@ from agentswarm.broker.errors import (
 )
 from agentswarm.broker.feed import FeedReset, SwarmEvent
 from agentswarm.broker.types import (
+    DEFAULT_PRIORITY,
     JSON,
+    PRIORITIES,
+    STARVATION_LIMIT,
     TASK_ID_PATTERN,
     TERMINAL_EVENT_TYPES,
     BrokerStats,
@@ -74,6 +80,7 @@ from agentswarm.broker.types import (
     Delivery,
     DeliveryRecord,
     NewTask,
+    Priority,
     Task,
     TaskEvent,
     TaskResult,
@@ -81,12 +88,16 @@ from agentswarm.broker.types import (
     new_task_id,
     task_from_record,
     task_record,
+    validate_priority,
     validate_task_id,
 )
 
 #: The contract and, re-exported, its data types (:mod:`agentswarm.broker.types`) and errors.
 __all__ = [
+    "DEFAULT_PRIORITY",
     "JSON",
+    "PRIORITIES",
+    "STARVATION_LIMIT",
     "TASK_ID_PATTERN",
     "TERMINAL_EVENT_TYPES",
     "Broker",
@@ -101,6 +112,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidTaskId",
     "NewTask",
+    "Priority",
     "Task",
     "TaskEvent",
     "TaskResult",
@@ -108,6 +120,7 @@ __all__ = [
     "new_task_id",
     "task_from_record",
     "task_record",
+    "validate_priority",
     "validate_task_id",
 ]
 
@@ -377,7 +390,8 @@ class Broker(abc.ABC):
         retry, or handed back by an agent that stopped). 0 exactly when the swarm has nothing to do.
 
         This is the autoscaling signal (local mode's autoscaler; on a cluster KEDA reads the same number
-        from the server: ``XLEN`` of the task stream, or ``num_pending + num_ack_pending`` of the JetStream
-        consumer): it rises with the backlog and falls to 0 only when no task is outstanding, so scaling to
-        zero never strands a task that waits for a retry or was handed back. One cheap server call.
+        from the server, one trigger per priority class summed: ``XLEN`` of each class's task stream, or
+        ``num_pending + num_ack_pending`` of each class's JetStream consumer): it rises with the backlog and
+        falls to 0 only when no task is outstanding, so scaling to zero never strands a task that waits for a
+        retry or was handed back. One round trip.
         """

@@ -2,10 +2,12 @@
 
 Server objects (``NS`` = namespace upper-cased, ``ns`` as given):
 
-* stream ``NS_TASKS`` (subject ``ns.tasks``, work-queue retention, file storage): acknowledged = deleted.
-  Durable pull consumer ``ns-agents``: explicit acks, ``AckWait = claim_idle_ms``, ``MaxAckPending`` from
-  settings, no ``MaxDeliver`` (restarts must not use up deliveries; the broker counts strikes itself and
-  dead-letters, so no message is ever left stuck after a server-side last delivery).
+* stream ``NS_TASKS`` (work-queue retention, file storage): acknowledged = deleted. One subject and one
+  durable pull consumer per priority class: ``ns.tasks`` / ``ns-agents`` (``normal``), ``ns.tasks.high`` /
+  ``ns-agents-high`` and ``ns.tasks.low`` / ``ns-agents-low`` (:mod:`agentswarm.broker.priority` says which
+  one a claim reads). Each: explicit acks, ``AckWait = claim_idle_ms``, ``MaxAckPending`` from settings, no
+  ``MaxDeliver`` (restarts must not use up deliveries; the broker counts strikes itself and dead-letters, so
+  no message is ever left stuck after a server-side last delivery). Sequences are stream-wide.
 * stream ``NS_SWARM`` (``ns.swarm``, at most ``SWARM_FEED_RETENTION`` messages, oldest dropped): the swarm
   feed (:mod:`agentswarm.broker.feed`).
 * stream ``NS_DEAD`` (``ns.dead``): dead letters. Stream ``NS_EVENTS`` (``ns.events.<task id>``): event logs;
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -47,9 +50,12 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from agentswarm.broker.base import (
+    PRIORITIES,
     Broker,
+    Priority,
 )
 from agentswarm.broker.feed import SWARM_FEED_RETENTION
+from agentswarm.broker.priority import ClassOrder
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -96,11 +102,19 @@ class NatsConnection(Broker):
         self.subj_tasks, self.subj_dead = f"{namespace}.tasks", f"{namespace}.dead"
         self.s_swarm, self.subj_swarm = f"{up}_SWARM", f"{namespace}.swarm"
         self.durable = f"{namespace}-agents"
+        #: The subject and the durable consumer of each priority class (``normal``: the ones above).
+        self.subjects: dict[Priority, str] = {
+            c: self.subj_tasks if c == "normal" else f"{self.subj_tasks}.{c}" for c in PRIORITIES
+        }
+        self.durables: dict[Priority, str] = {
+            c: self.durable if c == "normal" else f"{self.durable}-{c}" for c in PRIORITIES
+        }
         self.max_ack_pending = max_ack_pending
         self.ledger_dir = Path(ledger_dir) if ledger_dir is not None else None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self._subs: dict[Priority, JetStreamContext.PullSubscription] = {}
+        self._orders: dict[str, ClassOrder] = {}
         self._kv: dict[str, KeyValue] = {}
         self._inflight: set[int] = set()
         self._ledgers: dict[str, dict[str, dict[str, Any]]] = {}
@@ -160,12 +174,18 @@ class NatsConnection(Broker):
         await self._ensure_stream(
             StreamConfig(
                 name=self.s_tasks,
-                subjects=[self.subj_tasks],
+                subjects=list(self.subjects.values()),
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 duplicate_window=120,
             )
         )
+        info = await self.js.stream_info(self.s_tasks)
+        if set(self.subjects.values()) - set(info.config.subjects or []):  # made before priority classes
+            with contextlib.suppress(nats.js.errors.BadRequestError):  # updated concurrently
+                await self.js.update_stream(
+                    dataclasses.replace(info.config, subjects=list(self.subjects.values()))
+                )
         await self._ensure_stream(
             StreamConfig(
                 name=self.s_dead, subjects=[self.subj_dead], storage=StorageType.FILE, duplicate_window=120
@@ -188,23 +208,25 @@ class NatsConnection(Broker):
                 discard=DiscardPolicy.OLD,
             )
         )
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            name=self.durable,
-            filter_subject=self.subj_tasks,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.claim_idle_ms / 1000.0,
-            max_deliver=-1,  # the broker counts strikes itself (DeliveryRecord): redeliver without limit
-            max_ack_pending=self.max_ack_pending,
-            max_waiting=4096,
-        )
-        try:
-            await self.js.add_consumer(self.s_tasks, config=config)
-        except nats.js.errors.BadRequestError as exc:
-            # An existing consumer with other settings: keep it working, say what differs.
-            log.warning("consumer %s exists with other settings (%s); using it as is", self.durable, exc)
-        self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.s_tasks)
+        for cls in PRIORITIES:
+            durable = self.durables[cls]
+            config = ConsumerConfig(
+                durable_name=durable,
+                name=durable,
+                filter_subject=self.subjects[cls],
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.claim_idle_ms / 1000.0,
+                max_deliver=-1,  # the broker counts strikes itself (DeliveryRecord): redeliver without limit
+                max_ack_pending=self.max_ack_pending,
+                max_waiting=4096,
+            )
+            try:
+                await self.js.add_consumer(self.s_tasks, config=config)
+            except nats.js.errors.BadRequestError as exc:
+                # An existing consumer with other settings: keep it working, say what differs.
+                log.warning("consumer %s exists with other settings (%s); using it as is", durable, exc)
+            self._subs[cls] = await self.js.pull_subscribe_bind(durable=durable, stream=self.s_tasks)
         buckets = (("tasks", 1), ("results", 1), ("errors", 1), ("attempts", 1), ("leases", 1), ("ckpt", 2))
         for name, history in buckets:
             bucket = f"{self.ns}_{name}"
@@ -245,7 +267,8 @@ class NatsConnection(Broker):
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
-        self._nc = self._js = self._sub = None
+        self._nc = self._js = None
+        self._subs.clear()
         self._kv.clear()
 
     async def ping(self) -> bool:

@@ -62,7 +62,7 @@ class NatsRecords(NatsConnection):
                 body = json.dumps({"id": task_id, **task_record(spec, now)}).encode()
                 pending.append(
                     await self.js.publish_async(
-                        self.subj_tasks, body, headers={"Nats-Msg-Id": f"task-{task_id}"}
+                        self.subjects[spec.priority], body, headers={"Nats-Msg-Id": f"task-{task_id}"}
                     )
                 )
             for task_id, _spec in fresh:
@@ -235,23 +235,27 @@ class NatsRecords(NatsConnection):
         await self.kv("ckpt").purge(validate_task_id(task_id))
 
     # -- metrics ------------------------------------------------------------------------------------------
+    async def _class_consumers(self) -> list[tuple[int, int]]:
+        """``(num_pending, num_ack_pending)`` of the consumer of each priority class."""
+        infos = await asyncio.gather(
+            *(self.js.consumer_info(self.s_tasks, d) for d in self.durables.values())
+        )
+        return [(int(i.num_pending or 0), int(i.num_ack_pending or 0)) for i in infos]
+
     async def stats(self) -> BrokerStats:
-        info = await self.js.consumer_info(self.s_tasks, self.durable)
+        consumers = await self._class_consumers()
         dead = await self.js.stream_info(self.s_dead)
         results = await self.js.stream_info(f"KV_{self.ns}_results")
         tasks = await self.js.stream_info(f"KV_{self.ns}_tasks")
-        ack_pending = int(info.num_ack_pending or 0)
-        waiting = int(info.num_pending or 0)
         return BrokerStats(
-            queued=waiting,
-            pending=ack_pending,
+            queued=sum(waiting for waiting, _ in consumers),
+            pending=sum(ack_pending for _, ack_pending in consumers),
             done=int(results.state.messages),
             dead_lettered=int(dead.state.messages),
             enqueued_total=int(tasks.state.messages),
-            saturated=ack_pending >= self.max_ack_pending and waiting > 0,
+            saturated=any(ack >= self.max_ack_pending and waiting > 0 for waiting, ack in consumers),
         )
 
     async def backlog(self) -> int:
-        # What KEDA's nats-jetstream scaler reads from /jsz for this consumer.
-        info = await self.js.consumer_info(self.s_tasks, self.durable)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        # What KEDA's nats-jetstream scaler reads from /jsz for each class's consumer (one trigger each).
+        return sum(waiting + ack_pending for waiting, ack_pending in await self._class_consumers())

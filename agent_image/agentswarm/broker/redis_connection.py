@@ -2,8 +2,12 @@
 
 Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
 
-* ``ns:tasks`` stream (entries ``{id}``), consumer group ``ns-agents``. Acknowledged entries are also
-  ``XDEL``-eted so the stream holds only queued + in-flight tasks (``XLEN - pending = queued``).
+* ``ns:tasks`` stream (entries ``{id}``), consumer group ``ns-agents``: the ``normal`` priority class;
+  ``ns:tasks:high`` and ``ns:tasks:low`` are the other two classes, with a consumer group of the same name
+  (:mod:`agentswarm.broker.priority` says which one a claim reads). Acknowledged entries are also
+  ``XDEL``-eted so the streams hold only queued + in-flight tasks (``XLEN - pending = queued``, and the sum of
+  the three ``XLEN`` is the backlog). A delivery's handle is its entry id, prefixed ``high/`` or ``low/``
+  outside the ``normal`` stream.
 * ``ns:taskdata`` hash ``id -> {"payload", "enqueued_at"}``: enqueue does ``HSETNX`` + ``XADD`` in one Lua
   script, which is what makes enqueue idempotent per task id, also across a Redis restart (AOF).
 * ``ns:results`` hash ``id -> result json`` (``HSETNX``: first result wins; a cancellation is a result with
@@ -35,8 +39,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentswarm.broker.base import (
+    PRIORITIES,
     Broker,
+    Priority,
 )
+from agentswarm.broker.priority import ClassOrder
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -44,17 +51,51 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ENQUEUE_LUA = """
--- KEYS: taskdata, stream, counters, swarm feed. ARGV: swarm maxlen, id1, json1, swarm1, id2, ...
+-- KEYS: taskdata, normal stream, counters, swarm feed, high stream, low stream.
+-- ARGV: swarm maxlen, id1, json1, swarm1, stream key index1, id2, ...
 local added = 0
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('XADD', KEYS[2], '*', 'id', ARGV[i])
+    redis.call('XADD', KEYS[tonumber(ARGV[i + 3])], '*', 'id', ARGV[i])
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 2])
     added = added + 1
   end
 end
 if added > 0 then redis.call('HINCRBY', KEYS[3], 'enqueued', added) end
 return added
+"""
+
+_READ_NEW_LUA = """
+-- KEYS: task streams in the order to read them. ARGV: group, consumer, count, then per key the most to take
+-- from it (0 = as many as are left). Reads new entries (non-blocking) until count is reached; returns one
+-- list of entries per key read (an empty list: nothing waiting there).
+local out = {}
+local left = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  if left <= 0 then break end
+  local n = tonumber(ARGV[3 + i])
+  if n == 0 or n > left then n = left end
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', n, 'STREAMS', KEYS[i], '>')
+  local got = {}
+  if r then got = r[1][2] end
+  table.insert(out, got)
+  left = left - #got
+end
+return out
+"""
+
+#: Lua: the stream of a task's priority class (read from its task data), for scripts that re-enqueue a task.
+TASK_STREAM_LUA = """
+local function task_stream(taskdata, normal_stream, id)
+  local raw = redis.call('HGET', taskdata, id)
+  if raw then
+    local ok, data = pcall(cjson.decode, raw)
+    if ok and type(data) == 'table' and (data['priority'] == 'high' or data['priority'] == 'low') then
+      return normal_stream .. ':' .. data['priority']
+    end
+  end
+  return normal_stream
+end
 """
 
 _RECORD_LUA = """
@@ -98,10 +139,11 @@ return 1
 
 _DEAD_LUA = """
 -- KEYS: stream, retry_at hash, deliveries hash, buried hash.
--- ARGV: group, entry id, task id. Step 3 of dead-lettering: the buried task leaves the queue.
+-- ARGV: group, entry id, task id, delivery handle.
+-- Step 3 of dead-lettering: the buried task leaves the queue.
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[4])
 redis.call('HDEL', KEYS[3], ARGV[3])
 redis.call('HDEL', KEYS[4], ARGV[3])
 return 1
@@ -164,6 +206,8 @@ class RedisConnection(Broker):
         self._ca_file = ca_file
         self.ns = namespace
         self.stream = f"{namespace}:tasks"
+        #: The task stream of each priority class (``normal`` is :attr:`stream`).
+        self.streams: dict[Priority, str] = {c: self._class_stream(c) for c in PRIORITIES}
         self.group = f"{namespace}-agents"
         self.k_taskdata = f"{namespace}:taskdata"
         self.k_results = f"{namespace}:results"
@@ -176,7 +220,8 @@ class RedisConnection(Broker):
         self.k_notify = f"{namespace}:notify"
         self.k_swarm = f"{namespace}:swarm"
         self._redis: aioredis.Redis | None = None
-        self._autoclaim_cursor = "0-0"
+        self._autoclaim_cursors: dict[Priority, str] = dict.fromkeys(PRIORITIES, "0-0")
+        self._orders: dict[str, ClassOrder] = {}
         self._last_autoclaim = 0.0
         self._inflight: set[str] = set()
         self._own_clear: set[str] = set()
@@ -200,6 +245,19 @@ class RedisConnection(Broker):
             raise RuntimeError("broker is not connected: call connect() first")
         return self._redis
 
+    def _class_stream(self, cls: Priority) -> str:
+        return self.stream if cls == "normal" else f"{self.stream}:{cls}"
+
+    @staticmethod
+    def _handle(cls: Priority, entry_id: str) -> str:
+        """A delivery's handle: the entry id, prefixed by its class outside the ``normal`` stream."""
+        return entry_id if cls == "normal" else f"{cls}/{entry_id}"
+
+    def _entry(self, handle: object) -> tuple[str, str]:
+        """``(stream, entry id)`` of a delivery handle."""
+        cls, _, entry_id = str(handle).rpartition("/")
+        return self.streams.get(cls, self.stream), entry_id  # type: ignore[call-overload]
+
     def _events_key(self, task_id: str) -> str:
         return f"{self.ns}:events:{task_id}"
 
@@ -207,11 +265,12 @@ class RedisConnection(Broker):
         return f"{self.ns}:ckpt:{task_id}"
 
     async def _ensure_group(self) -> None:
-        try:
-            await self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self.streams.values():
+            try:
+                await self.r.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
     def is_transient(self, exc: BaseException) -> bool:
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):
@@ -236,6 +295,7 @@ class RedisConnection(Broker):
                 kwargs["ssl_ca_certs"] = self._ca_file
         self._redis = aioredis.Redis.from_url(self.url, **kwargs)
         self._enqueue_script = self._redis.register_script(_ENQUEUE_LUA)
+        self._read_new_script = self._redis.register_script(_READ_NEW_LUA)
         self._record_script = self._redis.register_script(_RECORD_LUA)
         self._keepalive_script = self._redis.register_script(_KEEPALIVE_LUA)
         self._bury_script = self._redis.register_script(_BURY_LUA)

@@ -29,6 +29,9 @@ from agentswarm.broker.redis_connection import _ENQUEUE_CHUNK, RedisConnection, 
 
 log = logging.getLogger(__name__)
 
+#: Where ``_ENQUEUE_LUA`` finds the stream of each priority class among its keys (1-based).
+_STREAM_KEY_INDEX = {"normal": "2", "high": "5", "low": "6"}
+
 
 class RedisRecords(RedisConnection):
     """Task data, results, event logs, dead letters, checkpoints and stats in Redis."""
@@ -47,10 +50,10 @@ class RedisRecords(RedisConnection):
                     task_id,
                     json.dumps(task_record(spec, now)),
                     json.dumps(swarm),
+                    _STREAM_KEY_INDEX[spec.priority],
                 ]
-            await self._enqueue_script(
-                keys=[self.k_taskdata, self.stream, self.k_counters, self.k_swarm], args=argv
-            )
+            keys = [self.k_taskdata, self.stream, self.k_counters, self.k_swarm]
+            await self._enqueue_script(keys=[*keys, self.streams["high"], self.streams["low"]], args=argv)
         return ids
 
     async def get_task(self, task_id: str) -> Task | None:
@@ -160,15 +163,17 @@ class RedisRecords(RedisConnection):
     # -- metrics ------------------------------------------------------------------------------------------
     async def stats(self) -> BrokerStats:
         pipe = self.r.pipeline(transaction=False)
-        pipe.xlen(self.stream)
-        pipe.xpending(self.stream, self.group)
         pipe.hlen(self.k_results)
         pipe.xlen(self.k_dead)
         pipe.hget(self.k_counters, "enqueued")
-        length, pending, done, dead, enqueued = await pipe.execute()
-        n_pending = int(pending["pending"]) if pending else 0
+        for stream in self.streams.values():
+            pipe.xlen(stream)
+            pipe.xpending(stream, self.group)
+        done, dead, enqueued, *per_stream = await pipe.execute()
+        length = sum(int(n) for n in per_stream[::2])
+        n_pending = sum(int(p["pending"]) if p else 0 for p in per_stream[1::2])
         return BrokerStats(
-            queued=max(0, int(length) - n_pending),
+            queued=max(0, length - n_pending),
             pending=n_pending,
             done=int(done),
             dead_lettered=int(dead),
@@ -176,5 +181,8 @@ class RedisRecords(RedisConnection):
         )
 
     async def backlog(self) -> int:
-        # Acknowledged entries are deleted, so the stream holds exactly the unfinished tasks.
-        return int(await self.r.xlen(self.stream))
+        # Acknowledged entries are deleted, so the streams hold exactly the unfinished tasks.
+        pipe = self.r.pipeline(transaction=False)
+        for stream in self.streams.values():
+            pipe.xlen(stream)
+        return sum(int(n) for n in await pipe.execute())

@@ -1,10 +1,12 @@
-"""Redis Streams backend (redis-py asyncio): the work queue of :class:`RedisStreamsBroker`, one stream, one
-consumer group, consumer = agent identity.
+"""Redis Streams backend (redis-py asyncio): the work queue of :class:`RedisStreamsBroker`, one stream per
+priority class, one consumer group, consumer = agent identity.
 
 Claiming (see :meth:`RedisStreamsBroker.claim`): own pending entries (``XPENDING`` for this consumer, then
 ``XCLAIM`` to re-take them, which counts a delivery), then ``XAUTOCLAIM`` of entries idle longer than
-``claim_idle_ms``, then ``XREADGROUP ... >``. Keep-alive is ``XCLAIM ... JUSTID`` of own entries only
-(a Lua script checks the owner first, so a slow agent never steals a task back).
+``claim_idle_ms`` (of any class), then new entries: ``XREADGROUP ... >`` of the classes in the order
+:class:`~agentswarm.broker.priority.ClassOrder` gives (one Lua script, non-blocking), and only when all three
+are empty a blocking ``XREADGROUP`` on the three streams. Keep-alive is ``XCLAIM ... JUSTID`` of own entries
+only (a Lua script checks the owner first, so a slow agent never steals a task back).
 
 Why ``XPENDING`` + ``XCLAIM`` rather than ``XREADGROUP ... 0`` for the own entries: both re-deliver this
 consumer's pending entries and count a delivery, but reading by id lets ``claim`` skip entries that are in
@@ -24,12 +26,14 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from agentswarm.broker.base import (
+    PRIORITIES,
     Delivery,
     DeliveryRecord,
     abandoned_reason,
     task_from_record,
 )
 from agentswarm.broker.feed import NOTIFY_RETENTION, SWARM_FEED_RETENTION, task_transition
+from agentswarm.broker.priority import ClassOrder
 from agentswarm.broker.redis_connection import _aw, _s
 from agentswarm.broker.redis_notify import RedisNotify
 
@@ -43,7 +47,7 @@ class RedisStreamsBroker(RedisNotify):
     async def _deliveries(
         self, consumer: str, entries: list[tuple[str, dict[str, str]]], counts: dict[str, int], source: Any
     ) -> list[Delivery]:
-        """Turn stream entries into deliveries; dead-letter those past max_deliveries."""
+        """Turn ``(handle, fields)`` stream entries into deliveries; dead-letter those past max_deliveries."""
         if not entries:
             return []
         task_ids = [fields.get("id", "") for _, fields in entries]
@@ -59,7 +63,8 @@ class RedisStreamsBroker(RedisNotify):
         for (entry_id, _fields), task_id, raw, err, raw_record, reason in rows:
             if raw is None:  # should not happen; never hand out a task we cannot describe
                 log.error("stream entry %s has no task data (task id %r); dropping it", entry_id, task_id)
-                await self.r.xack(self.stream, self.group, entry_id)
+                stream, stream_entry = self._entry(entry_id)
+                await self.r.xack(stream, self.group, stream_entry)
                 continue
             data = json.loads(raw)
             task = task_from_record(task_id, data)
@@ -104,12 +109,13 @@ class RedisStreamsBroker(RedisNotify):
         self._inflight.discard(str(delivery.handle))
         self._own_clear.discard(delivery.consumer)
 
-    async def _counts(self, entry_ids: list[str]) -> dict[str, int]:
+    async def _counts(self, handles: list[str]) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
-        for entry_id in entry_ids:
-            pipe.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        for handle in handles:
+            stream, entry_id = self._entry(handle)
+            pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
         counts: dict[str, int] = {}
-        for entry_id, rows in zip(entry_ids, await pipe.execute(), strict=True):
+        for entry_id, rows in zip(handles, await pipe.execute(), strict=True):
             if rows:
                 counts[entry_id] = int(rows[0]["times_delivered"])
         return counts
@@ -129,61 +135,119 @@ class RedisStreamsBroker(RedisNotify):
     async def _claim(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
         # 1. own pending entries not being worked on in this process (a restart, or a failed attempt).
         # Once none are left, only fail() can add one, so the XPENDING round trip is skipped until then.
-        own: list[dict[str, Any]] = []
+        own: list[tuple[str, dict[str, Any]]] = []
         if consumer not in self._own_clear:
-            own = await self.r.xpending_range(
-                self.stream, self.group, min="-", max="+", count=100, consumername=consumer
-            )
-        candidates = [row["message_id"] for row in own if row["message_id"] not in self._inflight]
+            pipe = self.r.pipeline(transaction=False)
+            for stream in self.streams.values():
+                pipe.xpending_range(stream, self.group, min="-", max="+", count=100, consumername=consumer)
+            for cls, rows in zip(self.streams, await pipe.execute(), strict=True):
+                own += [(self._handle(cls, row["message_id"]), row) for row in rows]
+        candidates = [h for h, _ in own if h not in self._inflight]
         if consumer not in self._own_clear and not candidates:
             self._own_clear.add(consumer)
-        mine: list[Any] = []
+        mine: list[str] = []
         if candidates:
             # Failed attempts wait for their backoff (kept in Redis, so it holds across a restart too).
             retry_at = await _aw(self.r.hmget(self.k_retry_at, candidates))
             now = time.time()
-            mine = [e for e, at in zip(candidates, retry_at, strict=True) if at is None or float(at) <= now]
+            mine = [h for h, at in zip(candidates, retry_at, strict=True) if at is None or float(at) <= now]
             mine = mine[:count]
         if mine:
-            counts = {row["message_id"]: int(row["times_delivered"]) + 1 for row in own}
-            claimed = await self.r.xclaim(self.stream, self.group, consumer, 0, mine)
-            out = await self._deliveries(consumer, [(i, f) for i, f in claimed if f], counts, "own")
+            counts = {h: int(row["times_delivered"]) + 1 for h, row in own}
+            claimed: list[tuple[str, dict[str, str]]] = []
+            for cls, stream in self.streams.items():
+                ids: list[Any] = [entry for s, entry in map(self._entry, mine) if s == stream]
+                if ids:
+                    rows = await self.r.xclaim(stream, self.group, consumer, 0, ids)
+                    claimed += [(self._handle(cls, i), f) for i, f in rows if f]
+            out = await self._deliveries(consumer, claimed, counts, "own")
             if out:
                 return out
-        # 2. entries abandoned by other consumers (idle longer than claim_idle_ms)
+        # 2. entries abandoned by other consumers (idle longer than claim_idle_ms), of any class
         now = time.monotonic()
         if now - self._last_autoclaim >= min(1.0, self.claim_idle_ms / 4000):
             self._last_autoclaim = now
-            res = await self.r.xautoclaim(
-                self.stream, self.group, consumer, self.claim_idle_ms, self._autoclaim_cursor, count=count
-            )
-            self._autoclaim_cursor = _s(res[0])
-            entries = [(i, f) for i, f in res[1] if f]
+            entries: list[tuple[str, dict[str, str]]] = []
+            for cls, stream in self.streams.items():
+                res = await self.r.xautoclaim(
+                    stream,
+                    self.group,
+                    consumer,
+                    self.claim_idle_ms,
+                    self._autoclaim_cursors[cls],
+                    count=count,
+                )
+                self._autoclaim_cursors[cls] = _s(res[0])
+                entries += [(self._handle(cls, i), f) for i, f in res[1] if f]
+                if len(entries) >= count:
+                    break
             if entries:
-                counts = await self._counts([i for i, _ in entries])
+                counts = await self._counts([h for h, _ in entries])
                 out = await self._deliveries(consumer, entries, counts, "reclaimed")
                 if out:
                     return out
-        # 3. new entries
-        resp = await self.r.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count, block=block_ms)
-        entries = []
-        for _stream, rows in resp or []:
-            entries += [(i, f) for i, f in rows if f]
-        return await self._deliveries(consumer, entries, {}, "new")
+        # 3. new entries, by priority class
+        return await self._deliveries(consumer, await self._read_new(consumer, count, block_ms), {}, "new")
+
+    async def _read_new(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` new entries, by :class:`ClassOrder`; blocks only when every class is empty."""
+        classes = self._orders.setdefault(consumer, ClassOrder())
+        order = classes.order()
+        res = await self._read_new_script(
+            keys=[self.streams[cls] for cls, _ in order],
+            args=[self.group, consumer, count, *(1 if starved else 0 for _, starved in order)],
+        )
+        entries: list[tuple[str, dict[str, str]]] = []
+        for (cls, _), rows in zip(order, res, strict=False):
+            if not rows:
+                classes.empty(cls)
+                continue
+            classes.took(cls, len(rows))
+            for row in rows:
+                fields = row[1]
+                if fields:
+                    entries.append(
+                        (
+                            self._handle(cls, _s(row[0])),
+                            {_s(k): _s(v) for k, v in zip(fields[::2], fields[1::2], strict=True)},
+                        )
+                    )
+        if entries or block_ms <= 0:
+            return entries
+        # Nothing waits in any class: wait for the first new entry of any of them.
+        resp = await self.r.xreadgroup(
+            self.group, consumer, dict.fromkeys(self.streams.values(), ">"), count=count, block=block_ms
+        )
+        by_stream = {_s(stream): rows for stream, rows in resp or []}
+        for cls in PRIORITIES:
+            rows = [(i, f) for i, f in by_stream.get(self.streams[cls], []) if f]
+            classes.took(cls, len(rows))
+            entries += [(self._handle(cls, i), f) for i, f in rows]
+        # Several streams had entries at once (a rare race: the entries arrived between the script and this
+        # read): hand out the highest ``count``; the rest stay this consumer's, re-taken by its next claim.
+        if len(entries) > count:
+            self._own_clear.discard(consumer)
+        return entries[:count]
 
     async def keep_alive(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
         consumer = deliveries[0].consumer
-        ids = [str(d.handle) for d in deliveries]
-        lost = await self._keepalive_script(keys=[self.stream], args=[self.group, consumer, *ids])
-        for entry_id in lost or []:
-            log.warning("delivery %s was taken over by another consumer (keep-alive too late)", _s(entry_id))
+        for stream in self.streams.values():
+            ids = [entry for s, entry in (self._entry(d.handle) for d in deliveries) if s == stream]
+            if not ids:
+                continue
+            lost = await self._keepalive_script(keys=[stream], args=[self.group, consumer, *ids])
+            for entry_id in lost or []:
+                log.warning(
+                    "delivery %s was taken over by another consumer (keep-alive too late)", _s(entry_id)
+                )
 
     async def ack(self, delivery: Delivery) -> None:
+        stream, entry_id = self._entry(delivery.handle)
         pipe = self.r.pipeline(transaction=True)
-        pipe.xack(self.stream, self.group, delivery.handle)
-        pipe.xdel(self.stream, delivery.handle)
+        pipe.xack(stream, self.group, entry_id)
+        pipe.xdel(stream, entry_id)
         pipe.hdel(self.k_retry_at, delivery.handle)
         pipe.hdel(self.k_records, delivery.task.id)
         await pipe.execute()
@@ -242,7 +306,8 @@ class RedisStreamsBroker(RedisNotify):
             retry_at = time.time() + max(1.0, self.retry_delay(delivery.attempt))
             await _aw(self.r.hset(self.k_retry_at, entry_id, f"{retry_at:.3f}"))
             return
+        stream, stream_entry = self._entry(entry_id)
         await self._dead_script(
-            keys=[self.stream, self.k_retry_at, self.k_records, self.k_buried],
-            args=[self.group, entry_id, delivery.task.id],
+            keys=[stream, self.k_retry_at, self.k_records, self.k_buried],
+            args=[self.group, stream_entry, delivery.task.id, entry_id],
         )

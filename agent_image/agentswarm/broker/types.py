@@ -29,6 +29,25 @@ JSON = Any
 DeadLetterListener = Callable[[str, str], Awaitable[None]]
 """``async def listener(task_id, error)``, called after a task was dead-lettered."""
 
+Priority = Literal["high", "normal", "low"]
+"""A task's priority class: agents take new ``high`` tasks before ``normal`` ones before ``low`` ones."""
+
+#: The priority classes, highest first (the order in which agents look for new tasks).
+PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
+DEFAULT_PRIORITY: Priority = "normal"
+
+#: The starvation rule: after this many consecutive new tasks an agent took from classes above a class, it
+#: looks at that class first, so a waiting ``low`` (or ``normal``) task is passed over at most this many times
+#: by one agent however many higher tasks keep arriving.
+STARVATION_LIMIT = 10
+
+
+def validate_priority(priority: object) -> Priority:
+    """Return ``priority`` unchanged or raise ``ValueError`` naming the bad value and the allowed ones."""
+    if priority not in PRIORITIES:
+        raise ValueError(f"unknown priority {priority!r}: use one of {', '.join(PRIORITIES)}")
+    return priority
+
 
 def validate_task_id(task_id: str) -> str:
     """Return ``task_id`` unchanged or raise :class:`InvalidTaskId` with a message naming the bad value."""
@@ -52,6 +71,11 @@ class NewTask:
     id: str | None = None
     meta: dict[str, JSON] | None = field(default=None, compare=False, hash=False)
     """Runtime metadata that travels with the task: the trace context, ``{"trace": {"traceparent": ...}}``."""
+    priority: Priority = DEFAULT_PRIORITY
+    """The task's priority class (see :data:`PRIORITIES` and :data:`STARVATION_LIMIT`)."""
+
+    def __post_init__(self) -> None:
+        validate_priority(self.priority)
 
 
 @dataclass(frozen=True)
@@ -63,24 +87,31 @@ class Task:
     enqueued_at: float = 0.0
     meta: dict[str, JSON] | None = field(default=None, compare=False, hash=False)
     """:attr:`NewTask.meta` as enqueued."""
+    priority: Priority = DEFAULT_PRIORITY
+    """:attr:`NewTask.priority` as enqueued."""
 
 
 def task_record(spec: NewTask, now: float) -> dict[str, JSON]:
-    """How a task is stored by both brokers: payload, enqueue time and (when set) its metadata."""
+    """How a task is stored by both brokers: payload, enqueue time and (when set) its metadata and a
+    priority other than the default."""
     record: dict[str, JSON] = {"payload": spec.payload, "enqueued_at": now}
     if spec.meta:
         record["meta"] = spec.meta
+    if spec.priority != DEFAULT_PRIORITY:
+        record["priority"] = spec.priority
     return record
 
 
 def task_from_record(task_id: str, data: Mapping[str, Any]) -> Task:
     """The :class:`Task` of a stored :func:`task_record`."""
     meta = data.get("meta")
+    priority = data.get("priority", DEFAULT_PRIORITY)
     return Task(
         id=task_id,
         payload=data.get("payload"),
         enqueued_at=float(data.get("enqueued_at", 0)),
         meta=meta if isinstance(meta, dict) else None,
+        priority=priority if priority in PRIORITIES else DEFAULT_PRIORITY,
     )
 
 

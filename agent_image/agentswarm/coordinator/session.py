@@ -197,6 +197,7 @@ class Session:
                         payload=t.payload,
                         id=t.task_id,
                         meta=tracing.task_meta(t.trace.carrier() if t.trace else None),
+                        priority=t.priority or frame.priority,
                     )
                     for t in frame.tasks
                 ]

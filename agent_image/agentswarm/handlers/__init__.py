@@ -14,7 +14,8 @@ A handler is ``async def handle(task: Task, state: JSON | None, ctx: TaskContext
   queued and stored in order within about a round trip (see :mod:`agentswarm.emitter` for what a SIGKILL
   can lose: only streamed events not yet written, never an awaited ``emit`` or anything before a
   checkpoint).
-* ``ctx.spawn(payloads, handler=None)`` / ``ctx.gather(ids)``: create child tasks and wait for their outcomes;
+* ``ctx.spawn(payloads, handler=None, priority=None)`` / ``ctx.gather(ids)``: create child tasks (in this
+  task's priority class unless ``priority`` names another) and wait for their outcomes;
   a waiting task *parks* (it holds no agent) and is re-run from its last checkpoint when the last child
   finishes, so the code before ``gather`` must be safe to re-run (see :mod:`agentswarm.swarm.runtime`).
 * ``ctx.shared``: JSON entries shared by the task tree (``ctx.shared.swarm``: by the whole swarm), with
@@ -36,7 +37,7 @@ import importlib
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentswarm.broker.base import JSON, Task
+from agentswarm.broker.base import JSON, Priority, Task
 from agentswarm.defaults import HANDLER_PATTERN
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ class TaskContext(Protocol):
     shared: SharedContext
     memory: AgentMemory
 
-    async def spawn(self, payloads: Sequence[JSON], handler: str | None = None) -> list[str]: ...
+    async def spawn(
+        self, payloads: Sequence[JSON], handler: str | None = None, *, priority: Priority | None = None
+    ) -> list[str]: ...
 
     # The timeout spans parking and re-runs on other agents: asyncio.timeout cannot express it.
     async def gather(self, ids: Sequence[str], timeout: float | None = None) -> list[ChildOutcome]: ...  # noqa: ASYNC109

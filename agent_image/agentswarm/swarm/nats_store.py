@@ -12,9 +12,9 @@ KV buckets (``ns`` = namespace):
 Parking without a transaction: the waiter record changes only by revision compare-and-set. The parent
 writes it (``state: parked``) and then re-checks its outstanding children, so a child that finished in
 between is seen either by the parent's re-check or by the child's own update. The update that empties the
-set moves the record to ``waking`` and publishes the parent to the task stream with the message id
-``wake-<parent>-<generation>`` (JetStream drops a duplicate), then to ``woken``; a repeated
-``child_finished`` that finds ``waking`` publishes again, so a crash in between loses no wake-up.
+set moves the record to ``waking`` and publishes the parent to the task stream (the subject of its priority
+class) with the message id ``wake-<parent>-<generation>`` (JetStream drops a duplicate), then to ``woken``; a
+repeated ``child_finished`` that finds ``waking`` publishes again, so a crash in between loses no wake-up.
 A parent that gathers with a timeout is also listed in ``timers`` (one entry, ``{parent: wake-up time}``,
 compare-and-set); every agent reads it once a second and wakes the parents that are due the same way.
 The parent's delivery counter (``ns_attempts``) is reset when it parks: parking never counts toward
@@ -37,7 +37,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from agentswarm.broker.base import NewTask, TaskResult, validate_task_id
+from agentswarm.broker.base import DEFAULT_PRIORITY, NewTask, TaskResult, validate_task_id
 from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
@@ -281,8 +281,10 @@ class NatsSwarmStore(SwarmStore):
             body = {"id": parent_id, "payload": task.payload, "enqueued_at": task.enqueued_at}
             if task.meta:  # the woken parent stays in its trace
                 body["meta"] = task.meta
+            if task.priority != DEFAULT_PRIORITY:  # and in its priority class
+                body["priority"] = task.priority
             await self.broker.js.publish(
-                self.broker.subj_tasks,
+                self.broker.subjects[task.priority],
                 json.dumps(body).encode(),
                 headers={"Nats-Msg-Id": f"wake-{parent_id}-{record.get('gen', 0)}"},
             )

@@ -5,7 +5,8 @@ Keys (``ns`` = namespace), each expiring ``ttl_seconds`` after its last write un
 * ``ns:swarm:node:<id>`` hash ``parent``, ``root``, ``depth``, ``handler``, ``spawner``.
 * ``ns:swarm:wait:<parent>`` set of outstanding children, and ``ns:swarm:parked:<parent>`` (present while
   the parent is parked). Parking and a child's finishing are Lua scripts, so they never interleave: the
-  script that empties the set deletes the ``parked`` key and ``XADD``-s the parent to the task stream, once.
+  script that empties the set deletes the ``parked`` key and ``XADD``-s the parent to the task stream of its
+  priority class, once.
 * ``ns:swarm:timers`` (sorted set, no expiry; an entry goes when it fires or its parent wakes): wake-up times
   of parents that ``gather`` with a timeout; ``ns:swarm:deadline:<parent>:<child>`` their deadlines.
 * ``ns:swarm:spawned:<first child id>``: set once a ``spawn`` call enqueued all its children, so a
@@ -30,6 +31,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from agentswarm.broker.base import NewTask, TaskResult, validate_task_id
+from agentswarm.broker.redis_connection import TASK_STREAM_LUA
 from agentswarm.broker.redis_streams import RedisStreamsBroker
 from agentswarm.swarm.store import (
     ChildOutcome,
@@ -93,45 +95,54 @@ if outstanding == 0 then return 1 end  -- a waiter without children: released by
 return outstanding
 """
 
-_FINISHED_LUA = """
--- KEYS: wait set, parked key, task stream, dead key of the child, timers zset.
+_FINISHED_LUA = (
+    TASK_STREAM_LUA
+    + """
+-- KEYS: wait set, parked key, task stream, dead key of the child, timers zset, task data.
 -- ARGV: child id, parent id, status, error, ttl
 if ARGV[3] == 'dead' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5]) end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
   if redis.call('DEL', KEYS[2]) == 1 then
     redis.call('ZREM', KEYS[5], ARGV[2])
-    redis.call('XADD', KEYS[3], '*', 'id', ARGV[2])
+    redis.call('XADD', task_stream(KEYS[6], KEYS[3], ARGV[2]), '*', 'id', ARGV[2])
     return 1
   end
 end
 return 0
 """
+)
 
-_WAKE_DUE_LUA = """
--- KEYS: timers zset, task stream. ARGV: now, limit, parked prefix, wait prefix
+_WAKE_DUE_LUA = (
+    TASK_STREAM_LUA
+    + """
+-- KEYS: timers zset, task stream, task data. ARGV: now, limit, parked prefix, wait prefix
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local woken = 0
 for _, p in ipairs(due) do
   redis.call('ZREM', KEYS[1], p)
   if redis.call('DEL', ARGV[3] .. p) == 1 then
     redis.call('DEL', ARGV[4] .. p)
-    redis.call('XADD', KEYS[2], '*', 'id', p)
+    redis.call('XADD', task_stream(KEYS[3], KEYS[2], p), '*', 'id', p)
     woken = woken + 1
   end
 end
 return woken
 """
+)
 
-_WAKE_ONE_LUA = """
--- KEYS: timers zset, task stream. ARGV: task id, parked prefix, wait prefix
+_WAKE_ONE_LUA = (
+    TASK_STREAM_LUA
+    + """
+-- KEYS: timers zset, task stream, task data. ARGV: task id, parked prefix, wait prefix
 if redis.call('DEL', ARGV[2] .. ARGV[1]) == 1 then
   redis.call('DEL', ARGV[3] .. ARGV[1])
   redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+  redis.call('XADD', task_stream(KEYS[3], KEYS[2], ARGV[1]), '*', 'id', ARGV[1])
   return 1
 end
 return 0
 """
+)
 
 _ACQUIRE_LUA = """
 -- KEYS: the limit's schedule (theoretical arrival time). ARGV: cost, per_second, burst.
@@ -306,6 +317,7 @@ class RedisSwarmStore(SwarmStore):
             self.broker.stream,
             self.p_dead + node.task_id,
             self.k_timers,
+            self.broker.k_taskdata,
         ]
         args: list[Any] = [node.task_id, node.parent, status, error or "", self.ttl_seconds]
         return bool(await self._finished(keys=keys, args=args))
@@ -317,12 +329,12 @@ class RedisSwarmStore(SwarmStore):
         return float(await r.get(name))
 
     async def wake(self, task_id: str) -> bool:
-        keys = [self.k_timers, self.broker.stream]
+        keys = [self.k_timers, self.broker.stream, self.broker.k_taskdata]
         args: list[Any] = [task_id, self.p_parked, self.p_wait]
         return bool(await self._wake_one(keys=keys, args=args))
 
     async def wake_due(self, now: float) -> int:
-        keys = [self.k_timers, self.broker.stream]
+        keys = [self.k_timers, self.broker.stream, self.broker.k_taskdata]
         return int(await self._wake_due(keys=keys, args=[f"{now:.3f}", 100, self.p_parked, self.p_wait]))
 
     # -- rate limits --------------------------------------------------------------------------------------

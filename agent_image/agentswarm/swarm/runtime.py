@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentswarm import tracing
-from agentswarm.broker.base import JSON, Broker, NewTask
+from agentswarm.broker.base import JSON, Broker, NewTask, Priority, validate_priority
 from agentswarm.checkpoint import BrokerCheckpointStore, CheckpointStore
 from agentswarm.defaults import DEFAULT_TREE_TTL_SECONDS
 from agentswarm.handlers import Handler, load_handler
@@ -151,10 +151,12 @@ class TreeRuntime:
 class SwarmContextMixin:
     """The tree part of the handler's :class:`agentswarm.handlers.TaskContext` (mixed into the agent's).
 
-    The host class sets ``task_id``, ``store`` (the checkpoint store in use) and calls :meth:`_init_swarm`.
+    The host class sets ``task_id``, ``priority``, ``store`` (the checkpoint store in use) and calls
+    :meth:`_init_swarm`.
     """
 
     task_id: str
+    priority: Priority
     store: CheckpointStore
     last_version: int | None
     emit: Callable[[dict[str, Any]], Awaitable[str]]
@@ -183,12 +185,17 @@ class SwarmContextMixin:
         except Exception as exc:  # a leftover is harmless: a spawner always resumes from the broker
             log.warning("could not remove local checkpoints of task %s: %s", self.task_id, exc)
 
-    async def spawn(self, payloads: Sequence[JSON], handler: str | None = None) -> list[str]:
+    async def spawn(
+        self, payloads: Sequence[JSON], handler: str | None = None, *, priority: Priority | None = None
+    ) -> list[str]:
         """Enqueue one child task per payload; returns their ids, in order.
 
         ``handler`` (``module:function``) runs the children; by default they run this task's own handler.
-        Idempotent: a re-run of this task gets the same ids back and creates nothing twice.
+        ``priority`` (``high``, ``normal``, ``low``) is the children's priority class; by default this task's
+        own, so a ``high`` tree stays ``high`` all the way down. Idempotent: a re-run of this task gets the
+        same ids back and creates nothing twice.
         """
+        priority = self.priority if priority is None else validate_priority(priority)
         payloads = list(payloads)
         if handler is None:
             handler = self.node.handler
@@ -207,7 +214,9 @@ class SwarmContextMixin:
             return ids
         await self._become_spawner()
         meta = tracing.task_meta()  # children join the trace of the span that spawns them
-        specs = [NewTask(payload=p, id=i, meta=meta) for p, i in zip(payloads, ids, strict=True)]
+        specs = [
+            NewTask(payload=p, id=i, meta=meta, priority=priority) for p, i in zip(payloads, ids, strict=True)
+        ]
         added = await self._tree.store.spawn(self.node, specs, handler)
         self.node = replace(self.node, spawner=True)
         if added is not None:  # announced at least once: a crash before spawn_done repeats the event
