@@ -126,3 +126,20 @@ async def test_unanswered_question_times_out(
     with pytest.raises(asking.AlreadyAnswered):
         await asking.answer(store, "impatient", "too late")
     assert (await types(broker, "impatient")).count("input_required") == 1
+
+
+async def test_a_cancelled_task_takes_no_answer(
+    backend: str, server_url: str, unique_namespace: str, broker: Broker, agents: Any
+) -> None:
+    from agentswarm.swarm.cancel import cancel_tasks
+
+    store = make_swarm_store(broker)
+    await store.connect()
+    await broker.enqueue({"timeout": 120}, "dropped")
+    agents(env_for(backend, server_url, unique_namespace), "a1")
+    await wait_until(lambda: asked(broker, "dropped", 1), within=60, what="the question")
+    assert await cancel_tasks(broker, ["dropped"]) == {"dropped": "cancelled"}
+    with pytest.raises(asking.NotWaitingForInput, match="was cancelled"):
+        await asking.answer(store, "dropped", "too late")
+    outcome = await broker.get_result("dropped")
+    assert outcome is not None and outcome.cancelled

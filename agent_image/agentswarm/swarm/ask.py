@@ -62,9 +62,9 @@ async def publish_question(
 async def answer(store: SwarmStore, task_id: str, value: JSON) -> int:
     """Answer the question ``task_id`` waits on and wake it; returns the question's number.
 
-    Raises :class:`NotWaitingForInput` if the task never asked anything, :class:`AlreadyAnswered` if its
-    current question already has an answer (or timed out), ``TypeError``/:class:`ValueTooLarge` for an
-    input that is not JSON or too large.
+    Raises :class:`NotWaitingForInput` if the task never asked anything or ended (e.g. was cancelled) while
+    its question was open, :class:`AlreadyAnswered` if its current question already has an answer (or
+    timed out), ``TypeError``/:class:`ValueTooLarge` for an input that is not JSON or too large.
     """
     scope = ask_scope(task_id)
     pending = await store.shared_get(scope, "pending")
@@ -72,6 +72,12 @@ async def answer(store: SwarmStore, task_id: str, value: JSON) -> int:
         raise NotWaitingForInput(f"task {task_id} is not waiting for input")
     n = int(pending.value["n"])
     raw = encode_value("input", {"input": value, "at": time.time()}, MAX_SHARED_VALUE_BYTES)
+    if await store.shared_get(scope, f"answer.{n}") is not None:
+        raise AlreadyAnswered(f"question {n} of task {task_id} was already answered or timed out")
+    outcome = await store.broker.get_result(task_id)
+    if outcome is not None:  # cancelled (or finished) while its question was open: nobody will read it
+        ended = "was cancelled" if outcome.cancelled else "has finished"
+        raise NotWaitingForInput(f"task {task_id} {ended}: its question {n} takes no answer")
     if await store.shared_put(scope, f"answer.{n}", raw, 0) is None:
         raise AlreadyAnswered(f"question {n} of task {task_id} was already answered or timed out")
     await store.wake(task_id)
