@@ -248,7 +248,7 @@ class NatsRecords(NatsConnection):
             pending=ack_pending,
             done=int(results.state.messages),
             dead_lettered=int(dead.state.messages),
-            enqueued_total=int(tasks.state.messages),
+            enqueued_total=int(tasks.state.last_seq or 0),  # every put ever: counts expired tasks too
             saturated=ack_pending >= self.max_ack_pending and waiting > 0,
         )
 
