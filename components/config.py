@@ -20,6 +20,7 @@ from components.config_base import (
     HANDLER_PATTERN,
     NODE_PORT,
     QUEUE_NAMESPACE,
+    RETENTION_SECONDS,
     Cidr,
     DnsLabel,
     Quantity,
@@ -77,6 +78,7 @@ __all__ = [
     "NODE_PORT",
     "QUEUE_NAMESPACE",
     "REGIONAL_GATEWAY_CLASSES",
+    "RETENTION_SECONDS",
     "AgentNodePoolConfig",
     "AgentsConfig",
     "AuthorizedNetwork",
@@ -138,6 +140,13 @@ class SwarmConfig(_Model):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     nats: NatsConfig = Field(default_factory=NatsConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retention_seconds: int = Field(
+        default=RETENTION_SECONDS,
+        ge=0,
+        description="How long the broker keeps a finished task (its result, event log and records), dead "
+        "letters and the swarm feed, in seconds (AGENTSWARM_RETENTION_SECONDS); 0 keeps them forever. "
+        "Size the broker from it: see docs/retention.md.",
+    )
     token_budget: TokenBudgetConfig = Field(
         default_factory=TokenBudgetConfig,
         description="Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC.",
@@ -170,6 +179,12 @@ class SwarmConfig(_Model):
         ):
             data = {**data, "exposure": "nodeport" if data["platform"] == "kind" else "ingress"}
         return data
+
+    def runtime_env(self) -> list[dict[str, str]]:
+        """Plain ``AGENTSWARM_*`` variables both roles get: the retention (the coordinator trims by it, the
+        agents' brokers configure the server objects with it) and the token budget."""
+        retention = {"name": "AGENTSWARM_RETENTION_SECONDS", "value": str(self.retention_seconds)}
+        return [retention, *self.token_budget.env()]
 
     @property
     def tls_mode(self) -> Literal["managed", "pre-shared", "none"]:

@@ -26,6 +26,8 @@ QUEUE_NAMESPACE = "agentswarm"
 default; the KEDA trigger names the stream and consumer from it."""
 CHECKPOINT_DIR = "/var/lib/agentswarm"
 """Where an agent's checkpoint volume is mounted (AGENTSWARM_CHECKPOINT_DIR)."""
+RETENTION_SECONDS = 7 * 24 * 3600
+"""How long the broker keeps a finished task's records (AGENTSWARM_RETENTION_SECONDS); 0 = forever."""
 NODE_PORT = 30080
 """kind: the coordinator's fixed NodePort, mapped to the host port."""
 

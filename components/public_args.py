@@ -375,6 +375,8 @@ class SwarmConfig(TypedDict):
     """In-cluster NATS with JetStream (used when `broker` is `nats`)."""
     monitoring: NotRequired[MonitoringConfig]
     """Metrics collection by Google Cloud Managed Service for Prometheus (see docs/metrics.md)."""
+    retention_seconds: NotRequired[int]
+    """How long the broker keeps a finished task (its result, event log and records), dead letters and the swarm feed, in seconds (AGENTSWARM_RETENTION_SECONDS); 0 keeps them forever. Size the broker from it: see docs/retention.md. Default: ``604800``."""
     token_budget: NotRequired[TokenBudgetConfig]
     """Swarm-wide LLM token budget: spent = no new LLM task until midnight UTC."""
     api_token: NotRequired[str]

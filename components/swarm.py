@@ -127,8 +127,9 @@ class AgentSwarm(pulumi.ComponentResource):
             "coordinator_selector": coordinator_sel,
             "coordinator_port": cfg.coordinator.port,
         }
-        if cfg.token_budget.env():  # both roles: agents enforce it, the coordinator reports it
-            coordinator_args["runtime_env"] = pool_args["runtime_env"] = cfg.token_budget.env()
+        # Both roles: retention (the coordinator trims) and the token budget (agents enforce it, the
+        # coordinator reports it).
+        coordinator_args["runtime_env"] = pool_args["runtime_env"] = cfg.runtime_env()
         if cfg.api_token is not None:
             coordinator_args["api_token"] = cfg.api_token.get_secret_value()
         if cfg.api_token_next is not None:

@@ -42,7 +42,7 @@ class RuntimeWorkloadArgs(TypedDict):
     pod_annotations: NotRequired[Mapping[str, pulumi.Input[str]]]
     """Pod-template annotations; a changed value rolls the pods (the kind build digest)."""
     runtime_env: NotRequired[list[dict[str, str]]]
-    """More plain ``AGENTSWARM_*`` variables for the container (the swarm's token budget)."""
+    """More plain ``AGENTSWARM_*`` variables for the container (retention, the swarm's token budget)."""
 
 
 def broker_connection(args: RuntimeWorkloadArgs) -> BrokerConnection:

@@ -26,6 +26,16 @@ DEFAULT_BROKER: Final = "redis"
 DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
 DEFAULT_NATS_URL: Final = "nats://localhost:4222"
 DEFAULT_NAMESPACE: Final = "agentswarm"
+#: How long a finished task's records (result, event log, task data, delivery record, last error) and the
+#: dead-letter, swarm feed and notification logs' entries are kept (``AGENTSWARM_RETENTION_SECONDS``; stack
+#: key ``retention_seconds``); 0 keeps them forever.
+DEFAULT_RETENTION_SECONDS: Final = 7 * 24 * 3600
+#: How often the coordinator runs a trimming round (Redis; NATS JetStream expires by age on the server).
+RETENTION_INTERVAL_SECONDS: Final = 10.0
+#: Finished tasks forgotten per trimming batch, and batches per round: a round's work is bounded however
+#: far behind it is (a backlog is caught up over the following rounds).
+RETENTION_BATCH: Final = 500
+RETENTION_BATCHES_PER_ROUND: Final = 40
 
 # -- agent --------------------------------------------------------------------------------------------
 #: The agent's volume (its StatefulSet PVC): checkpoints and the liveness heartbeat.

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         description="JetStream MaxAckPending of the shared consumer (>= number of agents x concurrency)",
     )
     claim_block_ms: int = Field(default=1000, ge=10, description="how long one claim waits for new tasks")
+    retention_seconds: int = Field(
+        default=defaults.DEFAULT_RETENTION_SECONDS,
+        ge=0,
+        description="how long a finished task's result, event log and records, dead letters and the swarm "
+        "feed's entries are kept; 0 = keep everything forever",
+    )
 
     # -- agent --------------------------------------------------------------------------------------------
     agent_id: str = Field(default="agent-0", description="stable identity = StatefulSet pod name")

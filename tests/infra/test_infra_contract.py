@@ -23,9 +23,11 @@ from components.config import (
     COORDINATOR_PORT,
     DEFAULT_HANDLER,
     HANDLER_PATTERN,
+    RETENTION_SECONDS,
     AgentsConfig,
     CoordinatorConfig,
     KindClusterConfig,
+    SwarmConfig,
 )
 
 PLACEHOLDER = {
@@ -90,6 +92,8 @@ def test_every_variable_is_read_by_the_runtime(
         if env["AGENTSWARM_BROKER"] == "redis":
             assert "AGENTSWARM_REDIS_PASSWORD_FILE" in env
         assert ("AGENTSWARM_API_TOKEN_FILE" in env) == (role == "coordinator")
+        # both roles: the coordinator trims by it, the agents create the server objects with it
+        assert "AGENTSWARM_RETENTION_SECONDS" in env
         env = secret_file_mounts(found, env, tmp_path)
         for key in list(env):
             monkeypatch.delenv(key, raising=False)
@@ -124,6 +128,12 @@ def test_components_defaults_are_the_runtimes() -> None:
         == CHECKPOINT_DIR
     )
     assert CHECKPOINT_DIR == AgentsConfig().checkpoint_path
+    assert (
+        runtime["retention_seconds"].default
+        == runtime_defaults.DEFAULT_RETENTION_SECONDS
+        == RETENTION_SECONDS
+        == SwarmConfig(platform="kind").retention_seconds
+    )
     # a kind swarm answers where the CLI and the client look when given no URL
     assert urlsplit(runtime_defaults.DEFAULT_URL).port == KindClusterConfig().host_port == COORDINATOR_PORT
 

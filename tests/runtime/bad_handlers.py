@@ -92,3 +92,8 @@ async def limited(task: Any, state: Any, ctx: Any) -> Any:
     p = task.payload
     granted = await ctx.limit(p["key"], per_second=float(p["rate"]))
     return {"granted": granted, "ran": time.time()}
+
+
+async def noop(task: Any, state: Any, ctx: Any) -> Any:
+    """Does nothing: what a task costs the broker, and nothing else."""
+    return {"ok": True}

@@ -16,6 +16,7 @@ from pathlib import Path
 from agentswarm.broker import Broker
 from agentswarm.broker.nats_jetstream import NatsJetStreamBroker
 from agentswarm.broker.redis_streams import RedisStreamsBroker
+from agentswarm.defaults import DEFAULT_RETENTION_SECONDS
 
 
 def make_test_broker(
@@ -27,6 +28,7 @@ def make_test_broker(
     claim_idle_ms: int = 30_000,
     ledger_dir: Path | None = None,
     retry_backoff_ms: int = 0,
+    retention_seconds: int = DEFAULT_RETENTION_SECONDS,
 ) -> Broker:
     if backend == "redis":
         return RedisStreamsBroker(
@@ -35,6 +37,7 @@ def make_test_broker(
             max_deliveries=max_deliveries,
             claim_idle_ms=claim_idle_ms,
             retry_backoff_ms=retry_backoff_ms,
+            retention_seconds=retention_seconds,
         )
     return NatsJetStreamBroker(
         url,
@@ -43,6 +46,7 @@ def make_test_broker(
         claim_idle_ms=claim_idle_ms,
         ledger_dir=ledger_dir,
         retry_backoff_ms=retry_backoff_ms,
+        retention_seconds=retention_seconds,
     )
 
 

@@ -33,6 +33,13 @@ Delivery semantics (both backends, tested in ``tests/runtime/test_conformance.py
   :meth:`Broker.read_events` returns the events *after* a given id, so a watcher that remembers the last
   id it saw resumes with nothing lost and nothing repeated. Recording the first result appends a terminal
   ``{"type": "result", ...}`` event; dead-lettering appends ``{"type": "dead_lettered", ...}``.
+* **Retention.** A finished task (result, cancellation or dead letter) is remembered for
+  ``retention_seconds`` after it finished: its result, event log, task data, delivery record and last
+  error, then forgotten (its id may then be enqueued again). Entries of the dead-letter log and of the swarm
+  feed are dropped by age too. ``0`` keeps everything forever. NATS JetStream expires them on the server
+  (``MaxAge`` of the streams, TTL of the KV buckets: measured from a record's last write); Redis, which has
+  no per-field expiry before 7.4, keeps an index of finished tasks by time and needs :meth:`Broker.trim`
+  called regularly (the coordinator does, see :mod:`agentswarm.retention`).
 * **Cancellation.** :meth:`Broker.cancel` records a terminal *cancelled* outcome in the result store, where
   the first of a result and a cancellation wins (so a handler finishing after its cancellation records
   nothing), and appends the terminal ``{"type": "cancelled"}`` event once. A queued task whose outcome is
@@ -74,6 +81,7 @@ from agentswarm.broker.types import (
     TASK_ID_PATTERN,
     TERMINAL_EVENT_TYPES,
     BrokerStats,
+    BrokerUsage,
     CancelOutcome,
     DeadLetter,
     DeadLetterListener,
@@ -91,6 +99,7 @@ from agentswarm.broker.types import (
     validate_priority,
     validate_task_id,
 )
+from agentswarm.defaults import DEFAULT_RETENTION_SECONDS
 
 #: The contract and, re-exported, its data types (:mod:`agentswarm.broker.types`) and errors.
 __all__ = [
@@ -104,6 +113,7 @@ __all__ = [
     "BrokerError",
     "BrokerStats",
     "BrokerUnavailable",
+    "BrokerUsage",
     "CancelOutcome",
     "DeadLetter",
     "DeadLetterListener",
@@ -142,8 +152,18 @@ class Broker(abc.ABC):
             if operation in cls.__dict__:
                 setattr(cls, operation, contract_errors(cls.__dict__[operation]))
 
-    def __init__(self, *, max_deliveries: int, claim_idle_ms: int, retry_backoff_ms: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        max_deliveries: int,
+        claim_idle_ms: int,
+        retry_backoff_ms: int = 0,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
+        if retention_seconds < 0:
+            raise ValueError(f"retention_seconds={retention_seconds}: use 0 (keep forever) or more seconds")
         self.max_deliveries = max_deliveries
+        self.retention_seconds = retention_seconds
         self.claim_idle_ms = claim_idle_ms
         self.retry_backoff_ms = retry_backoff_ms
         self._dead_letter_listeners: list[DeadLetterListener] = []
@@ -395,3 +415,18 @@ class Broker(abc.ABC):
         falls to 0 only when no task is outstanding, so scaling to zero never strands a task that waits for a
         retry or was handed back. One round trip.
         """
+
+    # -- retention ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def trim(self, *, limit: int) -> int:
+        """Forget up to ``limit`` tasks that finished more than ``retention_seconds`` ago, and drop the
+        dead-letter and feed log entries older than that; returns how many tasks were forgotten.
+
+        Bounded work per call (call again while it returns ``limit``); safe to call from several processes
+        at once (a backend may skip a call while another process trims). Does nothing with retention 0, and
+        nothing on a backend whose server expires records by itself (NATS JetStream).
+        """
+
+    @abc.abstractmethod
+    async def usage(self) -> BrokerUsage:
+        """What the broker's server holds now, in bytes and keys/messages (see :class:`BrokerUsage`)."""

@@ -54,6 +54,8 @@ CONTRACT_OPERATIONS = (
     "delete_checkpoints",
     "stats",
     "backlog",
+    "trim",
+    "usage",
 )
 
 

@@ -12,6 +12,9 @@ Server objects (``NS`` = namespace upper-cased, ``ns`` as given):
   feed (:mod:`agentswarm.broker.feed`).
 * stream ``NS_DEAD`` (``ns.dead``): dead letters. Stream ``NS_EVENTS`` (``ns.events.<task id>``): event logs;
   an event id is the stream sequence, and watchers read the next message of their subject after it.
+* Retention: the dead-letter, event and swarm streams and the KV buckets below have ``MaxAge`` (a KV
+  bucket's TTL) = ``retention_seconds`` (0: none), so the server forgets a finished task's records that
+  long after their last write; the task stream has none (queued tasks never expire).
 * KV buckets ``ns_tasks`` (task data; makes enqueue idempotent and serves ``get_task``), ``ns_results``
   (``create``: first result wins), ``ns_errors`` (last error), ``ns_attempts`` (the task's
   :class:`~agentswarm.broker.base.DeliveryRecord`: deliveries and strikes so far),
@@ -46,6 +49,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 from nats.js.kv import KeyValue
 
@@ -56,6 +60,7 @@ from agentswarm.broker.base import (
 )
 from agentswarm.broker.feed import SWARM_FEED_RETENTION
 from agentswarm.broker.priority import ClassOrder
+from agentswarm.defaults import DEFAULT_RETENTION_SECONDS
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -91,9 +96,13 @@ class NatsConnection(Broker):
         retry_backoff_ms: int = 0,
         max_ack_pending: int = 10_000,
         ledger_dir: Path | None = None,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         super().__init__(
-            max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms, retry_backoff_ms=retry_backoff_ms
+            max_deliveries=max_deliveries,
+            claim_idle_ms=claim_idle_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retention_seconds=retention_seconds,
         )
         self.url = url
         self.ns = namespace
@@ -133,6 +142,7 @@ class NatsConnection(Broker):
             retry_backoff_ms=settings.retry_backoff_ms,
             max_ack_pending=settings.max_ack_pending,
             ledger_dir=settings.broker_state_path,
+            retention_seconds=settings.retention_seconds,
         )
 
     def is_transient(self, exc: BaseException) -> bool:
@@ -186,9 +196,14 @@ class NatsConnection(Broker):
                 await self.js.update_stream(
                     dataclasses.replace(info.config, subjects=list(self.subjects.values()))
                 )
+        max_age = self._max_age
         await self._ensure_stream(
             StreamConfig(
-                name=self.s_dead, subjects=[self.subj_dead], storage=StorageType.FILE, duplicate_window=120
+                name=self.s_dead,
+                subjects=[self.subj_dead],
+                storage=StorageType.FILE,
+                duplicate_window=self._duplicate_window,
+                max_age=max_age,
             )
         )
         await self._ensure_stream(
@@ -196,7 +211,8 @@ class NatsConnection(Broker):
                 name=self.s_events,
                 subjects=[f"{self.ns}.events.>"],
                 storage=StorageType.FILE,
-                duplicate_window=120,
+                duplicate_window=self._duplicate_window,
+                max_age=max_age,
             )
         )
         await self._ensure_stream(
@@ -206,6 +222,7 @@ class NatsConnection(Broker):
                 storage=StorageType.FILE,
                 max_msgs=SWARM_FEED_RETENTION,
                 discard=DiscardPolicy.OLD,
+                max_age=max_age,
             )
         )
         for cls in PRIORITIES:
@@ -232,9 +249,10 @@ class NatsConnection(Broker):
             bucket = f"{self.ns}_{name}"
             try:
                 self._kv[name] = await self.js.key_value(bucket)
+                await self._set_max_age(f"KV_{bucket}", max_age)
             except nats.js.errors.BucketNotFoundError:
                 self._kv[name] = await self.js.create_key_value(
-                    KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE)
+                    KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, ttl=max_age)
                 )
 
     # nats-py calls these on every failed reconnect attempt (every reconnect_time_wait): log state changes.
@@ -255,12 +273,37 @@ class NatsConnection(Broker):
             self._outage = False
             log.warning("nats: connection back")
 
+    @property
+    def _max_age(self) -> float:
+        """``MaxAge`` (seconds) of the streams and KV buckets that hold finished tasks; 0 = unlimited."""
+        return float(self.retention_seconds)
+
+    @property
+    def _duplicate_window(self) -> float:
+        """2 minutes of ``Nats-Msg-Id`` deduplication, or the retention when shorter (the server's rule)."""
+        return min(120.0, self._max_age) if self._max_age > 0 else 120.0
+
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
-            await self.js.stream_info(str(config.name))
+            info = await self.js.stream_info(str(config.name))
         except nats.js.errors.NotFoundError:
             with contextlib.suppress(nats.js.errors.BadRequestError):  # created concurrently
                 await self.js.add_stream(config)
+            return
+        await self._set_max_age(str(config.name), float(config.max_age or 0), info)
+
+    async def _set_max_age(self, stream: str, max_age: float, info: StreamInfo | None = None) -> None:
+        """Give an existing stream (or KV bucket) the retention of this broker when it has another one
+        (``AGENTSWARM_RETENTION_SECONDS`` changed since it was created)."""
+        info = info or await self.js.stream_info(stream)
+        if abs(float(info.config.max_age or 0) - max_age) < 1e-3:
+            return
+        log.info("stream %s: MaxAge %ss -> %ss (retention)", stream, info.config.max_age or 0, max_age)
+        window = float(info.config.duplicate_window or 120)  # unset = the server's default, 2 minutes
+        if max_age > 0:
+            window = min(window, max_age)
+        config = dataclasses.replace(info.config, max_age=max_age, duplicate_window=window)
+        await self.js.update_stream(config)
 
     async def close(self) -> None:
         self._outage = True  # nats-py reports a deliberate close as a disconnect: nothing to warn about

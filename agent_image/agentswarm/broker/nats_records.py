@@ -18,6 +18,7 @@ import nats.js.errors
 from agentswarm.broker.base import (
     JSON,
     BrokerStats,
+    BrokerUsage,
     CancelOutcome,
     DeadLetter,
     NewTask,
@@ -252,9 +253,27 @@ class NatsRecords(NatsConnection):
             pending=sum(ack_pending for _, ack_pending in consumers),
             done=int(results.state.messages),
             dead_lettered=int(dead.state.messages),
-            enqueued_total=int(tasks.state.messages),
+            enqueued_total=int(tasks.state.last_seq or 0),  # every put ever: counts expired tasks too
             saturated=any(ack >= self.max_ack_pending and waiting > 0 for waiting, ack in consumers),
         )
+
+    async def usage(self) -> BrokerUsage:
+        prefixes = (f"{self.ns.upper().replace('-', '_')}_", f"KV_{self.ns}_")
+        size = items = 0
+        offset = 0
+        while True:  # the server answers in pages (256 streams each)
+            page = await self.js.streams_info(offset)
+            for info in page:
+                if info.config.name and info.config.name.startswith(prefixes):
+                    size += int(info.state.bytes or 0)
+                    items += int(info.state.messages or 0)
+            if len(page) < 256:
+                return BrokerUsage(bytes=size, items=items, data_bytes=size)
+            offset += len(page)
+
+    async def trim(self, *, limit: int) -> int:
+        # The server expires finished tasks' records itself (MaxAge, see nats_connection): nothing to do.
+        return 0
 
     async def backlog(self) -> int:
         # What KEDA's nats-jetstream scaler reads from /jsz for each class's consumer (one trigger each).

@@ -21,6 +21,9 @@ Keys (``ns`` = ``AGENTSWARM_NAMESPACE``), nothing grows per agent:
 * ``ns:notify`` stream (capped): one entry ``{t: task id, i: event id, d: data}`` per task event, appended in
   the same script as the event, which is what coordinators follow (:mod:`agentswarm.broker.redis_notify`);
   ``ns:swarm`` stream (capped): the swarm feed.
+* ``ns:finished`` sorted set (task id, scored by the server time it finished: result, cancellation or dead
+  letter), the index :meth:`~agentswarm.broker.redis_records.RedisRecords.trim` forgets finished tasks
+  by (Redis 7.0 has no per-field hash expiry); ``ns:trim-lock`` (expiring): held by the process trimming.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from agentswarm.broker.base import (
     Priority,
 )
 from agentswarm.broker.priority import ClassOrder
+from agentswarm.defaults import DEFAULT_RETENTION_SECONDS
 
 if TYPE_CHECKING:
     from agentswarm.settings import Settings
@@ -99,9 +103,10 @@ end
 """
 
 _RECORD_LUA = """
--- KEYS: results, events stream of the task, notify stream, swarm feed.
+-- KEYS: results, events stream of the task, notify stream, swarm feed, finished index.
 -- ARGV: task id, result json, event json, notify maxlen, swarm json, swarm maxlen
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[5], redis.call('TIME')[1], ARGV[1])
   local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
@@ -126,10 +131,11 @@ return lost
 """
 
 _BURY_LUA = """
--- KEYS: dead stream, events stream of the task, buried hash, notify stream, swarm feed.
+-- KEYS: dead stream, events stream of the task, buried hash, notify stream, swarm feed, finished index.
 -- ARGV: task id, dead fields json, event json, error, notify maxlen, swarm json, swarm maxlen.
 -- Step 1 of dead-lettering, once per task; the event is announced on the notify stream like every event.
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[4]) == 0 then return 0 end
+redis.call('ZADD', KEYS[6], redis.call('TIME')[1], ARGV[1])
 redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'data', ARGV[2])
 local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
@@ -150,7 +156,7 @@ return 1
 """
 
 _CANCEL_LUA = """
--- KEYS: taskdata, results, events stream of the task, buried, notify stream, swarm feed.
+-- KEYS: taskdata, results, events stream of the task, buried, notify stream, swarm feed, finished index.
 -- ARGV: task id, cancellation json, event json, notify maxlen, swarm json, swarm maxlen
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 'not_found' end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
@@ -162,10 +168,17 @@ if #last == 1 then
   if ok and type(data) == 'table' and data['type'] == 'dead_lettered' then return 'finished' end
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[7], redis.call('TIME')[1], ARGV[1])
 local id = redis.call('XADD', KEYS[3], '*', 'data', ARGV[3])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
 return 'cancelled'
+"""
+
+_RELEASE_LUA = """
+-- KEYS: lock. ARGV: token. Delete the lock only if this process still holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 _ENQUEUE_CHUNK = 500
@@ -197,9 +210,13 @@ class RedisConnection(Broker):
         max_deliveries: int = 5,
         claim_idle_ms: int = 60_000,
         retry_backoff_ms: int = 0,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> None:
         super().__init__(
-            max_deliveries=max_deliveries, claim_idle_ms=claim_idle_ms, retry_backoff_ms=retry_backoff_ms
+            max_deliveries=max_deliveries,
+            claim_idle_ms=claim_idle_ms,
+            retry_backoff_ms=retry_backoff_ms,
+            retention_seconds=retention_seconds,
         )
         self.url = url
         self._password = password
@@ -219,6 +236,8 @@ class RedisConnection(Broker):
         self.k_counters = f"{namespace}:counters"
         self.k_notify = f"{namespace}:notify"
         self.k_swarm = f"{namespace}:swarm"
+        self.k_finished = f"{namespace}:finished"
+        self.k_trim_lock = f"{namespace}:trim-lock"
         self._redis: aioredis.Redis | None = None
         self._autoclaim_cursors: dict[Priority, str] = dict.fromkeys(PRIORITIES, "0-0")
         self._orders: dict[str, ClassOrder] = {}
@@ -236,6 +255,7 @@ class RedisConnection(Broker):
             max_deliveries=settings.max_deliveries,
             claim_idle_ms=settings.claim_idle_ms,
             retry_backoff_ms=settings.retry_backoff_ms,
+            retention_seconds=settings.retention_seconds,
         )
 
     # -- helpers ------------------------------------------------------------------------------------------
@@ -301,6 +321,7 @@ class RedisConnection(Broker):
         self._bury_script = self._redis.register_script(_BURY_LUA)
         self._cancel_script = self._redis.register_script(_CANCEL_LUA)
         self._dead_script = self._redis.register_script(_DEAD_LUA)
+        self._release_script = self._redis.register_script(_RELEASE_LUA)
         await self._ensure_group()
 
     async def close(self) -> None:

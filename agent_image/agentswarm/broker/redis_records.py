@@ -7,12 +7,14 @@ import base64
 import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import cast
 
 from agentswarm.broker.base import (
     JSON,
     BrokerStats,
+    BrokerUsage,
     CancelOutcome,
     DeadLetter,
     NewTask,
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: Where ``_ENQUEUE_LUA`` finds the stream of each priority class among its keys (1-based).
 _STREAM_KEY_INDEX = {"normal": "2", "high": "5", "low": "6"}
+#: How long the trim lock is held at most (a trimmer that died lets go after this).
+_TRIM_LOCK_MS = 60_000
+#: Log entries dropped per stream per trim call at most (``XTRIM ... LIMIT``).
+_TRIM_LOG_LIMIT = 10_000
 
 
 class RedisRecords(RedisConnection):
@@ -88,7 +94,13 @@ class RedisRecords(RedisConnection):
             result.task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
         )
         recorded = await self._record_script(
-            keys=[self.k_results, self._events_key(result.task_id), self.k_notify, self.k_swarm],
+            keys=[
+                self.k_results,
+                self._events_key(result.task_id),
+                self.k_notify,
+                self.k_swarm,
+                self.k_finished,
+            ],
             args=[
                 result.task_id,
                 json.dumps(result.to_json()),
@@ -117,6 +129,7 @@ class RedisRecords(RedisConnection):
                 self.k_buried,
                 self.k_notify,
                 self.k_swarm,
+                self.k_finished,
             ],
             args=[
                 task_id,
@@ -179,6 +192,44 @@ class RedisRecords(RedisConnection):
             dead_lettered=int(dead),
             enqueued_total=int(enqueued or 0),
         )
+
+    async def usage(self) -> BrokerUsage:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.info("memory")
+        pipe.dbsize()
+        memory, keys = await pipe.execute()
+        return BrokerUsage(
+            bytes=int(memory["used_memory"]),
+            items=int(keys),
+            data_bytes=int(memory.get("used_memory_dataset", memory["used_memory"])),
+        )
+
+    # -- retention ----------------------------------------------------------------------------------------
+    async def trim(self, *, limit: int) -> int:
+        if self.retention_seconds <= 0:
+            return 0
+        token = uuid.uuid4().hex
+        # One trimmer at a time (coordinator replicas); the lock expires should its holder die.
+        if not await self.r.set(self.k_trim_lock, token, nx=True, px=_TRIM_LOCK_MS):
+            return 0
+        try:
+            seconds, micros = await self.r.time()  # the server's clock, which scored the index and ids
+            cutoff = int(seconds) + int(micros) / 1e6 - self.retention_seconds
+            ids = await self.r.zrangebyscore(self.k_finished, "-inf", cutoff, start=0, num=limit)
+            pipe = self.r.pipeline(transaction=False)
+            if ids:
+                for field_hash in (self.k_taskdata, self.k_results, self.k_errors, self.k_records):
+                    pipe.hdel(field_hash, *ids)
+                pipe.delete(*[self._events_key(i) for i in ids], *[self._ckpt_key(i) for i in ids])
+                pipe.zrem(self.k_finished, *ids)
+            # Stream entry ids are the server's millisecond timestamps: MINID trims by age.
+            min_id = f"{int(cutoff * 1000)}-0"
+            for stream in (self.k_dead, self.k_swarm, self.k_notify):
+                pipe.xtrim(stream, minid=min_id, approximate=True, limit=_TRIM_LOG_LIMIT)
+            await pipe.execute()
+            return len(ids)
+        finally:
+            await self._release_script(keys=[self.k_trim_lock], args=[token])
 
     async def backlog(self) -> int:
         # Acknowledged entries are deleted, so the streams hold exactly the unfinished tasks.

@@ -282,7 +282,14 @@ class RedisStreamsBroker(RedisNotify):
             task_id, "dead", at=now, agent=delivery.consumer, attempt=delivery.attempt, error=error
         )
         if await self._bury_script(
-            keys=[self.k_dead, self._events_key(task_id), self.k_buried, self.k_notify, self.k_swarm],
+            keys=[
+                self.k_dead,
+                self._events_key(task_id),
+                self.k_buried,
+                self.k_notify,
+                self.k_swarm,
+                self.k_finished,
+            ],
             args=[
                 task_id,
                 json.dumps(dead),

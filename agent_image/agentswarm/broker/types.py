@@ -282,3 +282,18 @@ class BrokerStats:
     dead_lettered: int
     enqueued_total: int = 0
     saturated: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerUsage:
+    """What the broker's server holds, for ``agentswarm_broker_bytes`` / ``agentswarm_broker_items``.
+
+    Redis: ``bytes`` is ``used_memory`` of ``INFO memory`` (what a Memorystore instance is sized for:
+    data, client buffers, scripts), ``data_bytes`` its ``used_memory_dataset`` (the stored data alone, what
+    retention bounds) and ``items`` is ``DBSIZE`` (the whole database). NATS: bytes and messages of this
+    namespace's streams and KV buckets (``data_bytes`` = ``bytes``).
+    """
+
+    bytes: int
+    items: int
+    data_bytes: int = 0

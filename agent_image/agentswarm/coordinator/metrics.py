@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from agentswarm.broker.base import BrokerStats
+from agentswarm.broker.base import BrokerStats, BrokerUsage
 
 #: Buckets for task durations: agent tasks run from seconds to hours.
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, float("inf"))
@@ -74,6 +74,17 @@ class CoordinatorMetrics:
         self.broker_up = Gauge(
             "agentswarm_broker_up", "1 when the last broker ping succeeded.", registry=self.registry
         )
+        self.broker_bytes = Gauge(
+            "agentswarm_broker_bytes",
+            "Bytes the broker's server holds: Redis used_memory; NATS bytes of this swarm's streams and KV "
+            "buckets (what retention keeps bounded; size Memorystore from it).",
+            registry=self.registry,
+        )
+        self.broker_items = Gauge(
+            "agentswarm_broker_items",
+            "Keys (Redis DBSIZE) or messages (NATS, this swarm's streams and KV buckets) the broker holds.",
+            registry=self.registry,
+        )
         self.task_duration = Histogram(
             "agentswarm_task_duration_seconds",
             "Run time of finished tasks (first claim to recorded result) seen by this coordinator.",
@@ -91,6 +102,10 @@ class CoordinatorMetrics:
         self.tasks.labels(state="dead").set(stats.dead_lettered)
         self.tasks_enqueued.set(stats.enqueued_total)
         self.saturated.set(1 if stats.saturated else 0)
+
+    def update_from_usage(self, usage: BrokerUsage) -> None:
+        self.broker_bytes.set(usage.bytes)
+        self.broker_items.set(usage.items)
 
     def observe_duration(self, task_id: str, seconds: float | None) -> None:
         if seconds is None or seconds < 0 or task_id in self._observed:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agentswarm import protocol as p
 from agentswarm.coordinator.auth import DEFAULT_AUTH_TIMEOUT_SECONDS
-from agentswarm.defaults import DEFAULT_PORT
+from agentswarm.defaults import DEFAULT_PORT, RETENTION_INTERVAL_SECONDS
 
 #: Close code sent to every client when the coordinator shuts down ("service restart": reconnect).
 CLOSE_SERVICE_RESTART = 1012
@@ -54,6 +54,8 @@ class ServerOptions:
     #: Subscriptions reading their logs at the same time (after a feed reset, every one does).
     catch_up_concurrency: int = 64
     ready_timeout_seconds: float = 2.0
+    #: How often this coordinator makes the broker forget tasks past their retention (agentswarm.retention).
+    retention_interval_seconds: float = RETENTION_INTERVAL_SECONDS
 
     def __post_init__(self) -> None:
         if not self.api_token and self.api_token_file is None:

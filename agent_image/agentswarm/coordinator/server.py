@@ -33,6 +33,7 @@ from agentswarm.coordinator.fanout import Fanout
 from agentswarm.coordinator.metrics import CoordinatorMetrics
 from agentswarm.coordinator.options import CLOSE_SERVICE_RESTART, ServerOptions
 from agentswarm.coordinator.session import Session
+from agentswarm.retention import Trimmer
 
 log = logging.getLogger("agentswarm.coordinator")
 
@@ -63,6 +64,9 @@ class Coordinator:
         self.broker_connected = True
         #: The swarm's token budget, reported in stats (``budget_exhausted``); None when unlimited.
         self.budget: Budget | None = None
+        #: Makes the broker forget finished tasks past their retention (see agentswarm.retention).
+        self.trimmer = Trimmer(broker, interval=options.retention_interval_seconds)
+        self._trimming: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class Coordinator:
             server_header="agentswarm-coordinator",
         )
         self.fanout.start()
+        self._trimming = asyncio.create_task(self.trimmer.run(), name="retention")
         log.info("coordinator listening on %s:%s", self.options.host, self.port)
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
@@ -111,6 +116,9 @@ class Coordinator:
             server.close(close_connections=False)
             await server.wait_closed()
         await self.fanout.stop()
+        if self._trimming is not None:
+            self._trimming.cancel()
+            await asyncio.gather(self._trimming, return_exceptions=True)
         self._stopped.set()
 
     async def _close(self, connection: ServerConnection) -> None:
@@ -232,6 +240,12 @@ class Coordinator:
             return
         self.metrics.broker_up.set(1)
         self.metrics.update_from_stats(stats)
+        try:
+            usage = await asyncio.wait_for(self.broker.usage(), self.options.ready_timeout_seconds)
+        except Exception as exc:
+            log.warning("metrics: broker usage failed: %s", exc)
+            return
+        self.metrics.update_from_usage(usage)
 
     # --- websocket -----------------------------------------------------------------------------
 
