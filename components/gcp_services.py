@@ -115,6 +115,10 @@ class Memorystore(pulumi.ComponentResource):
             transit_encryption_mode="SERVER_AUTHENTICATION",
             # Memorystore for Redis persists with RDB snapshots (AOF is not offered on this product).
             persistence_config={"persistence_mode": "RDB", "rdb_snapshot_period": "ONE_HOUR"},
+            # Memorystore's default maxmemory-policy is volatile-lru: when full it would evict keys with a
+            # TTL, which are a task tree's records (waiting parents, children). A full broker must refuse
+            # writes (agents retry) rather than silently lose them; docs/retention.md says how to size it.
+            redis_configs={"maxmemory-policy": "noeviction"},
             opts=_k8s.child_opts(self, depends_on=[connection], additional_secret_outputs=["auth_string"]),
         )
         self.host = instance.host

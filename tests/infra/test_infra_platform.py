@@ -187,6 +187,8 @@ def test_memorystore_instance(stack_recordings: dict[str, Recording]) -> None:
     assert inst["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
     assert inst["connectMode"] == "PRIVATE_SERVICE_ACCESS"
     assert inst["memorySizeGb"] == 5
+    # Never evict: tree records carry TTLs, and Memorystore's default policy (volatile-lru) would drop them.
+    assert inst["redisConfigs"] == {"maxmemory-policy": "noeviction"}
     addr = rec.by_name("agentswarm-memorystore-peering-range").values
     assert addr["purpose"] == "VPC_PEERING" and addr["addressType"] == "INTERNAL"
     conn = rec.one("gcp:servicenetworking/connection:Connection").values

@@ -243,3 +243,46 @@ async def test_coordinator_trims_and_reports_broker_usage(backend: str, brokers:
         await wait_until(lambda: _forgotten(broker, task_id), within=60, what="the coordinator to trim")
     finally:
         await coordinator.shutdown(drain_seconds=0)
+
+
+async def test_a_full_redis_is_an_outage_not_a_failure(redis_factory: Callable[[], RedisServer]) -> None:
+    """A broker at ``maxmemory`` with ``noeviction`` (what the components set on Memorystore) refuses writes
+    with OOM: callers get BrokerUnavailable, which agents retry like an outage; a write is refused whole or
+    done whole (never a task recorded but not queued, which a retried enqueue would skip); once memory is
+    freed (the trimmer, a bigger instance) the refused writes go through."""
+    import redis.asyncio as aioredis
+    from agentswarm.broker import BrokerUnavailable
+
+    server = redis_factory()
+    admin = aioredis.Redis(port=server.port)
+    await admin.config_set("maxmemory-policy", "noeviction")
+    broker = make_test_broker("redis", server.url, "full")
+    await broker.connect()
+    try:
+        await broker.enqueue({}, "warm")  # scripts loaded, keys made: what follows is the big writes only
+        used = int((await admin.info("memory"))["used_memory"])
+        # Just above what is used: the first big enqueue starts under the limit and ends over it.
+        await admin.config_set("maxmemory", str(used + 4096))
+        big = {"pad": "x" * 65536}
+        outcomes: list[BrokerUnavailable | None] = []
+        for i in range(3):
+            try:
+                await broker.enqueue(big, f"big{i}")
+                outcomes.append(None)
+            except BrokerUnavailable as exc:
+                outcomes.append(exc)
+        refused = [exc for exc in outcomes if exc is not None]
+        assert refused, "a full server accepted every write"
+        for exc in refused:
+            assert "OutOfMemoryError" in str(exc)
+            assert isinstance(exc.__cause__, Exception) and broker.is_transient(exc.__cause__)
+        for i, exc in enumerate(outcomes):  # done whole or refused whole
+            assert (await broker.get_task(f"big{i}") is None) == (exc is not None), (i, outcomes)
+        await admin.config_set("maxmemory", "0")  # room again: the refused writes go through
+        for i, exc in enumerate(outcomes):
+            if exc is not None:
+                assert await broker.enqueue(big, f"big{i}") == f"big{i}"
+        assert (await broker.stats()).queued == 4
+    finally:
+        await broker.close()
+        await admin.aclose()

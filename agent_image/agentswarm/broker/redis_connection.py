@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -296,6 +296,8 @@ class RedisConnection(Broker):
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError)):
             return True
         if isinstance(exc, ResponseError) and str(exc).startswith(("LOADING", "NOGROUP", "TRYAGAIN")):
+            return True
+        if isinstance(exc, OutOfMemoryError):  # maxmemory with noeviction: refused, nothing written; retry
             return True
         return super().is_transient(exc)
 
