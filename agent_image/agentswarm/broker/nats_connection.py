@@ -212,7 +212,7 @@ class NatsConnection(Broker):
                 self._kv[name] = await self.js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 self._kv[name] = await self.js.create_key_value(
-                    KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE)
+                    KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, direct=True)
                 )
 
     # nats-py calls these on every failed reconnect attempt (every reconnect_time_wait): log state changes.

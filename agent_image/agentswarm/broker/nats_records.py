@@ -126,11 +126,18 @@ class NatsRecords(NatsConnection):
                     event = json.dumps({"type": "result", **stored.to_json()}).encode()
                 await self.js.publish(self._events_subject(task_id), event, headers=headers)
             return False
-        await self.js.publish(self._events_subject(task_id), event, headers=headers)
         done = task_transition(
             task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
         )
-        await (await self._swarm_async(done))
+        # The terminal event and the swarm feed entry: sent in order, acknowledged together.
+        pending = [
+            await self.js.publish_async(self._events_subject(task_id), event, headers=headers),
+            await self._swarm_async(done),
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
         return True
 
     async def _swarm_async(self, data: dict[str, JSON]) -> asyncio.Future[Any]:
