@@ -37,6 +37,22 @@ async def test_fifo_and_idempotent_enqueue(brokers) -> None:
     assert await b.claim("c1", block_ms=200) == []
 
 
+async def test_idempotent_enqueue_of_a_large_batch(brokers) -> None:
+    """A batch larger than a backend's internal steps, mixing known and new ids: known ones stay as they
+    were (payload included), new ones are added once, in order."""
+    b: Broker = await brokers()
+    await b.enqueue_many([NewTask({"n": i}, f"t{i}") for i in range(0, 3000, 2)])
+    again = await b.enqueue_many([NewTask("changed", f"t{i}") for i in range(3000)])
+    assert again == [f"t{i}" for i in range(3000)]
+    stats = await b.stats()
+    assert (stats.queued, stats.enqueued_total) == (3000, 3000)
+    for i in (0, 1, 1022, 1024, 2048, 2998, 2999):
+        task = await b.get_task(f"t{i}")
+        assert task is not None and task.payload == ({"n": i} if i % 2 == 0 else "changed"), i
+    first = [(await b.claim("c1", block_ms=500))[0] for _ in range(3)]
+    assert [d.task.id for d in first] == ["t0", "t2", "t4"]
+
+
 async def test_malformed_task_id_rejects_whole_batch(brokers) -> None:
     b: Broker = await brokers()
     with pytest.raises(InvalidTaskId, match="a b"):

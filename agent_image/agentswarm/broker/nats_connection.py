@@ -252,7 +252,9 @@ class NatsConnection(Broker):
                 await self._set_max_age(f"KV_{bucket}", max_age)
             except nats.js.errors.BucketNotFoundError:
                 self._kv[name] = await self.js.create_key_value(
-                    KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, ttl=max_age)
+                    KeyValueConfig(
+                        bucket=bucket, history=history, storage=StorageType.FILE, ttl=max_age, direct=True
+                    )
                 )
 
     # nats-py calls these on every failed reconnect attempt (every reconnect_time_wait): log state changes.

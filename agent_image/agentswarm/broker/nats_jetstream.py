@@ -106,11 +106,16 @@ class NatsJetStreamBroker(NatsNotify):
         async with self._ledger_lock:
             await asyncio.to_thread(write)
 
-    async def _forget(self, delivery: Delivery) -> None:
+    async def _forget(self, delivery: Delivery, *, save: bool = True) -> None:
+        """Drop a delivery from the in-flight set and the ledger.
+
+        ``save=False`` (a delivery whose message is gone: acknowledged) leaves the file to the next save: a
+        stale entry costs a restarted agent one lookup that finds the message gone and drops the entry.
+        """
         handle: _Handle = delivery.handle
         self._inflight.discard(handle.seq)
         ledger = self._ledger(delivery.consumer)
-        if ledger.pop(str(handle.seq), None) is not None:
+        if ledger.pop(str(handle.seq), None) is not None and save:
             await self._save_ledger(delivery.consumer)
 
     # -- consuming ----------------------------------------------------------------------------------------
@@ -129,11 +134,15 @@ class NatsJetStreamBroker(NatsNotify):
         The server's ``num_delivered`` does not see a restarted agent re-taking its own delivery, so the
         attempt number is also kept in the ``attempts`` bucket and the larger of the two wins.
         """
-        record = await self._record(delivery.task.id)
+        # One round trip for the common case: read the record and take the lease (create: only if no live
+        # lease exists) together. Only when another lease exists is its holder and age looked at.
+        record, leased = await asyncio.gather(
+            self._record(delivery.task.id), self._create_lease(delivery.task.id, delivery.consumer)
+        )
         if record.buried is not None:  # its dead-lettering was interrupted: finish it, never run it
             await self._unqueue_dead(delivery, record.buried)
             return None
-        holder = await self._lease_holder(delivery.task.id, delivery.consumer)
+        holder = None if leased else await self._lease_holder(delivery.task.id, delivery.consumer)
         if holder is not None:
             log.warning(
                 "task %s is redelivered but %s is still working on it (fresh lease): not running it twice",
@@ -145,7 +154,8 @@ class NatsJetStreamBroker(NatsNotify):
             else:
                 await self._nak(delivery.handle.reply, self.claim_idle_ms / 1000.0)
             return None
-        await self._put_lease(delivery.task.id, delivery.consumer)
+        if not leased:
+            await self._put_lease(delivery.task.id, delivery.consumer)
         delivery.attempt = max(delivery.attempt, record.attempt + 1)
         record.attempt = delivery.attempt
         record.admit()
@@ -153,16 +163,16 @@ class NatsJetStreamBroker(NatsNotify):
             delivery.attempt -= 1  # this hand-out never reaches a handler
             await self.dead_letter(delivery, abandoned_reason(delivery.last_error, record))
             return None
-        await self._put_record(delivery.task.id, record)
         handle: _Handle = delivery.handle
-        self._inflight.add(handle.seq)
         ledger = self._ledger(delivery.consumer)
         ledger[str(handle.seq)] = {
             "reply": handle.reply,
             "task_id": delivery.task.id,
             "attempt": delivery.attempt,
         }
-        await self._save_ledger(delivery.consumer)
+        # The record and the ledger are independent: written at the same time (the ledger in a thread).
+        await asyncio.gather(self._put_record(delivery.task.id, record), self._save_ledger(delivery.consumer))
+        self._inflight.add(handle.seq)
         return delivery
 
     async def _record(self, task_id: str) -> DeliveryRecord:
@@ -346,7 +356,7 @@ class NatsJetStreamBroker(NatsNotify):
     async def keep_alive(self, deliveries: Sequence[Delivery]) -> None:
         for d in deliveries:
             await self.nc.publish(d.handle.reply, b"+WPI")
-            await self._put_lease(d.task.id, d.consumer)
+        await asyncio.gather(*(self._put_lease(d.task.id, d.consumer) for d in deliveries))
         await self.nc.flush(timeout=5)
 
     # A lease (KV ``leases``: task id -> consumer + time of its last keep-alive) stops a second agent from
@@ -386,8 +396,19 @@ class NatsJetStreamBroker(NatsNotify):
         assert probe.time is not None
         return probe.time
 
+    def _lease(self, consumer: str) -> bytes:
+        return json.dumps({"consumer": consumer, "at": time.time()}).encode()
+
     async def _put_lease(self, task_id: str, consumer: str) -> None:
-        await self.kv("leases").put(task_id, json.dumps({"consumer": consumer, "at": time.time()}).encode())
+        await self.kv("leases").put(task_id, self._lease(consumer))
+
+    async def _create_lease(self, task_id: str, consumer: str) -> bool:
+        """Take the lease if nobody holds one (no entry, or a deleted one); False if a lease exists."""
+        try:
+            await self.kv("leases").create(task_id, self._lease(consumer))
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            return False
+        return True
 
     async def _drop_lease(self, task_id: str) -> None:
         with contextlib.suppress(nats.js.errors.KeyNotFoundError):
@@ -424,9 +445,9 @@ class NatsJetStreamBroker(NatsNotify):
             await self.js.delete_msg(self.s_tasks, handle.seq)
 
     async def ack(self, delivery: Delivery) -> None:
-        await self._finish(delivery.handle)
-        await self._forget(delivery)
-        await self._drop_lease(delivery.task.id)
+        # The task is finished (its outcome is recorded): its lease can go in the same round trip.
+        await asyncio.gather(self._finish(delivery.handle), self._drop_lease(delivery.task.id))
+        await self._forget(delivery, save=False)
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
         await self.kv("errors").put(delivery.task.id, error.encode())

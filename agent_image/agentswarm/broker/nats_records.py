@@ -35,6 +35,9 @@ from agentswarm.broker.nats_connection import NatsConnection
 
 log = logging.getLogger(__name__)
 
+#: Tasks one step of ``enqueue_many`` checks, publishes and records together (pipelined).
+_ENQUEUE_CHUNK = 1024
+
 
 class NatsRecords(NatsConnection):
     """Task data, results, event logs, dead letters, checkpoints and stats in JetStream."""
@@ -42,40 +45,72 @@ class NatsRecords(NatsConnection):
     # -- producing ----------------------------------------------------------------------------------------
     async def enqueue_many(self, tasks: Sequence[NewTask]) -> list[str]:
         ids = [validate_task_id(t.id) if t.id is not None else new_task_id() for t in tasks]
-        kv = self.kv("tasks")
-
-        async def exists(task_id: str) -> bool:
-            try:
-                await kv.get(task_id)
-                return True
-            except nats.js.errors.KeyNotFoundError:
-                return False
-
         now = time.time()
-        for start in range(0, len(ids), 256):
-            chunk = list(zip(ids[start : start + 256], tasks[start : start + 256], strict=True))
-            known = await asyncio.gather(*(exists(task_id) for task_id, _ in chunk))
-            fresh = [(task_id, spec) for (task_id, spec), k in zip(chunk, known, strict=True) if not k]
+        for start in range(0, len(ids), _ENQUEUE_CHUNK):
+            chunk = list(
+                zip(ids[start : start + _ENQUEUE_CHUNK], tasks[start : start + _ENQUEUE_CHUNK], strict=True)
+            )
+            known = await self._known([task_id for task_id, _ in chunk])
+            # Each record is serialised once: the KV value, and (with the id in front) the stream message.
+            fresh = [
+                (task_id, spec, json.dumps(task_record(spec, now)).encode())
+                for task_id, spec in chunk
+                if task_id not in known
+            ]
             # Publish in order (FIFO); Nats-Msg-Id makes a retried publish within 2 minutes a no-op.
             # Pipelined: sent in order on one connection, acks awaited together.
             pending = []
-            for task_id, spec in fresh:
-                body = json.dumps({"id": task_id, **task_record(spec, now)}).encode()
+            for task_id, spec, record in fresh:
+                body = b'{"id":"' + task_id.encode() + b'",' + record[1:]  # ids need no JSON escaping
                 pending.append(
                     await self.js.publish_async(
                         self.subjects[spec.priority], body, headers={"Nats-Msg-Id": f"task-{task_id}"}
                     )
                 )
-            for task_id, _spec in fresh:
+            for task_id, _spec, _record in fresh:
                 pending.append(await self._swarm_async(task_transition(task_id, "queued", at=now)))
-            try:
-                await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
-            except TimeoutError:
-                raise nats.errors.TimeoutError from None
-            await asyncio.gather(
-                *(kv.put(task_id, json.dumps(task_record(spec, now)).encode()) for task_id, spec in fresh)
+            await self._acked(pending)
+            # Then the records that make a later enqueue of these ids a no-op (KV puts, pipelined too).
+            await self._acked(
+                [
+                    await self.js.publish_async(f"$KV.{self.ns}_tasks.{task_id}", record)
+                    for task_id, _spec, record in fresh
+                ]
             )
         return ids
+
+    async def _known(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` have a task record: one batched direct get of the last message of each key's
+        subject (``multi_last``, nats-server 2.11+) instead of one request per id."""
+        prefix = f"$KV.{self.ns}_tasks."
+        request = json.dumps({"multi_last": [prefix + task_id for task_id in ids], "batch": len(ids)})
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        found: set[str] = set()
+        try:
+            await self.nc.publish(f"$JS.API.DIRECT.GET.KV_{self.ns}_tasks", request.encode(), reply=inbox)
+            while True:
+                msg = await sub.next_msg(timeout=10)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status is None:  # one stored key (a deleted one counts as absent)
+                    if headers.get("KV-Operation") not in ("DEL", "PURGE"):
+                        found.add(headers.get("Nats-Subject", "")[len(prefix) :])
+                    continue
+                if status == "404" or (status == "204" and headers.get("Nats-Num-Pending", "0") == "0"):
+                    return found  # the end of the batch (404: none of them is stored)
+                break  # a server without batched gets, or a batch cut short: ask key by key
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return {task_id for task_id in ids if await self.get_task(task_id) is not None}
+
+    async def _acked(self, pending: Sequence[asyncio.Future[Any]]) -> None:
+        """Wait for the acks of pipelined publishes (``publish_async``); a publish refused raises."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
 
     async def get_task(self, task_id: str) -> Task | None:
         try:
@@ -127,11 +162,15 @@ class NatsRecords(NatsConnection):
                     event = json.dumps({"type": "result", **stored.to_json()}).encode()
                 await self.js.publish(self._events_subject(task_id), event, headers=headers)
             return False
-        await self.js.publish(self._events_subject(task_id), event, headers=headers)
         done = task_transition(
             task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
         )
-        await (await self._swarm_async(done))
+        # The terminal event and the swarm feed entry: sent in order, acknowledged together.
+        pending = [
+            await self.js.publish_async(self._events_subject(task_id), event, headers=headers),
+            await self._swarm_async(done),
+        ]
+        await self._acked(pending)
         return True
 
     async def _swarm_async(self, data: dict[str, JSON]) -> asyncio.Future[Any]:

@@ -70,7 +70,11 @@ class NatsSwarmStore(SwarmStore):
                 self._kv[name] = await js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 config = KeyValueConfig(
-                    bucket=bucket, history=1, ttl=float(ttl) if ttl else None, storage=StorageType.FILE
+                    bucket=bucket,
+                    history=1,
+                    ttl=float(ttl) if ttl else None,
+                    storage=StorageType.FILE,
+                    direct=True,
                 )
                 try:
                     self._kv[name] = await js.create_key_value(config)
