@@ -8,7 +8,10 @@ take the generated mirror of the config (:mod:`components.public_args`) and :fun
 with the pydantic models, exactly as a stack's config is validated: the same one-line errors.
 
 The classes subclass the Python components, so the resources and type tokens (`agentswarm:index:<Class>`)
-are the same whichever language creates them.
+are the same whichever language creates them. Besides :class:`AgentSwarm`, the building blocks it composes
+(:class:`SwarmNamespace`, :class:`Redis`, :class:`Nats`, :class:`Coordinator`, :class:`AgentPool`,
+:class:`SwarmMonitoring`) take their config section of the same generated shape, and connect through their
+outputs as AgentSwarm connects them: the parts of one ``instance`` make exactly AgentSwarm's resources.
 """
 
 # No `from __future__ import annotations`: Pulumi's schema analyzer reads these annotations at runtime.
