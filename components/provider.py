@@ -10,8 +10,9 @@ with the pydantic models, exactly as a stack's config is validated: the same one
 The classes subclass the Python components, so the resources and type tokens (`agentswarm:index:<Class>`)
 are the same whichever language creates them. Besides :class:`AgentSwarm`, the building blocks it composes
 (:class:`SwarmNamespace`, :class:`Redis`, :class:`Nats`, :class:`Coordinator`, :class:`AgentPool`,
-:class:`SwarmMonitoring`) take their config section of the same generated shape, and connect through their
-outputs as AgentSwarm connects them: the parts of one ``instance`` make exactly AgentSwarm's resources.
+:class:`AgentAutoscaler`, :class:`SwarmMonitoring`) take their config section of the same generated shape
+and connect through their outputs as AgentSwarm connects them: the parts of one ``instance`` make exactly
+AgentSwarm's resources.
 """
 
 # No `from __future__ import annotations`: Pulumi's schema analyzer reads these annotations at runtime.
@@ -24,11 +25,12 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pydantic import BaseModel, ValidationError
 
-from components import agents, coordinator, monitoring, namespace, nats, redis, swarm
+from components import agents, autoscaling, coordinator, monitoring, namespace, nats, redis, swarm
 from components._k8s import selector_labels
-from components.autoscaling import keda_ingress_rule
+from components.autoscaling import keda_ingress_rule, scaling_rule
+from components.config import QUEUE_NAMESPACE, ConfigError, parse_config
 from components.config import AgentsConfig as ValidatedAgents
-from components.config import ConfigError, parse_config
+from components.config import AutoscalingConfig as ValidatedAutoscaling
 from components.config import CoordinatorConfig as ValidatedCoordinator
 from components.config import MonitoringConfig as ValidatedMonitoring
 from components.config import NatsConfig as ValidatedNats
@@ -39,6 +41,7 @@ from components.config_errors import one_line_error
 from components.config_rules import MIN_SECRET_LENGTH
 from components.public_args import (
     AgentsConfig,
+    AutoscalingConfig,
     CoordinatorConfig,
     ImagePullPolicy,
     MonitoringConfig,
@@ -468,7 +471,8 @@ class AgentPoolArgs(TypedDict):
     """Swarm instance name (labels and object names); the coordinator of the same instance is the one the
     agents may reach. Default: `"agentswarm"`."""
     config: NotRequired[AgentsConfig]
-    """The `agents` config section (autoscaling needs AgentSwarm, which creates the autoscaler)."""
+    """The `agents` config section. With `autoscaling.enabled` KEDA owns the replicas: add an
+    `AgentAutoscaler` with the same `autoscaling` section."""
     redis: NotRequired[RedisConnection]
     """The Redis broker (give exactly one of `redis` and `nats`)."""
     nats: NotRequired[NatsConnection]
@@ -498,13 +502,6 @@ class AgentPool(agents.AgentPool):
 
     def __init__(self, name: str, args: AgentPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         cfg = section(ValidatedAgents, "agents", args.get("config"))
-        if cfg.autoscaling.enabled:
-            # Without the autoscaler nothing would ever size the StatefulSet (its replicas are left to KEDA).
-            raise ConfigError(
-                "agents.autoscaling.enabled",
-                True,
-                "the AgentPool component does not create the autoscaler; use AgentSwarm for autoscaling",
-            )
         instance = args.get("instance", DEFAULT_INSTANCE)
         inner: dict[str, Any] = {
             **_runtime_args(instance, args, _broker(instance, args)),
@@ -515,6 +512,64 @@ class AgentPool(agents.AgentPool):
         if "gcp_service_account" in args:
             inner["gcp_service_account"] = args["gcp_service_account"]
         super().__init__(name, typing.cast(agents.AgentPoolArgs, inner), opts)
+
+
+class AgentAutoscalerArgs(TypedDict):
+    """Inputs of :class:`AgentAutoscaler`."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of the agents (e.g. a `SwarmNamespace`'s `namespace` output)."""
+    statefulset_name: pulumi.Input[str]
+    """The agents' StatefulSet (an `AgentPool`'s `statefulset_name` output)."""
+    config: AutoscalingConfig
+    """The `agents.autoscaling` section, the same as the AgentPool's (`enabled` must be true)."""
+    instance: NotRequired[str]
+    """Swarm instance name (labels and object names). Default: `"agentswarm"`."""
+    redis: NotRequired[RedisConnection]
+    """The Redis broker whose backlog is read (give exactly one of `redis` and `nats`; its component needs
+    `allow_keda`)."""
+    nats: NotRequired[NatsConnection]
+    """The NATS broker whose backlog is read (its component needs `allow_keda`)."""
+
+
+class AgentAutoscaler(autoscaling.AgentAutoscaler):
+    """KEDA sizing the agents by the queue's backlog: a ScaledObject (+ TriggerAuthentication for Redis, + the
+    KEDA chart with `install_keda`)."""
+
+    scaled_object_name: pulumi.Output[str]
+    """Name of the KEDA ScaledObject."""
+
+    def __init__(
+        self, name: str, args: AgentAutoscalerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        cfg = section(ValidatedAutoscaling, "agents.autoscaling", args["config"])
+        if not cfg.enabled:
+            raise ConfigError(
+                "agents.autoscaling.enabled",
+                False,
+                "must be true, as in the AgentPool's config (KEDA owns the replicas only then)",
+            )
+        instance = args.get("instance", DEFAULT_INSTANCE)
+        inner: autoscaling.AgentAutoscalerArgs = {
+            "namespace": args["namespace"],
+            "instance": instance,
+            "statefulset_name": args["statefulset_name"],
+            "rule": scaling_rule(cfg),
+            "queue_namespace": QUEUE_NAMESPACE,
+            "install_keda": cfg.install_keda,
+        }
+        conn = _broker(instance, args)
+        if isinstance(conn, nats.NatsConnection):
+            inner["nats_monitoring_endpoint"] = conn.monitoring_endpoint
+        else:
+            inner["redis"] = {
+                "url": conn.url,
+                "password_secret": conn.password_secret,
+                "password_key": conn.password_key,
+                "ca_secret": conn.ca_secret,
+                "ca_key": conn.ca_key,
+            }
+        super().__init__(name, inner, opts)
 
 
 class ScrapeTarget(TypedDict):
@@ -576,6 +631,7 @@ COMPONENTS: list[type[pulumi.ComponentResource]] = [
     Nats,
     Coordinator,
     AgentPool,
+    AgentAutoscaler,
     SwarmMonitoring,
 ]
 """What the package exposes."""

@@ -150,7 +150,16 @@ def package_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 def test_schema_types_required_inputs_and_descriptions(package_schema: dict[str, Any]) -> None:
     schema = package_schema
     assert schema["name"] == "agentswarm"
-    blocks = ["AgentSwarm", "SwarmNamespace", "Redis", "Nats", "Coordinator", "AgentPool", "SwarmMonitoring"]
+    blocks = [
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Redis",
+        "Nats",
+        "Coordinator",
+        "AgentPool",
+        "AgentAutoscaler",
+        "SwarmMonitoring",
+    ]
     assert set(schema["resources"]) == {f"agentswarm:index:{name}" for name in blocks}
     swarm = schema["resources"]["agentswarm:index:AgentSwarm"]
     assert swarm["isComponent"] is True and swarm["requiredInputs"] == ["config"]
@@ -208,6 +217,9 @@ def test_schema_types_required_inputs_and_descriptions(package_schema: dict[str,
     assert pool["inputProperties"]["coordinatorPort"]["type"] == "integer"
     assert "plain" not in pool["inputProperties"]["coordinatorPort"]
     assert pool["properties"]["statefulsetName"]["description"] == "Name of the agents' StatefulSet."
+    scaler = schema["resources"]["agentswarm:index:AgentAutoscaler"]
+    assert set(scaler["requiredInputs"]) == {"namespace", "statefulsetName", "config"}
+    assert scaler["inputProperties"]["config"]["$ref"] == "#/types/agentswarm:index:AutoscalingConfig"
     for token in (f"agentswarm:index:{name}" for name in blocks):
         res = schema["resources"][token]
         assert res["isComponent"] is True and res["description"], token

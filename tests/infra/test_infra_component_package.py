@@ -19,6 +19,7 @@ from components.config import AgentsConfig, SwarmConfig
 from components.provider import (
     COMPONENTS,
     PACKAGE,
+    AgentAutoscaler,
     AgentPool,
     AgentSwarm,
     Coordinator,
@@ -97,6 +98,7 @@ def test_schema_analyzer_accepts_the_package() -> None:
         "Nats",
         "Coordinator",
         "AgentPool",
+        "AgentAutoscaler",
         "SwarmMonitoring",
     }
     swarm = result["component_definitions"]["AgentSwarm"]
@@ -120,7 +122,7 @@ def test_provider_component_builds_what_the_python_component_builds() -> None:
 
 def test_schema_analyzer_describes_every_building_block() -> None:
     result = Analyzer(PACKAGE).analyze(COMPONENTS)
-    blocks = {"Redis", "Nats", "Coordinator", "AgentPool", "SwarmMonitoring"}
+    blocks = {"Redis", "Nats", "Coordinator", "AgentPool", "AgentAutoscaler", "SwarmMonitoring"}
     assert blocks <= set(result["component_definitions"])
     for name in blocks:
         component = result["component_definitions"][name]
@@ -153,10 +155,16 @@ SWARM = {
 }
 
 
+@pytest.mark.parametrize("autoscale", [False, True])
 @pytest.mark.parametrize("broker", ["redis", "nats"])
-def test_a_swarm_assembled_from_the_blocks_is_the_agent_swarm(broker: str) -> None:
-    """Namespace + broker + Coordinator + AgentPool from the package make exactly AgentSwarm's resources."""
-    cfg = parse_config({**SWARM, "broker": broker})
+def test_a_swarm_assembled_from_the_blocks_is_the_agent_swarm(broker: str, autoscale: bool) -> None:
+    """Namespace + broker + Coordinator + AgentPool (+ AgentAutoscaler) from the package make exactly
+    AgentSwarm's resources."""
+    scaling: public_args.AutoscalingConfig = {"enabled": True, "max_replicas": 40, "install_keda": True}
+    agents_cfg: public_args.AgentsConfig = {"handler": "my.pkg:run", "replicas": 3, "env": {"MODEL": "m"}}
+    if autoscale:
+        agents_cfg["autoscaling"] = scaling
+    cfg = parse_config({**SWARM, "broker": broker, "agents": agents_cfg})
 
     def parts() -> None:
         ns = SwarmNamespace("swarm-namespace", {"namespace": "team-a", "instance": "team"})
@@ -164,10 +172,14 @@ def test_a_swarm_assembled_from_the_blocks_is_the_agent_swarm(broker: str) -> No
         budget: public_args.TokenBudgetConfig = {"tokens_per_day": 1000}
         conn: Any
         if broker == "nats":
-            nats = Nats("swarm-nats", {"namespace": ns.namespace, "instance": "team"})
+            nats = Nats(
+                "swarm-nats", {"namespace": ns.namespace, "instance": "team", "allow_keda": autoscale}
+            )
             conn = {"nats": {"host": nats.host, "password_secret": nats.secret_name}}
         else:
-            redis = Redis("swarm-redis", {"namespace": ns.namespace, "instance": "team"})
+            redis = Redis(
+                "swarm-redis", {"namespace": ns.namespace, "instance": "team", "allow_keda": autoscale}
+            )
             conn = {"redis": {"url": redis.url, "password_secret": redis.secret_name}}
         coordinator = Coordinator(
             "swarm-coordinator",
@@ -180,21 +192,33 @@ def test_a_swarm_assembled_from_the_blocks_is_the_agent_swarm(broker: str) -> No
                 "token_budget": budget,
             },  # type: ignore[typeddict-item]
         )
-        AgentPool(
+        pool = AgentPool(
             "swarm-agents",
             {
                 **common,
                 **conn,
-                "config": {"handler": "my.pkg:run", "replicas": 3, "env": {"MODEL": "m"}},
+                "config": agents_cfg,
                 "coordinator_port": coordinator.port,
                 "token_budget": budget,
             },  # type: ignore[typeddict-item]
         )
+        if autoscale:
+            AgentAutoscaler(
+                "swarm-autoscaler",
+                {
+                    "namespace": ns.namespace,
+                    "instance": "team",
+                    "statefulset_name": pool.statefulset_name,
+                    "config": scaling,
+                    **conn,
+                },
+            )
 
     assembled = run_mocked(parts)
     whole = run_mocked(lambda: PythonAgentSwarm("swarm", {"config": cfg, "image": "img:1"}))
     assert _resources(assembled) == _resources(whole)
     assert {r.type for r in assembled.resources} >= {f"{PACKAGE}:index:{broker.capitalize()}"}
+    assert any(r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject" for r in assembled.resources) == autoscale
 
 
 def _same(package: Any, python: Any) -> None:
@@ -390,11 +414,23 @@ QUEUE: NatsConnection = {"host": "h", "password_secret": "s"}
             r"agents\.replicas",
         ),
         (
-            lambda: AgentPool(
-                "a",
-                {"namespace": "n", "image": "i", "nats": QUEUE, "config": {"autoscaling": {"enabled": True}}},
+            lambda: AgentAutoscaler(
+                "s",
+                {"namespace": "n", "statefulset_name": "a", "nats": QUEUE, "config": {"max_replicas": 5}},
             ),
-            r"agents\.autoscaling\.enabled",
+            r"agents\.autoscaling\.enabled: got False",
+        ),
+        (
+            lambda: AgentAutoscaler(
+                "s",
+                {
+                    "namespace": "n",
+                    "statefulset_name": "a",
+                    "nats": QUEUE,
+                    "config": {"enabled": True, "min_replicas": -1},
+                },
+            ),
+            r"agents\.autoscaling\.min_replicas",
         ),
         (
             lambda: AgentPool(
