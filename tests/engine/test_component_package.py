@@ -150,7 +150,17 @@ def package_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 def test_schema_types_required_inputs_and_descriptions(package_schema: dict[str, Any]) -> None:
     schema = package_schema
     assert schema["name"] == "agentswarm"
-    assert set(schema["resources"]) == {"agentswarm:index:AgentSwarm", "agentswarm:index:SwarmNamespace"}
+    blocks = [
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Redis",
+        "Nats",
+        "Coordinator",
+        "AgentPool",
+        "AgentAutoscaler",
+        "SwarmMonitoring",
+    ]
+    assert set(schema["resources"]) == {f"agentswarm:index:{name}" for name in blocks}
     swarm = schema["resources"]["agentswarm:index:AgentSwarm"]
     assert swarm["isComponent"] is True and swarm["requiredInputs"] == ["config"]
     assert swarm["inputProperties"]["config"]["$ref"] == "#/types/agentswarm:index:SwarmConfig"
@@ -187,10 +197,40 @@ def test_schema_types_required_inputs_and_descriptions(package_schema: dict[str,
     assert types["agentswarm:index:EgressRule"]["required"] == ["cidr"]
     namespace = schema["resources"]["agentswarm:index:SwarmNamespace"]
     assert namespace["requiredInputs"] == ["namespace"]
-    # Every schema type is one of the generated public args (or ManagedRedis), so nothing is hand-kept.
+    # The building blocks: what wires one to another is typed, the config sections are the generated ones.
+    coordinator = schema["resources"]["agentswarm:index:Coordinator"]
+    assert set(coordinator["requiredInputs"]) == {"namespace", "image", "exposure"}
+    assert coordinator["inputProperties"]["config"]["$ref"] == "#/types/agentswarm:index:CoordinatorConfig"
+    assert coordinator["inputProperties"]["exposure"]["$ref"] == "#/types/agentswarm:index:SwarmExposure"
+    assert coordinator["inputProperties"]["redis"]["$ref"] == "#/types/agentswarm:index:RedisConnection"
+    assert coordinator["properties"]["port"]["type"] == "integer"
+    assert "`coordinator_port`" in coordinator["properties"]["port"]["description"]
+    connection = types["agentswarm:index:RedisConnection"]
+    assert set(connection["required"]) == {"url", "passwordSecret"}
+    assert "plain" not in connection["properties"]["url"]  # another resource's output fits
+    redis = schema["resources"]["agentswarm:index:Redis"]
+    assert redis["requiredInputs"] == ["namespace"]
+    assert redis["inputProperties"]["config"]["$ref"] == "#/types/agentswarm:index:RedisConfig"
+    assert set(redis["properties"]) == {"host", "port", "secretName", "url"}
+    pool = schema["resources"]["agentswarm:index:AgentPool"]
+    assert set(pool["requiredInputs"]) == {"namespace", "image"}
+    assert pool["inputProperties"]["coordinatorPort"]["type"] == "integer"
+    assert "plain" not in pool["inputProperties"]["coordinatorPort"]
+    assert pool["properties"]["statefulsetName"]["description"] == "Name of the agents' StatefulSet."
+    scaler = schema["resources"]["agentswarm:index:AgentAutoscaler"]
+    assert set(scaler["requiredInputs"]) == {"namespace", "statefulsetName", "config"}
+    assert scaler["inputProperties"]["config"]["$ref"] == "#/types/agentswarm:index:AutoscalingConfig"
+    for token in (f"agentswarm:index:{name}" for name in blocks):
+        res = schema["resources"][token]
+        assert res["isComponent"] is True and res["description"], token
+        for key, prop in [*res["inputProperties"].items(), *res["properties"].items()]:
+            assert prop.get("description"), f"{token}.{key}"
+    # Every schema type is one of the generated public args or one of the few shapes the package itself
+    # declares (how the blocks connect), so no config section is hand-kept.
+    own = {"ManagedRedis", "RedisConnection", "NatsConnection", "EdgeRefs", "ScrapeTarget"}
     for token in types:
         name = token.rsplit(":", 1)[1]
-        assert hasattr(public_args, name) or name == "ManagedRedis", name
+        assert hasattr(public_args, name) or name in own, name
 
 
 TS_PROGRAM = """
@@ -210,6 +250,38 @@ const extra = new agentswarm.SwarmNamespace("extra", { namespace: "agents-extra"
 export const port: pulumi.Output<number> = swarm.coordinatorPort;
 export const namespaces = pulumi.all([swarm.namespace, extra.namespace]);
 """
+
+TS_PARTS = """
+import * as pulumi from "@pulumi/pulumi";
+import * as agentswarm from "./sdk";
+
+const ns = new agentswarm.SwarmNamespace("ns", { namespace: "team-a", instance: "team" });
+const redis = new agentswarm.Redis("redis", {
+    namespace: ns.namespace,
+    instance: "team",
+    config: { aof: true },
+});
+const broker = { url: redis.url, passwordSecret: redis.secretName };
+const coordinator = new agentswarm.Coordinator("coordinator", {
+    namespace: ns.namespace,
+    instance: "team",
+    image: "agentswarm:dev",
+    exposure: agentswarm.SwarmExposure.NODEPORT,
+    redis: broker,
+    config: { replicas: 2 },
+});
+const agents = new agentswarm.AgentPool("agents", {
+    namespace: ns.namespace,
+    instance: "team",
+    image: "agentswarm:dev",
+    redis: broker,
+    coordinatorPort: coordinator.port,
+    config: { replicas: 4, handler: "myagents.handlers:handle" },
+});
+export const statefulset: pulumi.Output<string> = agents.statefulsetName;
+export const tokenSecret: pulumi.Output<string> = coordinator.apiTokenSecretName;
+"""
+"""A swarm assembled from the building blocks: the broker's outputs feed the coordinator and the agents."""
 
 
 def _npm_tools() -> Path:
@@ -277,3 +349,10 @@ def test_typescript_sdk_type_checks_a_program(package_schema: dict[str, Any], tm
     assert "Type 'string' is not assignable to type 'number'" in wrong.stdout, wrong.stdout
     missing = _tsc(app, modules, TS_PROGRAM.replace("platform: agentswarm.SwarmPlatform.KIND,", ""))
     assert missing.returncode != 0 and "platform" in missing.stdout, missing.stdout
+    parts = _tsc(app, modules, TS_PARTS)
+    assert parts.returncode == 0, parts.stdout + parts.stderr
+    # The wiring is checked too: the coordinator's exposure is required, a broker needs its Secret.
+    no_exposure = _tsc(app, modules, TS_PARTS.replace("exposure: agentswarm.SwarmExposure.NODEPORT,", ""))
+    assert no_exposure.returncode != 0 and "exposure" in no_exposure.stdout, no_exposure.stdout
+    no_secret = _tsc(app, modules, TS_PARTS.replace(", passwordSecret: redis.secretName", ""))
+    assert no_secret.returncode != 0 and "passwordSecret" in no_secret.stdout, no_secret.stdout

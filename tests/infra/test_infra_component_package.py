@@ -16,7 +16,20 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from components import AgentSwarm as PythonAgentSwarm
 from components import ConfigError, parse_config, public_args, public_args_gen
 from components.config import AgentsConfig, SwarmConfig
-from components.provider import COMPONENTS, PACKAGE, AgentSwarm, SwarmNamespace, swarm_config
+from components.provider import (
+    COMPONENTS,
+    PACKAGE,
+    AgentAutoscaler,
+    AgentPool,
+    AgentSwarm,
+    Coordinator,
+    Nats,
+    NatsConnection,
+    Redis,
+    SwarmMonitoring,
+    SwarmNamespace,
+    swarm_config,
+)
 
 PUBLIC = {
     "platform": public_args.SwarmPlatform.GKE,
@@ -78,7 +91,16 @@ def test_public_args_validate_like_a_stack_config() -> None:
 
 def test_schema_analyzer_accepts_the_package() -> None:
     result = Analyzer(PACKAGE).analyze(COMPONENTS)
-    assert set(result["component_definitions"]) == {"AgentSwarm", "SwarmNamespace"}
+    assert set(result["component_definitions"]) == {
+        "AgentSwarm",
+        "SwarmNamespace",
+        "Redis",
+        "Nats",
+        "Coordinator",
+        "AgentPool",
+        "AgentAutoscaler",
+        "SwarmMonitoring",
+    }
     swarm = result["component_definitions"]["AgentSwarm"]
     assert not swarm.inputs["config"].optional and swarm.inputs["image"].optional
     assert result["type_definitions"]["SwarmPlatform"].enum is not None
@@ -96,3 +118,344 @@ def test_provider_component_builds_what_the_python_component_builds() -> None:
     assert sts["spec"]["replicas"] == 7
     ns = run_mocked(lambda: SwarmNamespace("ns", {"namespace": "team-a"}))
     assert ns.one("kubernetes:core/v1:Namespace").values["metadata"]["name"] == "team-a"
+
+
+def test_schema_analyzer_describes_every_building_block() -> None:
+    result = Analyzer(PACKAGE).analyze(COMPONENTS)
+    blocks = {"Redis", "Nats", "Coordinator", "AgentPool", "AgentAutoscaler", "SwarmMonitoring"}
+    assert blocks <= set(result["component_definitions"])
+    for name in blocks:
+        component = result["component_definitions"][name]
+        assert component.description, name
+        for key, prop in [*component.inputs.items(), *component.outputs.items()]:
+            assert prop.description, f"{name}.{key} has no description"
+    coordinator = result["component_definitions"]["Coordinator"]
+    required = {k for k, v in coordinator.inputs.items() if not v.optional}
+    assert required == {"namespace", "image", "exposure"}
+    assert coordinator.inputs["redis"].ref == "#/types/agentswarm:index:RedisConnection"
+    assert set(result["component_definitions"]["Redis"].outputs) == {"host", "port", "secretName", "url"}
+    assert "coordinatorPort" in result["component_definitions"]["AgentPool"].inputs
+
+
+def _resources(rec: Recording) -> list[tuple[str, str, str]]:
+    """Every resource below the components: type, name and inputs (components differ only by their parent)."""
+    return sorted(
+        (r.type, r.name, repr(r.values)) for r in rec.resources if not r.type.startswith(f"{PACKAGE}:index:")
+    )
+
+
+SWARM = {
+    "platform": "kind",
+    "name": "team",
+    "namespace": "team-a",
+    "agents": {"handler": "my.pkg:run", "replicas": 3, "env": {"MODEL": "m"}},
+    "coordinator": {"replicas": 2, "port": 9090},
+    "token_budget": {"tokens_per_day": 1000},
+    "api_token": "a-token-of-24-characters",
+}
+
+
+@pytest.mark.parametrize("autoscale", [False, True])
+@pytest.mark.parametrize("broker", ["redis", "nats"])
+def test_a_swarm_assembled_from_the_blocks_is_the_agent_swarm(broker: str, autoscale: bool) -> None:
+    """Namespace + broker + Coordinator + AgentPool (+ AgentAutoscaler) from the package make exactly
+    AgentSwarm's resources."""
+    scaling: public_args.AutoscalingConfig = {"enabled": True, "max_replicas": 40, "install_keda": True}
+    agents_cfg: public_args.AgentsConfig = {"handler": "my.pkg:run", "replicas": 3, "env": {"MODEL": "m"}}
+    if autoscale:
+        agents_cfg["autoscaling"] = scaling
+    cfg = parse_config({**SWARM, "broker": broker, "agents": agents_cfg})
+
+    def parts() -> None:
+        ns = SwarmNamespace("swarm-namespace", {"namespace": "team-a", "instance": "team"})
+        common: Any = {"namespace": ns.namespace, "instance": "team", "image": "img:1"}
+        budget: public_args.TokenBudgetConfig = {"tokens_per_day": 1000}
+        conn: Any
+        if broker == "nats":
+            nats = Nats(
+                "swarm-nats", {"namespace": ns.namespace, "instance": "team", "allow_keda": autoscale}
+            )
+            conn = {"nats": {"host": nats.host, "password_secret": nats.secret_name}}
+        else:
+            redis = Redis(
+                "swarm-redis", {"namespace": ns.namespace, "instance": "team", "allow_keda": autoscale}
+            )
+            conn = {"redis": {"url": redis.url, "password_secret": redis.secret_name}}
+        coordinator = Coordinator(
+            "swarm-coordinator",
+            {
+                **common,
+                **conn,
+                "exposure": public_args.SwarmExposure.NODEPORT,
+                "config": {"replicas": 2, "port": 9090},
+                "api_token": "a-token-of-24-characters",
+                "token_budget": budget,
+            },  # type: ignore[typeddict-item]
+        )
+        pool = AgentPool(
+            "swarm-agents",
+            {
+                **common,
+                **conn,
+                "config": agents_cfg,
+                "coordinator_port": coordinator.port,
+                "token_budget": budget,
+            },  # type: ignore[typeddict-item]
+        )
+        if autoscale:
+            AgentAutoscaler(
+                "swarm-autoscaler",
+                {
+                    "namespace": ns.namespace,
+                    "instance": "team",
+                    "statefulset_name": pool.statefulset_name,
+                    "config": scaling,
+                    **conn,
+                },
+            )
+
+    assembled = run_mocked(parts)
+    whole = run_mocked(lambda: PythonAgentSwarm("swarm", {"config": cfg, "image": "img:1"}))
+    assert _resources(assembled) == _resources(whole)
+    assert {r.type for r in assembled.resources} >= {f"{PACKAGE}:index:{broker.capitalize()}"}
+    assert any(r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject" for r in assembled.resources) == autoscale
+
+
+def _same(package: Any, python: Any) -> None:
+    through_package, direct = run_mocked(package), run_mocked(python)
+    assert _resources(through_package) == _resources(direct)
+    assert [r.type for r in through_package.resources if r.type.startswith(PACKAGE)] == [
+        r.type for r in direct.resources if r.type.startswith(PACKAGE)
+    ]
+
+
+def test_each_block_builds_what_its_python_class_builds() -> None:
+    from components import agents, coordinator, monitoring, nats, redis
+    from components._k8s import selector_labels
+    from components.autoscaling import keda_ingress_rule
+    from components.config import CoordinatorConfig, MonitoringConfig, NatsConfig, RedisConfig
+
+    clients = [selector_labels("i", "coordinator"), selector_labels("i", "agent")]
+    _same(
+        lambda: Redis(
+            "r",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "config": {"aof": False},
+                "allow_keda": True,
+                "password": "a-password-of-24-chars!",
+            },
+        ),
+        lambda: redis.Redis(
+            "r",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "config": RedisConfig(aof=False),
+                "client_selectors": clients,
+                "extra_ingress": [keda_ingress_rule(redis.REDIS_PORT)],
+                "password": "a-password-of-24-chars!",
+            },
+        ),
+    )
+    _same(
+        lambda: Nats("q", {"namespace": "n", "instance": "i", "config": {"storage_size": "2Gi"}}),
+        lambda: nats.Nats(
+            "q",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "config": NatsConfig(storage_size="2Gi"),
+                "client_selectors": clients,
+            },
+        ),
+    )
+    conn = redis.RedisConnection(
+        url="rediss://10.0.0.5:6378/0",
+        password_secret="auth",
+        password_key="auth-string",
+        ca_secret="ca",
+        ca_key="ca.crt",
+        ip_block="10.0.0.5/32",
+        port=6378,
+    )
+    managed = {
+        "url": "rediss://10.0.0.5:6378/0",
+        "password_secret": "auth",
+        "password_key": "auth-string",
+        "ca_secret": "ca",
+        "ip_block": "10.0.0.5/32",
+        "port": 6378,
+    }
+    _same(
+        lambda: Coordinator(
+            "c",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "image": "img",
+                "exposure": public_args.SwarmExposure.GATEWAY,
+                "redis": managed,  # type: ignore[typeddict-item]
+                "config": {"hostname": "swarm.example.com"},
+                "image_pull_policy": public_args.ImagePullPolicy.ALWAYS,
+                "image_digest": "sha256:1",
+            },
+        ),
+        lambda: coordinator.Coordinator(
+            "c",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "image": "img",
+                "exposure": "gateway",
+                "redis": conn,
+                "config": CoordinatorConfig(hostname="swarm.example.com"),
+                "image_pull_policy": "Always",
+                "tls_mode": "none",
+                "pod_annotations": {"agentswarm.io/image-digest": "sha256:1"},
+            },
+        ),
+    )
+    _same(
+        lambda: AgentPool(
+            "a",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "image": "img",
+                "redis": managed,  # type: ignore[typeddict-item]
+                "config": {"replicas": 4, "handler": "my.pkg:run"},
+                "gcp_service_account": "sa@p.iam.gserviceaccount.com",
+            },
+        ),
+        lambda: agents.AgentPool(
+            "a",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "image": "img",
+                "image_pull_policy": "IfNotPresent",
+                "redis": conn,
+                "config": parse_config(
+                    {"platform": "kind", "agents": {"replicas": 4, "handler": "my.pkg:run"}}
+                ).agents,
+                "coordinator_selector": selector_labels("i", "coordinator"),
+                "coordinator_port": CoordinatorConfig().port,
+                "gcp_service_account": "sa@p.iam.gserviceaccount.com",
+            },
+        ),
+    )
+    target: monitoring.ScrapeTarget = {
+        "component": "coordinator",
+        "selector": selector_labels("i", "coordinator"),
+        "port": "http",
+    }
+    _same(
+        lambda: SwarmMonitoring(
+            "m", {"namespace": "n", "instance": "i", "config": {"scrape_interval": "1m"}}
+        ),
+        lambda: monitoring.SwarmMonitoring(
+            "m",
+            {
+                "namespace": "n",
+                "instance": "i",
+                "config": MonitoringConfig(scrape_interval="1m"),
+                "targets": [target],
+            },
+        ),
+    )
+
+
+NODEPORT = public_args.SwarmExposure.NODEPORT
+QUEUE: NatsConnection = {"host": "h", "password_secret": "s"}
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Redis("r", {"namespace": "n", "config": {"storage_size": "lots"}}), r"redis\.storage_size"),
+        (
+            lambda: Redis("r", {"namespace": "n", "config": {"mode": public_args.RedisMode.MEMORYSTORE}}),
+            r"redis\.mode",
+        ),
+        (lambda: Nats("q", {"namespace": "n", "config": {"imag": "x"}}), r"nats\.imag"),  # type: ignore[typeddict-unknown-key]
+        (
+            lambda: Coordinator(
+                "c",
+                {
+                    "namespace": "n",
+                    "image": "i",
+                    "exposure": NODEPORT,
+                    "nats": QUEUE,
+                    "config": {"replicas": 0},
+                },
+            ),
+            r"coordinator\.replicas",
+        ),
+        (lambda: Coordinator("c", {"namespace": "n", "image": "i", "exposure": NODEPORT}), r"broker"),
+        (
+            lambda: Coordinator(
+                "c",
+                {
+                    "namespace": "n",
+                    "image": "i",
+                    "exposure": NODEPORT,
+                    "redis": {"url": "u", "password_secret": "s"},
+                    "nats": QUEUE,
+                },
+            ),
+            r"broker",
+        ),
+        (
+            lambda: AgentPool(
+                "a", {"namespace": "n", "image": "i", "nats": QUEUE, "config": {"replicas": -1}}
+            ),
+            r"agents\.replicas",
+        ),
+        (
+            lambda: AgentAutoscaler(
+                "s",
+                {"namespace": "n", "statefulset_name": "a", "nats": QUEUE, "config": {"max_replicas": 5}},
+            ),
+            r"agents\.autoscaling\.enabled: got False",
+        ),
+        (
+            lambda: AgentAutoscaler(
+                "s",
+                {
+                    "namespace": "n",
+                    "statefulset_name": "a",
+                    "nats": QUEUE,
+                    "config": {"enabled": True, "min_replicas": -1},
+                },
+            ),
+            r"agents\.autoscaling\.min_replicas",
+        ),
+        (
+            lambda: AgentPool(
+                "a",
+                {"namespace": "n", "image": "i", "nats": QUEUE, "token_budget": {"tokens_per_day": -5}},
+            ),
+            r"token_budget\.tokens_per_day",
+        ),
+        (lambda: Redis("r", {"namespace": "n", "password": "short"}), r"password: got '<secret>'"),
+        (
+            lambda: Coordinator(
+                "c",
+                {
+                    "namespace": "n",
+                    "image": "i",
+                    "exposure": NODEPORT,
+                    "nats": QUEUE,
+                    "api_token_next": "short",
+                },
+            ),
+            r"api_token_next: got '<secret>'; must be at least 16",
+        ),
+    ],
+)
+def test_blocks_reject_bad_input_with_one_line(build: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        build()
+    assert "\n" not in str(info.value)
