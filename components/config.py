@@ -181,10 +181,8 @@ class SwarmConfig(_Model):
         return data
 
     def runtime_env(self) -> list[dict[str, str]]:
-        """Plain ``AGENTSWARM_*`` variables both roles get: the retention (the coordinator trims by it, the
-        agents' brokers configure the server objects with it) and the token budget."""
-        retention = {"name": "AGENTSWARM_RETENTION_SECONDS", "value": str(self.retention_seconds)}
-        return [retention, *self.token_budget.env()]
+        """Plain ``AGENTSWARM_*`` variables both roles get (see :func:`runtime_env`)."""
+        return runtime_env(self.retention_seconds, self.token_budget)
 
     @property
     def tls_mode(self) -> Literal["managed", "pre-shared", "none"]:
@@ -217,3 +215,12 @@ def parse_config(data: Mapping[str, Any]) -> SwarmConfig:
         raise
     except ValidationError as exc:
         raise one_line_error(exc, data) from None
+
+
+def runtime_env(retention_seconds: int, token_budget: TokenBudgetConfig) -> list[dict[str, str]]:
+    """Plain ``AGENTSWARM_*`` variables both roles get: the retention (the coordinator trims by it, the
+    agents' brokers configure the server objects with it) and the token budget."""
+    if retention_seconds < 0:
+        raise ConfigError("retention_seconds", retention_seconds, "must be >= 0 (0 keeps everything)")
+    retention = {"name": "AGENTSWARM_RETENTION_SECONDS", "value": str(retention_seconds)}
+    return [retention, *token_budget.env()]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from components import agents, autoscaling, coordinator, monitoring, namespace, nats, redis, swarm
 from components._k8s import selector_labels
 from components.autoscaling import keda_ingress_rule, scaling_rule
-from components.config import QUEUE_NAMESPACE, ConfigError, parse_config
+from components.config import QUEUE_NAMESPACE, RETENTION_SECONDS, ConfigError, parse_config, runtime_env
 from components.config import AgentsConfig as ValidatedAgents
 from components.config import AutoscalingConfig as ValidatedAutoscaling
 from components.config import CoordinatorConfig as ValidatedCoordinator
@@ -388,8 +388,8 @@ def _runtime_args(
         broker: conn,
     }
     budget = section(ValidatedTokenBudget, "token_budget", args.get("token_budget"))
-    if budget.env():
-        inner["runtime_env"] = budget.env()
+    retention = int(args.get("retention_seconds", RETENTION_SECONDS))
+    inner["runtime_env"] = runtime_env(retention, budget)  # what AgentSwarm gives both roles
     if "image_digest" in args:
         inner["pod_annotations"] = {swarm.IMAGE_DIGEST_ANNOTATION: args["image_digest"]}
     return inner
@@ -426,6 +426,9 @@ class CoordinatorArgs(TypedDict):
     """A second valid token during a rotation."""
     token_budget: NotRequired[TokenBudgetConfig]
     """The swarm's LLM token budget the coordinator reports (give the agents the same)."""
+    retention_seconds: NotRequired[int]
+    """How long the broker keeps a finished task, in seconds (the coordinator trims by it; give the agents the
+    same); 0 keeps everything. Default: 7 days."""
 
 
 class Coordinator(coordinator.Coordinator):
@@ -487,6 +490,9 @@ class AgentPoolArgs(TypedDict):
     """GCP service account email to bind the agents' ServiceAccount to (Workload Identity)."""
     token_budget: NotRequired[TokenBudgetConfig]
     """The swarm's LLM token budget the agents enforce (give the coordinator the same)."""
+    retention_seconds: NotRequired[int]
+    """How long the broker keeps a finished task, in seconds (the agents' broker objects are set up with it;
+    give the coordinator the same); 0 keeps everything. Default: 7 days."""
 
 
 class AgentPool(agents.AgentPool):

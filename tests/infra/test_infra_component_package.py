@@ -300,6 +300,7 @@ def test_each_block_builds_what_its_python_class_builds() -> None:
                 "config": {"hostname": "swarm.example.com"},
                 "image_pull_policy": public_args.ImagePullPolicy.ALWAYS,
                 "image_digest": "sha256:1",
+                "retention_seconds": 3600,
             },
         ),
         lambda: coordinator.Coordinator(
@@ -314,6 +315,7 @@ def test_each_block_builds_what_its_python_class_builds() -> None:
                 "image_pull_policy": "Always",
                 "tls_mode": "none",
                 "pod_annotations": {"agentswarm.io/image-digest": "sha256:1"},
+                "runtime_env": [{"name": "AGENTSWARM_RETENTION_SECONDS", "value": "3600"}],
             },
         ),
     )
@@ -337,6 +339,7 @@ def test_each_block_builds_what_its_python_class_builds() -> None:
                 "image": "img",
                 "image_pull_policy": "IfNotPresent",
                 "redis": conn,
+                "runtime_env": [{"name": "AGENTSWARM_RETENTION_SECONDS", "value": "604800"}],
                 "config": parse_config(
                     {"platform": "kind", "agents": {"replicas": 4, "handler": "my.pkg:run"}}
                 ).agents,
