@@ -336,9 +336,12 @@ class Agent:
                 started_at=started,
             )
             await self.events.flush()  # every streamed event before the terminal one
-            recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
-            await self.retrying(lambda: self.tree.finished(ctx.node, "done"), "child_finished")
-            await self.retrying(lambda: self.broker.ack(delivery), "ack")
+            if ctx.node.parent is None:  # nobody waits for it: result and acknowledgement in one step
+                recorded = await self.retrying(lambda: self.broker.finish(delivery, result), "finish")
+            else:  # the parent learns between the two, so a death in between is redone, not lost
+                recorded = await self.retrying(lambda: self.broker.record_result(result), "record_result")
+                await self.retrying(lambda: self.tree.finished(ctx.node, "done"), "child_finished")
+                await self.retrying(lambda: self.broker.ack(delivery), "ack")
             self.tasks_done += 1
             log.info("task %s done (%s)", task.id, "recorded" if recorded else "result already recorded")
             try:

@@ -152,6 +152,25 @@ async def test_redelivery_after_sigkill(
     assert (await b.stats()).done == 1
 
 
+async def test_finish_records_and_acknowledges_in_one_step(brokers) -> None:
+    """``finish`` = ``record_result`` + ``ack``: the result once, the delivery gone, a retry harmless."""
+    b: Broker = await brokers()
+    await b.enqueue({"x": 1}, "fin")
+    await b.enqueue({"x": 2}, "fin2")
+    [d] = await b.claim("agent-f", block_ms=200)
+    assert d.task.id == "fin"
+    assert await b.finish(d, TaskResult("fin", "ok", "agent-f", d.attempt)) is True
+    assert await b.finish(d, TaskResult("fin", "again", "agent-f", d.attempt)) is False  # a retried finish
+    result = await b.get_result("fin")
+    assert result is not None and result.value == "ok"
+    assert [e.data["type"] for e in await b.read_events("fin")] == ["result"]
+    stats = await b.stats()
+    assert (stats.pending, stats.queued, stats.done) == (0, 1, 1)
+    [d2] = await b.claim("agent-f", block_ms=200)  # the finished one never comes back, the next does
+    assert d2.task.id == "fin2"
+    await b.ack(d2)
+
+
 async def test_exactly_one_result_recorded(brokers) -> None:
     b1: Broker = await brokers()
     b2: Broker = await brokers()

@@ -321,6 +321,14 @@ class Broker(abc.ABC):
         The first recorded result also appends a terminal ``result`` event to the task's event log.
         """
 
+    async def finish(self, delivery: Delivery, result: TaskResult) -> bool:
+        """:meth:`record_result` then :meth:`ack`: one round trip where the backend allows. For a task no
+        parent waits for only (a parent must learn of its child between the two). Returns what
+        :meth:`record_result` returns; safe to retry after a transient error, like both."""
+        recorded = await self.record_result(result)
+        await self.ack(delivery)
+        return recorded
+
     @abc.abstractmethod
     async def get_result(self, task_id: str) -> TaskResult | None:
         """The recorded result of a task (``status="cancelled"`` for a cancelled one), or None."""

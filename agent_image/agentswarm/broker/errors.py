@@ -41,6 +41,7 @@ CONTRACT_OPERATIONS = (
     "dead_letter",
     "dead_letters",
     "record_result",
+    "finish",
     "get_result",
     "cancel",
     "publish_event",

@@ -103,16 +103,25 @@ end
 """
 
 _RECORD_LUA = """
--- KEYS: results, events stream of the task, notify stream, swarm feed, finished index.
--- ARGV: task id, result json, event json, notify maxlen, swarm json, swarm maxlen
+-- KEYS: results, events stream of the task, notify stream, swarm feed, finished index; to acknowledge the
+-- delivery in the same step (Broker.finish) also: its task stream, retry_at hash, delivery records hash.
+-- ARGV: task id, result json, event json, notify maxlen, swarm json, swarm maxlen; to acknowledge also:
+-- group, stream entry id, delivery handle.
+local recorded = 0
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[5], redis.call('TIME')[1], ARGV[1])
   local id = redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 't', ARGV[1], 'i', id, 'd', ARGV[3])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'data', ARGV[5])
-  return 1
+  recorded = 1
 end
-return 0
+if #KEYS == 8 then
+  redis.call('XACK', KEYS[6], ARGV[7], ARGV[8])
+  redis.call('XDEL', KEYS[6], ARGV[8])
+  redis.call('HDEL', KEYS[7], ARGV[9])
+  redis.call('HDEL', KEYS[8], ARGV[1])
+end
+return recorded
 """
 
 _KEEPALIVE_LUA = """

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from agentswarm.broker.base import (
     JSON,
@@ -88,29 +88,27 @@ class RedisRecords(RedisConnection):
 
     # -- results ------------------------------------------------------------------------------------------
     async def record_result(self, result: TaskResult) -> bool:
+        keys, args = self._record_call(result)
+        return bool(await self._record_script(keys=keys, args=args))
+
+    def _record_call(self, result: TaskResult) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of ``_RECORD_LUA`` storing ``result`` (``finish`` adds the acknowledgement)."""
         validate_task_id(result.task_id)
         event = {"type": "result", **result.to_json()}
         swarm = task_transition(
             result.task_id, "done", at=result.recorded_at, agent=result.agent_id, attempt=result.attempt
         )
-        recorded = await self._record_script(
-            keys=[
-                self.k_results,
-                self._events_key(result.task_id),
-                self.k_notify,
-                self.k_swarm,
-                self.k_finished,
-            ],
-            args=[
-                result.task_id,
-                json.dumps(result.to_json()),
-                json.dumps(event),
-                NOTIFY_RETENTION,
-                json.dumps(swarm),
-                SWARM_FEED_RETENTION,
-            ],
-        )
-        return bool(recorded)
+        keys = [self.k_results, self._events_key(result.task_id), self.k_notify, self.k_swarm]
+        keys.append(self.k_finished)
+        args: list[Any] = [
+            result.task_id,
+            json.dumps(result.to_json()),
+            json.dumps(event),
+            NOTIFY_RETENTION,
+            json.dumps(swarm),
+            SWARM_FEED_RETENTION,
+        ]
+        return keys, args
 
     async def get_result(self, task_id: str) -> TaskResult | None:
         raw = await _aw(self.r.hget(self.k_results, validate_task_id(task_id)))

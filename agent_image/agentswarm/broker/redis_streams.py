@@ -29,6 +29,7 @@ from agentswarm.broker.base import (
     PRIORITIES,
     Delivery,
     DeliveryRecord,
+    TaskResult,
     abandoned_reason,
     task_from_record,
 )
@@ -252,6 +253,16 @@ class RedisStreamsBroker(RedisNotify):
         pipe.hdel(self.k_records, delivery.task.id)
         await pipe.execute()
         self._inflight.discard(str(delivery.handle))
+
+    async def finish(self, delivery: Delivery, result: TaskResult) -> bool:
+        # One script: the result and the acknowledgement together, all or nothing (one round trip).
+        stream, entry_id = self._entry(delivery.handle)
+        keys, args = self._record_call(result)
+        keys += [stream, self.k_retry_at, self.k_records]
+        args += [self.group, entry_id, str(delivery.handle)]
+        recorded = bool(await self._record_script(keys=keys, args=args))
+        self._inflight.discard(str(delivery.handle))
+        return recorded
 
     async def fail(self, delivery: Delivery, error: str) -> bool:
         await _aw(self.r.hset(self.k_errors, delivery.task.id, error))
