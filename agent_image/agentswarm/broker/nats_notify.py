@@ -34,7 +34,12 @@ class NatsNotify(NatsRecords):
     """Pipelined event appends, the swarm feed's log, and :meth:`follow`."""
 
     async def publish_events(self, events: Sequence[tuple[str, dict[str, JSON]]]) -> list[str]:
-        if len(events) == 1:  # the common case of an awaited emit: a plain publish, no futures
+        return await self.publish_batch(events, ())
+
+    async def publish_batch(
+        self, events: Sequence[tuple[str, dict[str, JSON]]], swarm: Sequence[dict[str, JSON]]
+    ) -> list[str]:
+        if len(events) == 1 and not swarm:  # the common case of an awaited emit: a plain publish, no futures
             task_id, data = events[0]
             subject = self._events_subject(validate_task_id(task_id))
             return [str((await self.js.publish(subject, json.dumps(data).encode())).seq)]
@@ -45,23 +50,8 @@ class NatsNotify(NatsRecords):
             )
             for task_id, data in events
         ]
-        acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
-        return [str(ack.seq) for ack in acks]
-
-    async def publish_batch(
-        self, events: Sequence[tuple[str, dict[str, JSON]]], swarm: Sequence[dict[str, JSON]]
-    ) -> list[str]:
-        if not swarm:
-            return await self.publish_events(events)
-        # Sent in order on one connection, acknowledged together (one round trip for the batch).
-        pending = [
-            await self.js.publish_async(
-                self._events_subject(validate_task_id(task_id)), json.dumps(data).encode()
-            )
-            for task_id, data in events
-        ]
-        pending += [await self.js.publish_async(self.subj_swarm, json.dumps(data).encode()) for data in swarm]
-        acks = await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+        pending += [await self._swarm_async(data) for data in swarm]
+        acks = await self._acked(pending)
         return [str(ack.seq) for ack in acks[: len(events)]]
 
     async def publish_swarm_event(self, data: dict[str, JSON]) -> str:

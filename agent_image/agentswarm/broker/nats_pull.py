@@ -118,15 +118,14 @@ class NatsPull(NatsNotify):
             return
         self._last_saturation_check = now
         with contextlib.suppress(Exception):
-            for durable in self.durables.values():
-                info = await self.js.consumer_info(self.s_tasks, durable)
-                if (info.num_ack_pending or 0) >= self.max_ack_pending and (info.num_pending or 0) > 0:
+            for durable, (waiting, ack_pending) in (await self._class_consumers()).items():
+                if self._saturated(waiting, ack_pending):
                     log.error(
                         "JetStream consumer %s is stalled: %d unacknowledged deliveries = MaxAckPending (%d) "
                         "while %d tasks wait; raise AGENTSWARM_MAX_ACK_PENDING or lower "
                         "AGENTSWARM_CLAIM_IDLE_MS",
                         durable,
-                        info.num_ack_pending,
+                        ack_pending,
                         self.max_ack_pending,
-                        info.num_pending,
+                        waiting,
                     )

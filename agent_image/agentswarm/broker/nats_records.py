@@ -105,10 +105,10 @@ class NatsRecords(NatsConnection):
                 await sub.unsubscribe()
         return {task_id for task_id in ids if await self.get_task(task_id) is not None}
 
-    async def _acked(self, pending: Sequence[asyncio.Future[Any]]) -> None:
-        """Wait for the acks of pipelined publishes (``publish_async``); a publish refused raises."""
+    async def _acked(self, pending: Sequence[asyncio.Future[Any]]) -> list[Any]:
+        """The acks of pipelined publishes (``publish_async``), in order; a publish refused raises."""
         try:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            return await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
         except TimeoutError:
             raise nats.errors.TimeoutError from None
 
@@ -275,15 +275,19 @@ class NatsRecords(NatsConnection):
         await self.kv("ckpt").purge(validate_task_id(task_id))
 
     # -- metrics ------------------------------------------------------------------------------------------
-    async def _class_consumers(self) -> list[tuple[int, int]]:
-        """``(num_pending, num_ack_pending)`` of the consumer of each priority class."""
-        infos = await asyncio.gather(
-            *(self.js.consumer_info(self.s_tasks, d) for d in self.durables.values())
-        )
-        return [(int(i.num_pending or 0), int(i.num_ack_pending or 0)) for i in infos]
+    async def _class_consumers(self) -> dict[str, tuple[int, int]]:
+        """``(num_pending, num_ack_pending)`` of the consumer of each priority class, by durable name."""
+        durables = list(self.durables.values())
+        infos = await asyncio.gather(*(self.js.consumer_info(self.s_tasks, d) for d in durables))
+        pairs = zip(durables, infos, strict=True)
+        return {d: (int(i.num_pending or 0), int(i.num_ack_pending or 0)) for d, i in pairs}
+
+    def _saturated(self, waiting: int, ack_pending: int) -> bool:
+        """A consumer at MaxAckPending while tasks wait: nothing more is handed out until an ack."""
+        return ack_pending >= self.max_ack_pending and waiting > 0
 
     async def stats(self) -> BrokerStats:
-        consumers = await self._class_consumers()
+        consumers = list((await self._class_consumers()).values())
         dead = await self.js.stream_info(self.s_dead)
         results = await self.js.stream_info(f"KV_{self.ns}_results")
         tasks = await self.js.stream_info(f"KV_{self.ns}_tasks")
@@ -293,7 +297,7 @@ class NatsRecords(NatsConnection):
             done=int(results.state.messages),
             dead_lettered=int(dead.state.messages),
             enqueued_total=int(tasks.state.last_seq or 0),  # every put ever: counts expired tasks too
-            saturated=any(ack >= self.max_ack_pending and waiting > 0 for waiting, ack in consumers),
+            saturated=any(self._saturated(waiting, ack) for waiting, ack in consumers),
         )
 
     async def usage(self) -> BrokerUsage:
@@ -316,4 +320,5 @@ class NatsRecords(NatsConnection):
 
     async def backlog(self) -> int:
         # What KEDA's nats-jetstream scaler reads from /jsz for each class's consumer (one trigger each).
-        return sum(waiting + ack_pending for waiting, ack_pending in await self._class_consumers())
+        consumers = await self._class_consumers()
+        return sum(waiting + ack_pending for waiting, ack_pending in consumers.values())
