@@ -15,7 +15,7 @@ import pytest
 from agentswarm.broker import Broker
 from agentswarm.swarm import ask as asking
 from agentswarm.swarm.runtime import make_swarm_store
-from rt_support import AgentProcess, make_test_broker, wait_until
+from rt_support import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,28 +32,6 @@ def env_for(backend: str, url: str, namespace: str) -> dict[str, str]:
         "AGENTSWARM_SHUTDOWN_GRACE_SECONDS": "2",
         "PYTHONPATH": f"{Path(__file__).parent}:{os.environ.get('PYTHONPATH', '')}",
     }
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Any:
-    started: list[AgentProcess] = []
-
-    def make(env: dict[str, str], name: str) -> AgentProcess:
-        agent = AgentProcess(name, env, tmp_path).start()
-        started.append(agent)
-        return agent
-
-    yield make
-    for a in started:
-        a.stop()
-
-
-@pytest.fixture
-async def broker(backend: str, server_url: str, unique_namespace: str) -> Any:
-    b = make_test_broker(backend, server_url, unique_namespace)
-    await b.connect()
-    yield b
-    await b.close()
 
 
 async def types(broker: Broker, task_id: str) -> list[str]:
@@ -78,7 +56,7 @@ async def test_answer_resumes_the_task_on_another_agent(
     await broker.enqueue({"twice": True}, "hitl")
     with pytest.raises(asking.NotWaitingForInput):
         await asking.answer(store, "hitl", "too early")
-    first = agents(env, "asker")
+    [first] = agents(env, name="asker")
     await wait_until(lambda: asked(broker, "hitl", 1), within=60, what="the first question")
     [event] = [e for e in await broker.read_events("hitl") if e.data["type"] == "input_required"]
     assert event.data["question"] == {"q": "approve?"} and event.data["n"] == 0
@@ -88,7 +66,7 @@ async def test_answer_resumes_the_task_on_another_agent(
     assert await asking.answer(store, "hitl", {"approved": True}) == 0
     with pytest.raises(asking.AlreadyAnswered):
         await asking.answer(store, "hitl", {"approved": False})
-    agents(env, "other")
+    agents(env, name="other")
     await wait_until(lambda: asked(broker, "hitl", 2), within=60, what="the second question")
     assert await asking.answer(store, "hitl", "yes, really") == 1
 
@@ -115,7 +93,7 @@ async def test_unanswered_question_times_out(
     store = make_swarm_store(broker)
     await store.connect()
     await broker.enqueue({"timeout": 1.5}, "impatient")
-    agents(env_for(backend, server_url, unique_namespace), "a1")
+    agents(env_for(backend, server_url, unique_namespace), name="a1")
 
     async def finished() -> bool:
         return await broker.get_result("impatient") is not None
@@ -136,7 +114,7 @@ async def test_a_cancelled_task_takes_no_answer(
     store = make_swarm_store(broker)
     await store.connect()
     await broker.enqueue({"timeout": 120}, "dropped")
-    agents(env_for(backend, server_url, unique_namespace), "a1")
+    agents(env_for(backend, server_url, unique_namespace), name="a1")
     await wait_until(lambda: asked(broker, "dropped", 1), within=60, what="the question")
     assert await cancel_tasks(broker, ["dropped"]) == {"dropped": "cancelled"}
     with pytest.raises(asking.NotWaitingForInput, match="was cancelled"):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from agentswarm.broker import Broker, TaskResult
 from agentswarm.swarm.cancel import cancel_tasks
-from rt_support import AgentProcess, make_test_broker, wait_until
+from rt_support import make_test_broker, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -38,28 +38,6 @@ def env_for(backend: str, url: str, namespace: str, handler: str, **extra: Any) 
     }
     env.update({f"AGENTSWARM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Any:
-    started: list[AgentProcess] = []
-
-    def make(env: dict[str, str], n: int = 1) -> list[AgentProcess]:
-        made = [AgentProcess(f"agent-{len(started) + i}", env, tmp_path).start() for i in range(n)]
-        started.extend(made)
-        return made
-
-    yield make
-    for a in started:
-        a.stop()
-
-
-@pytest.fixture
-async def broker(backend: str, server_url: str, unique_namespace: str) -> Any:
-    b = make_test_broker(backend, server_url, unique_namespace)
-    await b.connect()
-    yield b
-    await b.close()
 
 
 async def types(broker: Broker, task_id: str) -> list[str]:

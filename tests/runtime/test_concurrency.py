@@ -16,21 +16,13 @@ import pytest
 from agentswarm.broker import Broker, NewTask
 from agentswarm.checkpoint import FileCheckpointStore
 from agentswarm.handlers.steps import expected_result
-from rt_support import AgentProcess, StepLog, make_test_broker, wait_until
+from rt_support import AgentProcess, StepLog, wait_until
 from test_swarm import agent_env
 
 pytestmark = pytest.mark.timeout(240)
 
 N = 4
 STEPS = 40
-
-
-@pytest.fixture
-async def broker(backend: str, server_url: str, unique_namespace: str) -> Any:
-    b = make_test_broker(backend, server_url, unique_namespace)
-    await b.connect()
-    yield b
-    await b.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +55,6 @@ def private_url(
     """A server of this backend for this test alone, so that its usage is the test's own."""
     server = redis_factory() if backend == "redis" else nats_factory()
     return str(server.url)
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Iterator[Callable[[dict[str, str], int], list[AgentProcess]]]:
-    started: list[AgentProcess] = []
-
-    def make(env: dict[str, str], n: int) -> list[AgentProcess]:
-        made = [AgentProcess(f"agent-{len(started) + i}", env, tmp_path).start() for i in range(n)]
-        started.extend(made)
-        return made
-
-    yield make
-    for a in started:
-        a.stop()
 
 
 @contextlib.asynccontextmanager

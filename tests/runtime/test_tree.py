@@ -19,7 +19,7 @@ from agentswarm.handlers.tree import NEST, PLAN, expected_nest, expected_pipelin
 from agentswarm.swarm import NotAChild, child_id
 from agentswarm.swarm.runtime import TreeRuntime, make_swarm_store
 from agentswarm.swarm.store import Node, SwarmStore
-from rt_support import AgentProcess, wait_until
+from rt_support import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -39,20 +39,6 @@ def tree_env(backend: str, url: str, namespace: str, handler: str, **extra: Any)
     }
     env.update({f"AGENTSWARM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Any:
-    started: list[AgentProcess] = []
-
-    def make(env: dict[str, str], n: int) -> list[AgentProcess]:
-        made = [AgentProcess(f"agent-{len(started) + i}", env, tmp_path).start() for i in range(n)]
-        started.extend(made)
-        return made
-
-    yield make
-    for a in started:
-        a.stop()
 
 
 async def claim(broker: Broker, consumer: str, **kw: Any) -> list[Delivery]:
